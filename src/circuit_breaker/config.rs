@@ -1,0 +1,442 @@
+//! The breaker's configuration: [`Builder`], [`SlidingWindow`] and [`LoadAwareThresholds`].
+
+use super::events::CircuitBreakerEvent;
+use super::state::Shared;
+use super::window::{MAX_BUCKETS, MAX_COUNT_WINDOW};
+use super::CircuitBreaker;
+use crate::config::{Check, ConfigError, MAX_DURATION, MIN_DURATION};
+use crate::events::{Listener, Listeners};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Which calls the trip rule looks at.
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_breaker::circuit_breaker::SlidingWindow;
+///
+/// let last_100_calls = SlidingWindow::count_based(100);
+/// let last_minute = SlidingWindow::time_based(Duration::from_secs(60));
+/// let last_minute_in_6_buckets = SlidingWindow::time_based(Duration::from_secs(60)).buckets(6);
+/// let five_in_a_row = SlidingWindow::consecutive(5);
+/// # let _ = (last_100_calls, last_minute, last_minute_in_6_buckets, five_in_a_row);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SlidingWindow {
+    pub(crate) kind: WindowKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WindowKind {
+    Count(u32),
+    Time { length: Duration, buckets: u32 },
+    Consecutive(u32),
+}
+
+impl SlidingWindow {
+    /// The last `calls` calls (1 to 1,000,000): a true sliding window, the oldest call falls out
+    /// as each new one comes in. Trips on the failure or slow-call rate once it holds
+    /// `minimum_calls` (or `calls`, if smaller).
+    pub fn count_based(calls: u32) -> Self {
+        Self {
+            kind: WindowKind::Count(calls),
+        }
+    }
+
+    /// The calls of the last `length` (1 ms to 24 h), kept in 10 buckets of `length / 10`:
+    /// a call leaves the window between `length - length / 10` and `length` after it was
+    /// recorded, whether or not other calls arrive. Trips on the failure or slow-call rate once
+    /// the window holds `minimum_calls`.
+    pub fn time_based(length: Duration) -> Self {
+        Self {
+            kind: WindowKind::Time {
+                length,
+                buckets: 10,
+            },
+        }
+    }
+
+    /// `failures` failures in a row (1 to 1,000,000); any success starts the count again.
+    /// Slow calls do not count under this rule.
+    pub fn consecutive(failures: u32) -> Self {
+        Self {
+            kind: WindowKind::Consecutive(failures),
+        }
+    }
+
+    /// For a time-based window: how many buckets it is kept in (1 to 64, default 10). More
+    /// buckets age calls out more smoothly; each record still touches one bucket.
+    /// Has no effect on other windows.
+    pub fn buckets(mut self, buckets: u32) -> Self {
+        if let WindowKind::Time { length, .. } = self.kind {
+            self.kind = WindowKind::Time { length, buckets };
+        }
+        self
+    }
+}
+
+impl Default for SlidingWindow {
+    /// The last 100 calls.
+    fn default() -> Self {
+        Self::count_based(100)
+    }
+}
+
+/// Thresholds that follow the traffic: a quiet service trips after fewer failures and waits
+/// longer before probing, a busy one needs more failures and probes sooner.
+///
+/// The request rate is the number of calls in the (time-based) window scaled to a minute. The
+/// first tier whose `max_calls_per_minute` is above the rate applies; its `failures` is the
+/// number of failures in the window that trips the breaker (this replaces the failure-rate rule)
+/// and its `wait_in_open` the open time.
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_breaker::circuit_breaker::{CircuitBreaker, LoadAwareThresholds, SlidingWindow};
+///
+/// let breaker = CircuitBreaker::builder("anthropic")
+///     .sliding_window(SlidingWindow::time_based(Duration::from_secs(60)))
+///     .load_aware(LoadAwareThresholds::standard())
+///     .build()?;
+/// # Ok::<_, tower_breaker::ConfigError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoadAwareThresholds {
+    pub(crate) tiers: Vec<Tier>,
+}
+
+/// One tier of [`LoadAwareThresholds`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Tier {
+    /// The tier applies while the rate is below this many calls per minute.
+    pub max_calls_per_minute: f64,
+    /// Failures in the window that trip the breaker.
+    pub failures: u32,
+    /// How long the breaker stays open when this tier tripped it.
+    pub wait_in_open: Duration,
+}
+
+impl LoadAwareThresholds {
+    /// The three standard tiers: low (under 10 calls a minute: 3 failures, 60 s open),
+    /// medium (10 to 100 a minute: 5 failures, 30 s) and high (over 100: 10 failures, 15 s).
+    pub fn standard() -> Self {
+        Self {
+            tiers: vec![
+                Tier {
+                    max_calls_per_minute: 10.0,
+                    failures: 3,
+                    wait_in_open: Duration::from_secs(60),
+                },
+                Tier {
+                    max_calls_per_minute: 100.0,
+                    failures: 5,
+                    wait_in_open: Duration::from_secs(30),
+                },
+                Tier {
+                    max_calls_per_minute: f64::INFINITY,
+                    failures: 10,
+                    wait_in_open: Duration::from_secs(15),
+                },
+            ],
+        }
+    }
+
+    /// Tiers of your own, in increasing order of `max_calls_per_minute`; the last should be
+    /// `f64::INFINITY` so that every rate has a tier (the builder checks).
+    pub fn new(tiers: Vec<Tier>) -> Self {
+        Self { tiers }
+    }
+
+    /// The tier for `calls` calls seen in a window of `window` length.
+    pub(crate) fn tier(&self, calls: u32, window: Duration) -> Option<&Tier> {
+        let minutes = window.as_secs_f64() / 60.0;
+        let rate = if minutes > 0.0 {
+            calls as f64 / minutes
+        } else {
+            f64::INFINITY
+        };
+        self.tiers
+            .iter()
+            .find(|t| rate < t.max_calls_per_minute)
+            .or(self.tiers.last())
+    }
+}
+
+/// Builds a [`CircuitBreaker`]; see [`CircuitBreaker::builder`]. Every setter documents its
+/// default and allowed range; [`build`](Builder::build) checks them all.
+pub struct Builder {
+    name: Arc<str>,
+    window: SlidingWindow,
+    failure_rate_threshold: f64,
+    slow_call_rate_threshold: f64,
+    slow_call_duration: Option<Duration>,
+    minimum_calls: u32,
+    wait_in_open: Duration,
+    permitted_calls_in_half_open: u32,
+    max_wait_in_half_open: Option<Duration>,
+    growth: Option<(f64, Duration)>,
+    jitter: f64,
+    seed: u64,
+    load_aware: Option<LoadAwareThresholds>,
+    listeners: Listeners<CircuitBreakerEvent>,
+}
+
+impl std::fmt::Debug for Builder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Builder")
+            .field("name", &self.name)
+            .field("window", &self.window)
+            .field("failure_rate_threshold", &self.failure_rate_threshold)
+            .field("slow_call_rate_threshold", &self.slow_call_rate_threshold)
+            .field("slow_call_duration", &self.slow_call_duration)
+            .field("minimum_calls", &self.minimum_calls)
+            .field("wait_in_open", &self.wait_in_open)
+            .field(
+                "permitted_calls_in_half_open",
+                &self.permitted_calls_in_half_open,
+            )
+            .field("max_wait_in_half_open", &self.max_wait_in_half_open)
+            .field("load_aware", &self.load_aware)
+            .field("listeners", &self.listeners)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Checked settings, read on every call.
+#[derive(Debug)]
+pub(crate) struct Settings {
+    pub(crate) window: WindowKind,
+    /// Thresholds in parts per million, compared as integers.
+    pub(crate) failure_ppm: u64,
+    pub(crate) slow_ppm: u64,
+    pub(crate) slow_call_duration: Option<Duration>,
+    pub(crate) minimum_calls: u32,
+    pub(crate) wait_in_open: Duration,
+    pub(crate) permitted_in_half_open: u32,
+    pub(crate) max_wait_in_half_open: Option<Duration>,
+    pub(crate) growth: Option<(f64, Duration)>,
+    pub(crate) jitter: f64,
+    pub(crate) seed: u64,
+    pub(crate) load_aware: Option<LoadAwareThresholds>,
+}
+
+/// The most probes one half-open round may admit (they are counted in 10-bit fields).
+pub(crate) const MAX_PERMITTED_IN_HALF_OPEN: u32 = 1000;
+
+impl Builder {
+    pub(crate) fn new(name: impl Into<Arc<str>>) -> Self {
+        Self {
+            name: name.into(),
+            window: SlidingWindow::default(),
+            failure_rate_threshold: 0.5,
+            slow_call_rate_threshold: 1.0,
+            slow_call_duration: None,
+            minimum_calls: 100,
+            wait_in_open: Duration::from_secs(60),
+            permitted_calls_in_half_open: 10,
+            max_wait_in_half_open: Some(Duration::from_secs(120)),
+            growth: None,
+            jitter: 0.0,
+            seed: 0x5EED_CAFE_F00D_D00D,
+            load_aware: None,
+            listeners: Listeners::new(),
+        }
+    }
+
+    /// The trip rule's window. Default: [`SlidingWindow::count_based(100)`](SlidingWindow::count_based).
+    pub fn sliding_window(mut self, window: SlidingWindow) -> Self {
+        self.window = window;
+        self
+    }
+
+    /// The breaker opens when the failure rate is at least this (inclusive). Default 0.5;
+    /// allowed `0.0 < x <= 1.0`.
+    pub fn failure_rate_threshold(mut self, rate: f64) -> Self {
+        self.failure_rate_threshold = rate;
+        self
+    }
+
+    /// The breaker opens when the share of slow calls is at least this (inclusive). Default
+    /// 1.0; allowed `0.0 < x <= 1.0`. Only used when [`slow_call_duration`](Self::slow_call_duration) is set.
+    pub fn slow_call_rate_threshold(mut self, rate: f64) -> Self {
+        self.slow_call_rate_threshold = rate;
+        self
+    }
+
+    /// A call that takes at least this long is slow. Default: none, so that no clock is read
+    /// on the hot path (resilience4j's default is 60 s); allowed 1 ms to 24 h.
+    pub fn slow_call_duration(mut self, duration: Duration) -> Self {
+        self.slow_call_duration = Some(duration);
+        self
+    }
+
+    /// Rates are not checked until the window holds this many calls. Default 100; allowed
+    /// 1 to 1,000,000. With a count-based window smaller than this, the window's size is used.
+    pub fn minimum_calls(mut self, calls: u32) -> Self {
+        self.minimum_calls = calls;
+        self
+    }
+
+    /// How long the breaker stays open before it lets probes through. Default 60 s; allowed
+    /// 1 ms to 24 h.
+    pub fn wait_in_open(mut self, wait: Duration) -> Self {
+        self.wait_in_open = wait;
+        self
+    }
+
+    /// How many probe calls one half-open round admits. Default 10; allowed 1 to 1,000.
+    pub fn permitted_calls_in_half_open(mut self, calls: u32) -> Self {
+        self.permitted_calls_in_half_open = calls;
+        self
+    }
+
+    /// The breaker reopens if the half-open round has not decided within this time (probes
+    /// that hang). `None` waits forever. Default `Some(120 s)`, since a hung probe would
+    /// otherwise hold the breaker half-open for good; allowed 1 ms to 24 h.
+    pub fn max_wait_in_half_open(mut self, wait: Option<Duration>) -> Self {
+        self.max_wait_in_half_open = wait;
+        self
+    }
+
+    /// Each consecutive reopen (a failed half-open round) multiplies the open time by
+    /// `multiplier` (1.0 to 100.0), up to `max` (from `wait_in_open` to 24 h). Reset when the
+    /// breaker closes. Default: no growth.
+    pub fn open_time_growth(mut self, multiplier: f64, max: Duration) -> Self {
+        self.growth = Some((multiplier, max));
+        self
+    }
+
+    /// Spreads each open time by up to +/- this fraction (0.0 to below 1.0), so that a fleet of
+    /// breakers that opened together does not probe together. Default 0.0.
+    pub fn open_time_jitter(mut self, fraction: f64) -> Self {
+        self.jitter = fraction;
+        self
+    }
+
+    /// The seed of the jitter's random numbers, for reproducible tests.
+    pub fn jitter_seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    /// Picks the failure threshold and open time from tiers by the request rate. Needs a
+    /// time-based window. Default: off.
+    pub fn load_aware(mut self, thresholds: LoadAwareThresholds) -> Self {
+        self.load_aware = Some(thresholds);
+        self
+    }
+
+    /// Adds a listener for every event of this breaker (transitions, rejections, outcomes).
+    pub fn on_event(mut self, listener: impl Listener<CircuitBreakerEvent>) -> Self {
+        self.listeners.push(Arc::new(listener));
+        self
+    }
+
+    /// Checks every value and builds the breaker.
+    pub fn build(self) -> Result<CircuitBreaker, ConfigError> {
+        let check = Check {
+            component: &self.name,
+        };
+        let window = match self.window.kind {
+            WindowKind::Count(n) => {
+                check.range_u64("sliding_window", n as u64, 1, MAX_COUNT_WINDOW as u64)?;
+                WindowKind::Count(n)
+            }
+            WindowKind::Consecutive(n) => {
+                check.range_u64("sliding_window", n as u64, 1, 1_000_000)?;
+                WindowKind::Consecutive(n)
+            }
+            WindowKind::Time { length, buckets } => {
+                check.duration("sliding_window", length, MIN_DURATION, MAX_DURATION)?;
+                check.range_u64("sliding_window.buckets", buckets as u64, 1, MAX_BUCKETS as u64)?;
+                if length / buckets < MIN_DURATION {
+                    return Err(ConfigError::new(
+                        &*self.name,
+                        "sliding_window.buckets",
+                        buckets,
+                        format!("a bucket of at least 1ms: at most {} buckets for {length:?}", length.as_millis()),
+                    ));
+                }
+                WindowKind::Time { length, buckets }
+            }
+        };
+        let failure = check.rate("failure_rate_threshold", self.failure_rate_threshold)?;
+        let slow = check.rate("slow_call_rate_threshold", self.slow_call_rate_threshold)?;
+        if let Some(d) = self.slow_call_duration {
+            check.duration("slow_call_duration", d, MIN_DURATION, MAX_DURATION)?;
+        }
+        let minimum = check.range_u64("minimum_calls", self.minimum_calls as u64, 1, 1_000_000)? as u32;
+        let minimum = match window {
+            WindowKind::Count(n) => minimum.min(n),
+            _ => minimum,
+        };
+        check.duration("wait_in_open", self.wait_in_open, MIN_DURATION, MAX_DURATION)?;
+        check.range_u64(
+            "permitted_calls_in_half_open",
+            self.permitted_calls_in_half_open as u64,
+            1,
+            MAX_PERMITTED_IN_HALF_OPEN as u64,
+        )?;
+        if let Some(d) = self.max_wait_in_half_open {
+            check.duration("max_wait_in_half_open", d, MIN_DURATION, MAX_DURATION)?;
+        }
+        if let Some((multiplier, max)) = self.growth {
+            if !(1.0..=100.0).contains(&multiplier) {
+                return Err(ConfigError::new(&*self.name, "open_time_growth.multiplier", multiplier, "1.0 <= x <= 100.0"));
+            }
+            check.duration("open_time_growth.max", max, self.wait_in_open, MAX_DURATION)?;
+        }
+        if !(0.0..1.0).contains(&self.jitter) {
+            return Err(ConfigError::new(&*self.name, "open_time_jitter", self.jitter, "0.0 <= x < 1.0"));
+        }
+        if let Some(load) = &self.load_aware {
+            if !matches!(window, WindowKind::Time { .. }) {
+                return Err(ConfigError::new(
+                    &*self.name,
+                    "load_aware",
+                    "count-based or consecutive window",
+                    "a time-based sliding window, which measures the request rate",
+                ));
+            }
+            if load.tiers.is_empty() {
+                return Err(ConfigError::new(&*self.name, "load_aware.tiers", 0, "at least one tier"));
+            }
+            let mut previous = 0.0;
+            for tier in &load.tiers {
+                if tier.max_calls_per_minute.is_nan() || tier.max_calls_per_minute <= previous {
+                    return Err(ConfigError::new(
+                        &*self.name,
+                        "load_aware.tiers.max_calls_per_minute",
+                        tier.max_calls_per_minute,
+                        "positive and increasing from tier to tier",
+                    ));
+                }
+                previous = tier.max_calls_per_minute;
+                check.range_u64("load_aware.tiers.failures", tier.failures as u64, 1, 1_000_000)?;
+                check.duration("load_aware.tiers.wait_in_open", tier.wait_in_open, MIN_DURATION, MAX_DURATION)?;
+            }
+        }
+        let settings = Settings {
+            window,
+            failure_ppm: to_ppm(failure),
+            slow_ppm: to_ppm(slow),
+            slow_call_duration: self.slow_call_duration,
+            minimum_calls: minimum,
+            wait_in_open: self.wait_in_open,
+            permitted_in_half_open: self.permitted_calls_in_half_open,
+            max_wait_in_half_open: self.max_wait_in_half_open,
+            growth: self.growth,
+            jitter: self.jitter,
+            seed: self.seed,
+            load_aware: self.load_aware,
+        };
+        Ok(CircuitBreaker {
+            shared: Arc::new(Shared::new(self.name, settings, self.listeners)),
+        })
+    }
+}
+
+/// A rate in `(0, 1]` as parts per million, at least 1.
+fn to_ppm(rate: f64) -> u64 {
+    ((rate * 1_000_000.0).round() as u64).clamp(1, 1_000_000)
+}

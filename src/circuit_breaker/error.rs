@@ -1,0 +1,78 @@
+use super::CircuitState;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The breaker did not permit the call: it is open, forced open, or half-open with every probe
+/// slot taken. The inner service was not called.
+///
+/// Carries the breaker's name and, when known, how long until it lets a probe through, so
+/// that a caller can answer with `Retry-After` or pick another provider.
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_breaker::circuit_breaker::{CircuitBreaker, CircuitOpen};
+///
+/// let breaker = CircuitBreaker::builder("openai").wait_in_open(Duration::from_secs(30)).build()?;
+/// breaker.force_open();
+/// let err: CircuitOpen = breaker.try_acquire().unwrap_err();
+/// assert_eq!(err.name(), "openai");
+/// assert_eq!(err.retry_after(), None); // forced open: no probe is scheduled
+/// # Ok::<_, tower_breaker::ConfigError>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct CircuitOpen {
+    name: Arc<str>,
+    state: CircuitState,
+    retry_after: Option<Duration>,
+}
+
+impl CircuitOpen {
+    pub(crate) fn new(name: Arc<str>, state: CircuitState, retry_after: Option<Duration>) -> Self {
+        Self {
+            name,
+            state,
+            retry_after,
+        }
+    }
+
+    /// The name of the breaker that rejected the call.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The state the breaker was in: `Open`, `ForcedOpen` or `HalfOpen` (every probe slot taken).
+    pub fn state(&self) -> CircuitState {
+        self.state
+    }
+
+    /// How long until the breaker lets a probe through; `None` when no probe is scheduled
+    /// (forced open) or the wait depends on probes in flight (half-open).
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.retry_after
+    }
+}
+
+impl fmt::Display for CircuitOpen {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.state, self.retry_after) {
+            (CircuitState::HalfOpen, _) => write!(
+                f,
+                "circuit breaker `{}` is half-open and every probe slot is taken",
+                self.name
+            ),
+            (CircuitState::ForcedOpen, _) => {
+                write!(f, "circuit breaker `{}` is forced open", self.name)
+            }
+            (_, Some(wait)) => write!(
+                f,
+                "circuit breaker `{}` is open; next probe in {:.3}s",
+                self.name,
+                wait.as_secs_f64()
+            ),
+            (_, None) => write!(f, "circuit breaker `{}` is open", self.name),
+        }
+    }
+}
+
+impl std::error::Error for CircuitOpen {}

@@ -1,0 +1,314 @@
+//! A lock-free circuit breaker: closed, open, half-open, plus manual control.
+//!
+//! A [`CircuitBreaker`] watches the outcomes of calls to one upstream. While the upstream is
+//! healthy the breaker is **closed** and lets every call through. When the calls in its
+//! [`SlidingWindow`] fail too often (or are too slow) it **opens**: every call fails at once
+//! with [`CircuitOpen`], in nanoseconds instead of a 30 s timeout, and the upstream gets time to
+//! recover. After `wait_in_open` the next call finds it **half-open**: a bounded number of probe
+//! calls go through, and their results close the breaker again or reopen it.
+//!
+//! The breaker is a cheap [`Clone`] handle to shared state and works without tower:
+//!
+//! ```
+//! use std::time::Duration;
+//! use tower_breaker::Outcome;
+//! use tower_breaker::circuit_breaker::{CircuitBreaker, CircuitState, SlidingWindow};
+//!
+//! let breaker = CircuitBreaker::builder("openai")
+//!     .sliding_window(SlidingWindow::consecutive(3))
+//!     .wait_in_open(Duration::from_secs(30))
+//!     .build()?;
+//!
+//! for _ in 0..3 {
+//!     let permit = breaker.try_acquire().expect("closed");
+//!     permit.record(Outcome::Failure);
+//! }
+//! assert_eq!(breaker.state(), CircuitState::Open);
+//! let err = breaker.try_acquire().unwrap_err();
+//! assert_eq!(err.name(), "openai");
+//! assert!(err.retry_after().unwrap() <= Duration::from_secs(30));
+//! # Ok::<_, tower_breaker::ConfigError>(())
+//! ```
+//!
+//! As tower middleware, [`CircuitBreakerLayer`] wraps any `Service`. Its error type is
+//! [`tower::BoxError`](https://docs.rs/tower/latest/tower/type.BoxError.html); a rejection is a
+//! boxed [`CircuitOpen`]:
+//!
+//! ```
+//! use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
+//! use tower_breaker::circuit_breaker::{CircuitBreaker, CircuitOpen, SlidingWindow};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+//! let breaker = CircuitBreaker::builder("upstream")
+//!     .sliding_window(SlidingWindow::consecutive(1))
+//!     .build()?;
+//! let mut svc = ServiceBuilder::new()
+//!     .layer(breaker.layer())
+//!     .service(service_fn(|fail: bool| async move {
+//!         if fail { Err("upstream is down") } else { Ok("hello") }
+//!     }));
+//!
+//! assert_eq!(svc.ready().await?.call(false).await?, "hello");
+//! assert!(svc.ready().await?.call(true).await.is_err()); // trips the breaker
+//! let err = svc.ready().await?.call(false).await.unwrap_err();
+//! assert!(err.is::<CircuitOpen>()); // rejected without calling the upstream
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Sharing
+//!
+//! Clones of a [`CircuitBreaker`], of its [`CircuitBreakerLayer`] and of every service the layer
+//! wraps share **one** breaker. A layer applied to several services (as axum does for each
+//! route) protects them all with the same breaker: one route's failures open it for every
+//! route. For one breaker per route, build one breaker per route:
+//!
+//! ```
+//! use tower::{ServiceBuilder, service_fn};
+//! use tower_breaker::circuit_breaker::CircuitBreaker;
+//!
+//! let chat = CircuitBreaker::builder("chat").build()?;
+//! let embeddings = CircuitBreaker::builder("embeddings").build()?;
+//! let chat_svc = ServiceBuilder::new()
+//!     .layer(chat.layer())
+//!     .service(service_fn(|_: ()| async { Ok::<_, std::io::Error>("chat") }));
+//! let embeddings_svc = ServiceBuilder::new()
+//!     .layer(embeddings.layer())
+//!     .service(service_fn(|_: ()| async { Ok::<_, std::io::Error>("embeddings") }));
+//! # let _ = (chat_svc, embeddings_svc);
+//! # Ok::<_, tower_breaker::ConfigError>(())
+//! ```
+//!
+//! # Rules
+//!
+//! - **Trip rules** ([`SlidingWindow`]): `consecutive(n)` failures; `count_based(n)`, the last
+//!   n calls; `time_based(t)`, the calls of the last t in buckets. Rate windows trip when the
+//!   failure rate or the slow-call rate is at least its threshold (inclusive), once the window
+//!   holds `minimum_calls`. [`Outcome::Ignored`](crate::Outcome::Ignored) counts toward nothing.
+//! - **Open**: calls fail with [`CircuitOpen`], which says how long until the next probe.
+//!   The open time can grow with each consecutive reopen ([`Builder::open_time_growth`]) and be
+//!   jittered ([`Builder::open_time_jitter`]). No background task: the first call after the
+//!   wait moves the breaker to half-open.
+//! - **Half-open**: at most `permitted_calls_in_half_open` probes per round. With a rate window
+//!   the round closes the breaker when the probes' rates are under the thresholds and reopens it
+//!   otherwise, deciding as soon as the result cannot change; with the consecutive rule any
+//!   failed probe reopens and that many successes close. If the round has not decided within
+//!   `max_wait_in_half_open`, the breaker reopens.
+//! - **Generations**: each transition starts a generation; an outcome from an earlier one (a
+//!   slow call admitted before the breaker opened) changes nothing.
+//! - **Manual control**: [`force_open`](CircuitBreaker::force_open),
+//!   [`disable`](CircuitBreaker::disable), [`metrics_only`](CircuitBreaker::metrics_only),
+//!   [`reset`](CircuitBreaker::reset).
+//! - **Time** is `tokio::time::Instant`, so `tokio::time::pause()` drives the breaker in tests.
+
+mod config;
+mod error;
+mod events;
+mod future;
+mod layer;
+mod service;
+mod state;
+mod window;
+
+pub use self::config::{Builder, LoadAwareThresholds, SlidingWindow, Tier};
+pub use self::error::CircuitOpen;
+pub use self::events::CircuitBreakerEvent;
+pub use self::future::ResponseFuture;
+pub use self::layer::CircuitBreakerLayer;
+pub use self::service::CircuitBreakerService;
+pub use self::state::CircuitBreakerMetrics;
+
+use self::state::{Kind, Shared, Ticket};
+use crate::Outcome;
+use std::fmt;
+use std::sync::Arc;
+use tokio::time::Instant;
+
+/// The state of a breaker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CircuitState {
+    /// Calls go through and are counted.
+    Closed,
+    /// Calls are rejected until the wait is over.
+    Open,
+    /// A bounded number of probe calls go through; their results decide.
+    HalfOpen,
+    /// Calls are rejected until [`CircuitBreaker::reset`] (manual control).
+    ForcedOpen,
+    /// Calls go through and nothing is recorded (manual control).
+    Disabled,
+    /// Calls go through and are counted, but the breaker never trips (manual control).
+    MetricsOnly,
+}
+
+impl CircuitState {
+    /// The state's name in `snake_case`, as used in logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CircuitState::Closed => "closed",
+            CircuitState::Open => "open",
+            CircuitState::HalfOpen => "half_open",
+            CircuitState::ForcedOpen => "forced_open",
+            CircuitState::Disabled => "disabled",
+            CircuitState::MetricsOnly => "metrics_only",
+        }
+    }
+}
+
+impl fmt::Display for CircuitState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A circuit breaker: a cheap `Clone` handle to shared state. See the [module docs](self).
+#[derive(Clone)]
+pub struct CircuitBreaker {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl fmt::Debug for CircuitBreaker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.shared.fmt(f)
+    }
+}
+
+impl CircuitBreaker {
+    /// A builder with the defaults, for the breaker named `name` (the name is in every error,
+    /// event and log line).
+    ///
+    /// | setting | default |
+    /// |---|---|
+    /// | `sliding_window` | `count_based(100)` |
+    /// | `failure_rate_threshold` | 0.5 |
+    /// | `slow_call_rate_threshold` | 1.0 |
+    /// | `slow_call_duration` | none (no slow-call rule) |
+    /// | `minimum_calls` | 100 |
+    /// | `wait_in_open` | 60 s |
+    /// | `permitted_calls_in_half_open` | 10 |
+    /// | `max_wait_in_half_open` | 120 s |
+    /// | `open_time_growth` | none |
+    /// | `open_time_jitter` | 0.0 |
+    pub fn builder(name: impl Into<Arc<str>>) -> Builder {
+        Builder::new(name)
+    }
+
+    /// The breaker's name.
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    /// Asks to make one call. On success the [`Permit`] must be given the call's outcome with
+    /// [`Permit::record`]; a permit dropped unrecorded counts as [`Outcome::Ignored`].
+    ///
+    /// Closed: one atomic load, no allocation. Open: the same load, a clock read and an error.
+    #[inline]
+    pub fn try_acquire(&self) -> Result<Permit, CircuitOpen> {
+        let ticket = self.shared.acquire()?;
+        let start = self.shared.times_calls().then(Instant::now);
+        Ok(Permit {
+            shared: self.shared.clone(),
+            ticket,
+            start,
+            settled: false,
+        })
+    }
+
+    /// True when a call would be admitted now. Reserves nothing: use it to choose between
+    /// providers, then [`try_acquire`](Self::try_acquire) to call.
+    pub fn is_call_permitted(&self) -> bool {
+        self.shared.would_permit()
+    }
+
+    /// The current state. An open breaker whose wait is over still reads `Open` until the next
+    /// call moves it to half-open.
+    pub fn state(&self) -> CircuitState {
+        self.shared.state()
+    }
+
+    /// A snapshot of the counters.
+    pub fn metrics(&self) -> CircuitBreakerMetrics {
+        self.shared.metrics()
+    }
+
+    /// Rejects every call until [`reset`](Self::reset) (or another manual state).
+    pub fn force_open(&self) {
+        self.shared.force(state::FORCED_OPEN);
+    }
+
+    /// Lets every call through and records nothing, until another state is chosen.
+    pub fn disable(&self) {
+        self.shared.force(state::DISABLED);
+    }
+
+    /// Lets every call through and records outcomes, but never trips.
+    pub fn metrics_only(&self) {
+        self.shared.force(state::METRICS_ONLY);
+    }
+
+    /// Back to closed with an empty window and a new generation: outcomes of calls admitted
+    /// before the reset are dropped.
+    pub fn reset(&self) {
+        self.shared.force(state::CLOSED);
+    }
+
+    /// A layer that wraps services with this breaker (shared, not copied).
+    pub fn layer(&self) -> CircuitBreakerLayer {
+        CircuitBreakerLayer::new(self.clone())
+    }
+}
+
+/// Leave to make one call through a [`CircuitBreaker`]; see [`CircuitBreaker::try_acquire`].
+///
+/// It remembers the generation it was admitted in: if the breaker has changed state since,
+/// its outcome is dropped. Records exactly once: [`record`](Self::record) takes it by value,
+/// and dropping it unrecorded counts as [`Outcome::Ignored`] (a cancelled call), which gives a
+/// half-open probe slot back.
+#[must_use = "a permit records the call's outcome; dropping it counts the call as Ignored"]
+pub struct Permit {
+    shared: Arc<Shared>,
+    ticket: Ticket,
+    start: Option<Instant>,
+    settled: bool,
+}
+
+impl Permit {
+    /// Records the call's outcome.
+    #[inline]
+    pub fn record(mut self, outcome: Outcome) {
+        self.settled = true;
+        self.shared.settle(self.ticket, outcome, self.start);
+    }
+
+    /// True when this permit holds a half-open probe slot.
+    pub fn is_probe(&self) -> bool {
+        self.ticket.kind == Kind::Probe
+    }
+
+    /// Starts the slow-call clock again (for a call that starts later than its permit).
+    #[inline]
+    pub(crate) fn restart_clock(&mut self) {
+        if self.start.is_some() {
+            self.start = Some(Instant::now());
+        }
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        if !self.settled {
+            self.shared.settle(self.ticket, Outcome::Ignored, None);
+        }
+    }
+}
+
+impl fmt::Debug for Permit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Permit")
+            .field("breaker", &self.shared.name)
+            .field("generation", &self.ticket.generation)
+            .field("probe", &self.is_probe())
+            .finish()
+    }
+}

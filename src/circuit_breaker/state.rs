@@ -1,0 +1,650 @@
+//! The breaker's shared state: one atomic state word and a window.
+//!
+//! The state word packs, in 64 bits:
+//!
+//! ```text
+//!  63            43 42                                      3 2   0
+//! +----------------+------------------------------------------+-----+
+//! | generation: 21 |                payload: 40               | tag |
+//! +----------------+------------------------------------------+-----+
+//! Open:      payload = the time the open state ends, in ms since the breaker was built
+//! Half-open: payload = admitted | settled | failures | slow, 10 bits each
+//! ```
+//!
+//! Every transition is one compare-and-swap of this word and bumps the generation, so: exactly
+//! one thread wins each transition; a permit remembers the generation it was admitted in and its
+//! outcome is dropped if the word has moved on; half-open probe slots are reserved and settled
+//! by CAS on the same word, so at most `permitted_calls_in_half_open` are ever admitted per round
+//! and the round is decided exactly once.
+
+use super::config::{Settings, WindowKind};
+use super::events::CircuitBreakerEvent;
+use super::window::{Consecutive, CountWindow, Counts, TimeWindow, Window};
+use super::{CircuitOpen, CircuitState};
+use crate::Outcome;
+use crate::events::Listeners;
+use crate::sync::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+
+const TAG_MASK: u64 = 0b111;
+pub(crate) const CLOSED: u64 = 0;
+pub(crate) const OPEN: u64 = 1;
+pub(crate) const HALF_OPEN: u64 = 2;
+pub(crate) const FORCED_OPEN: u64 = 3;
+pub(crate) const DISABLED: u64 = 4;
+pub(crate) const METRICS_ONLY: u64 = 5;
+
+const PAYLOAD_SHIFT: u32 = 3;
+const PAYLOAD_MASK: u64 = (1 << 40) - 1;
+const GEN_SHIFT: u32 = 43;
+const GEN_MASK: u64 = (1 << 21) - 1;
+const PROBE_BITS: u32 = 10;
+const PROBE_MASK: u64 = (1 << PROBE_BITS) - 1;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Word(u64);
+
+impl Word {
+    #[inline]
+    fn new(tag: u64, generation: u32, payload: u64) -> Self {
+        Word(
+            ((generation as u64 & GEN_MASK) << GEN_SHIFT)
+                | ((payload & PAYLOAD_MASK) << PAYLOAD_SHIFT)
+                | tag,
+        )
+    }
+
+    #[inline]
+    fn tag(self) -> u64 {
+        self.0 & TAG_MASK
+    }
+
+    #[inline]
+    fn generation(self) -> u32 {
+        (self.0 >> GEN_SHIFT) as u32
+    }
+
+    #[inline]
+    fn payload(self) -> u64 {
+        (self.0 >> PAYLOAD_SHIFT) & PAYLOAD_MASK
+    }
+
+    #[inline]
+    fn next_generation(self) -> u32 {
+        ((self.generation() as u64 + 1) & GEN_MASK) as u32
+    }
+
+    fn probes(self) -> Probes {
+        let p = self.payload();
+        let field = |i: u32| ((p >> (i * PROBE_BITS)) & PROBE_MASK) as u32;
+        Probes {
+            admitted: field(0),
+            settled: field(1),
+            failures: field(2),
+            slow: field(3),
+        }
+    }
+
+    fn state(self) -> CircuitState {
+        match self.tag() {
+            OPEN => CircuitState::Open,
+            HALF_OPEN => CircuitState::HalfOpen,
+            FORCED_OPEN => CircuitState::ForcedOpen,
+            DISABLED => CircuitState::Disabled,
+            METRICS_ONLY => CircuitState::MetricsOnly,
+            _ => CircuitState::Closed,
+        }
+    }
+}
+
+/// The tallies of one half-open round. Each is at most `MAX_PERMITTED_IN_HALF_OPEN` (< 1024).
+#[derive(Debug, Clone, Copy, Default)]
+struct Probes {
+    admitted: u32,
+    settled: u32,
+    failures: u32,
+    slow: u32,
+}
+
+impl Probes {
+    fn pack(self) -> u64 {
+        let f = |v: u32, i: u32| (v as u64 & PROBE_MASK) << (i * PROBE_BITS);
+        f(self.admitted, 0) | f(self.settled, 1) | f(self.failures, 2) | f(self.slow, 3)
+    }
+}
+
+/// What an admitted call is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// Closed or metrics-only: recorded into the window.
+    Normal,
+    /// Half-open: holds one probe slot of its round.
+    Probe,
+    /// Disabled: records nothing.
+    Passthrough,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Ticket {
+    pub(crate) generation: u32,
+    pub(crate) kind: Kind,
+}
+
+enum Decision {
+    Undecided,
+    Close,
+    Reopen,
+}
+
+pub(crate) struct Shared {
+    pub(crate) name: Arc<str>,
+    pub(crate) settings: Settings,
+    state: AtomicU64,
+    window: Window,
+    origin: Instant,
+    half_open_deadline_ms: AtomicU64,
+    reopens: AtomicU64,
+    rng: AtomicU64,
+    not_permitted: AtomicU64,
+    ignored: AtomicU64,
+    listeners: Listeners<CircuitBreakerEvent>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CircuitBreaker")
+            .field("name", &self.name)
+            .field("state", &self.state())
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A snapshot of a breaker's counters, taken at one point.
+///
+/// The window counts (`calls`, `failed_calls`, `slow_calls`, `successful_calls`) come from one
+/// atomic read of the window, so they agree with each other.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+pub struct CircuitBreakerMetrics {
+    /// The state when the snapshot was taken.
+    pub state: CircuitState,
+    /// Calls in the window (for the consecutive rule: the current run of failures).
+    pub calls: u32,
+    /// Failed calls in the window.
+    pub failed_calls: u32,
+    /// Successful calls in the window.
+    pub successful_calls: u32,
+    /// Slow calls in the window (failed or not).
+    pub slow_calls: u32,
+    /// `failed_calls / calls`, or `None` while the window holds fewer than `minimum_calls`.
+    pub failure_rate: Option<f64>,
+    /// `slow_calls / calls`, or `None` while the window holds fewer than `minimum_calls`.
+    pub slow_call_rate: Option<f64>,
+    /// Calls rejected since the breaker was built.
+    pub not_permitted_calls: u64,
+    /// Calls that ended `Ignored` (or were dropped unrecorded) since the breaker was built.
+    pub ignored_calls: u64,
+    /// Probes admitted in the current half-open round and not yet settled.
+    pub probes_in_flight: u32,
+    /// Failed half-open rounds since the breaker last closed (drives open-time growth).
+    pub consecutive_reopens: u64,
+}
+
+impl Shared {
+    pub(crate) fn new(
+        name: Arc<str>,
+        settings: Settings,
+        listeners: Listeners<CircuitBreakerEvent>,
+    ) -> Self {
+        let origin = Instant::now();
+        let window = match settings.window {
+            WindowKind::Count(n) => Window::Count(CountWindow::new(n)),
+            WindowKind::Time { length, buckets } => {
+                Window::Time(TimeWindow::new(origin, length, buckets))
+            }
+            WindowKind::Consecutive(_) => Window::Consecutive(Consecutive::new()),
+        };
+        let seed = settings.seed;
+        Self {
+            name,
+            settings,
+            state: AtomicU64::new(Word::new(CLOSED, 0, 0).0),
+            window,
+            origin,
+            half_open_deadline_ms: AtomicU64::new(0),
+            reopens: AtomicU64::new(0),
+            rng: AtomicU64::new(seed),
+            not_permitted: AtomicU64::new(0),
+            ignored: AtomicU64::new(0),
+            listeners,
+        }
+    }
+
+    #[inline]
+    fn load(&self) -> Word {
+        Word(self.state.load(Ordering::Acquire))
+    }
+
+    fn cas(&self, current: Word, new: Word) -> Result<(), Word> {
+        self.state
+            .compare_exchange(current.0, new.0, Ordering::AcqRel, Ordering::Acquire)
+            .map(|_| ())
+            .map_err(Word)
+    }
+
+    pub(crate) fn state(&self) -> CircuitState {
+        self.load().state()
+    }
+
+    /// Milliseconds since the breaker was built, rounded down.
+    #[inline]
+    fn now_ms(&self) -> u64 {
+        let since = Instant::now().saturating_duration_since(self.origin);
+        u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// True when a slow-call rule is set, so calls must be timed.
+    #[inline]
+    pub(crate) fn times_calls(&self) -> bool {
+        self.settings.slow_call_duration.is_some()
+    }
+
+    // -- admission ----------------------------------------------------------------------------
+
+    /// Admits one call or says why not. Closed: one atomic load.
+    #[inline]
+    pub(crate) fn acquire(&self) -> Result<Ticket, CircuitOpen> {
+        let word = self.load();
+        match word.tag() {
+            CLOSED | METRICS_ONLY => Ok(Ticket {
+                generation: word.generation(),
+                kind: Kind::Normal,
+            }),
+            _ => self.acquire_slow(word),
+        }
+    }
+
+    #[cold]
+    fn acquire_slow(&self, mut word: Word) -> Result<Ticket, CircuitOpen> {
+        loop {
+            match word.tag() {
+                CLOSED | METRICS_ONLY => {
+                    return Ok(Ticket {
+                        generation: word.generation(),
+                        kind: Kind::Normal,
+                    });
+                }
+                DISABLED => {
+                    return Ok(Ticket {
+                        generation: word.generation(),
+                        kind: Kind::Passthrough,
+                    });
+                }
+                FORCED_OPEN => return Err(self.reject(CircuitState::ForcedOpen, None)),
+                OPEN => {
+                    let now = self.now_ms();
+                    let until = word.payload();
+                    if now < until {
+                        let wait = Duration::from_millis(until - now);
+                        return Err(self.reject(CircuitState::Open, Some(wait)));
+                    }
+                    // The wait is over: this call becomes the first probe of a new round.
+                    if let Some(max) = self.settings.max_wait_in_half_open {
+                        // A racing loser may overwrite this with an equal or slightly later
+                        // time; the deadline only needs to be approximately right.
+                        self.half_open_deadline_ms
+                            .store(now.saturating_add(ceil_ms(max)), Ordering::Release);
+                    }
+                    let probes = Probes {
+                        admitted: 1,
+                        ..Probes::default()
+                    };
+                    let next = Word::new(HALF_OPEN, word.next_generation(), probes.pack());
+                    match self.cas(word, next) {
+                        Ok(()) => {
+                            self.transitioned(word, next);
+                            return Ok(Ticket {
+                                generation: next.generation(),
+                                kind: Kind::Probe,
+                            });
+                        }
+                        Err(actual) => word = actual,
+                    }
+                }
+                _ => {
+                    // HALF_OPEN
+                    let mut probes = word.probes();
+                    if probes.admitted < self.settings.permitted_in_half_open {
+                        probes.admitted += 1;
+                        let next = Word::new(HALF_OPEN, word.generation(), probes.pack());
+                        match self.cas(word, next) {
+                            Ok(()) => {
+                                return Ok(Ticket {
+                                    generation: word.generation(),
+                                    kind: Kind::Probe,
+                                });
+                            }
+                            Err(actual) => {
+                                word = actual;
+                                continue;
+                            }
+                        }
+                    }
+                    // Every slot is taken. Have the probes been stuck for too long?
+                    if self.settings.max_wait_in_half_open.is_some()
+                        && self.now_ms() >= self.half_open_deadline_ms.load(Ordering::Acquire)
+                    {
+                        let next = self.reopen_word(word);
+                        match self.cas(word, next) {
+                            Ok(()) => {
+                                self.transitioned(word, next);
+                                word = next;
+                            }
+                            Err(actual) => word = actual,
+                        }
+                        continue;
+                    }
+                    return Err(self.reject(CircuitState::HalfOpen, None));
+                }
+            }
+        }
+    }
+
+    #[cold]
+    fn reject(&self, state: CircuitState, retry_after: Option<Duration>) -> CircuitOpen {
+        self.not_permitted.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(breaker = %self.name, state = %state, "call rejected by circuit breaker");
+        self.listeners.emit(|| CircuitBreakerEvent::CallRejected {
+            name: self.name.clone(),
+            state,
+        });
+        CircuitOpen::new(self.name.clone(), state, retry_after)
+    }
+
+    // -- outcomes -----------------------------------------------------------------------------
+
+    /// Records the outcome of an admitted call.
+    #[inline]
+    pub(crate) fn settle(&self, ticket: Ticket, outcome: Outcome, start: Option<Instant>) {
+        let (slow, elapsed) = match (self.settings.slow_call_duration, start) {
+            (Some(limit), Some(start)) if outcome != Outcome::Ignored => {
+                let elapsed = start.elapsed();
+                (elapsed >= limit, Some(elapsed))
+            }
+            _ => (false, None),
+        };
+        match ticket.kind {
+            Kind::Passthrough => {}
+            Kind::Normal => self.settle_normal(ticket, outcome, slow),
+            Kind::Probe => self.settle_probe(ticket, outcome, slow),
+        }
+        self.listeners.emit(|| CircuitBreakerEvent::CallRecorded {
+            name: self.name.clone(),
+            outcome,
+            slow,
+            elapsed,
+        });
+    }
+
+    #[inline]
+    fn settle_normal(&self, ticket: Ticket, outcome: Outcome, slow: bool) {
+        if outcome == Outcome::Ignored {
+            self.ignored.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let word = self.load();
+        if word.generation() != ticket.generation {
+            // Admitted before a transition: this outcome belongs to a finished generation.
+            // (A record that races with the transition itself may still land in the new
+            // window; it can never close a breaker, which only half-open probes do.)
+            return;
+        }
+        let now = self.window.needs_clock().then(Instant::now);
+        let Some(counts) = self.window.record(outcome == Outcome::Failure, slow, now) else {
+            return;
+        };
+        if word.tag() == CLOSED && self.should_trip(counts) {
+            self.trip(word, counts);
+        }
+    }
+
+    fn should_trip(&self, counts: Counts) -> bool {
+        let s = &self.settings;
+        match s.window {
+            WindowKind::Consecutive(n) => counts.failures >= n,
+            WindowKind::Time { length, .. } if s.load_aware.is_some() => s
+                .load_aware
+                .as_ref()
+                .and_then(|load| load.tier(counts.calls, length))
+                .is_some_and(|tier| counts.failures >= tier.failures),
+            _ => {
+                counts.calls >= s.minimum_calls
+                    && (at_least(counts.failures, counts.calls, s.failure_ppm)
+                        || at_least(counts.slow, counts.calls, s.slow_ppm))
+            }
+        }
+    }
+
+    #[cold]
+    fn trip(&self, word: Word, counts: Counts) {
+        let base = match (&self.settings.load_aware, self.settings.window) {
+            (Some(load), WindowKind::Time { length, .. }) => load
+                .tier(counts.calls, length)
+                .map_or(self.settings.wait_in_open, |t| t.wait_in_open),
+            _ => self.settings.wait_in_open,
+        };
+        let until = self.now_ms().saturating_add(ceil_ms(self.open_time(base, 0)));
+        let next = Word::new(OPEN, word.next_generation(), until);
+        // Losing this CAS means another thread already moved the breaker on.
+        if self.cas(word, next).is_ok() {
+            self.transitioned(word, next);
+        }
+    }
+
+    fn settle_probe(&self, ticket: Ticket, outcome: Outcome, slow: bool) {
+        if outcome == Outcome::Ignored {
+            self.ignored.fetch_add(1, Ordering::Relaxed);
+        }
+        let mut word = self.load();
+        loop {
+            if word.tag() != HALF_OPEN || word.generation() != ticket.generation {
+                return;
+            }
+            let mut probes = word.probes();
+            let decision = if outcome == Outcome::Ignored {
+                // Give the slot back to the round.
+                probes.admitted = probes.admitted.saturating_sub(1);
+                Decision::Undecided
+            } else {
+                probes.settled += 1;
+                probes.failures += (outcome == Outcome::Failure) as u32;
+                probes.slow += slow as u32;
+                self.decide(probes, outcome == Outcome::Failure)
+            };
+            let next = match decision {
+                Decision::Undecided => Word::new(HALF_OPEN, word.generation(), probes.pack()),
+                Decision::Close => Word::new(CLOSED, word.next_generation(), 0),
+                Decision::Reopen => self.reopen_word(word),
+            };
+            match self.cas(word, next) {
+                Ok(()) => {
+                    if !matches!(decision, Decision::Undecided) {
+                        self.transitioned(word, next);
+                    }
+                    return;
+                }
+                Err(actual) => word = actual,
+            }
+        }
+    }
+
+    /// Decides a half-open round as soon as its result can no longer change.
+    fn decide(&self, p: Probes, failed: bool) -> Decision {
+        let s = &self.settings;
+        let n = s.permitted_in_half_open;
+        if let WindowKind::Consecutive(_) = s.window {
+            return if failed {
+                Decision::Reopen
+            } else if p.settled - p.failures >= n {
+                Decision::Close
+            } else {
+                Decision::Undecided
+            };
+        }
+        let remaining = n.saturating_sub(p.settled);
+        let slow_rule = s.slow_call_duration.is_some();
+        let reopen = at_least(p.failures, n, s.failure_ppm)
+            || (slow_rule && at_least(p.slow, n, s.slow_ppm));
+        if reopen {
+            return Decision::Reopen;
+        }
+        let could_fail = at_least(p.failures + remaining, n, s.failure_ppm)
+            || (slow_rule && at_least(p.slow + remaining, n, s.slow_ppm));
+        if could_fail {
+            Decision::Undecided
+        } else {
+            Decision::Close
+        }
+    }
+
+    /// The word for a reopen from half-open: open time grown by the reopen count.
+    fn reopen_word(&self, word: Word) -> Word {
+        let reopens = self.reopens.load(Ordering::Acquire) + 1;
+        let open = self.open_time(self.settings.wait_in_open, reopens);
+        let until = self.now_ms().saturating_add(ceil_ms(open));
+        Word::new(OPEN, word.next_generation(), until)
+    }
+
+    /// `base`, grown for the `reopens`-th consecutive reopen and jittered.
+    fn open_time(&self, base: Duration, reopens: u64) -> Duration {
+        let mut open = base;
+        if let Some((multiplier, max)) = self.settings.growth {
+            let exponent = i32::try_from(reopens).unwrap_or(i32::MAX);
+            let secs = base.as_secs_f64() * multiplier.powi(exponent);
+            open = Duration::try_from_secs_f64(secs).map_or(max, |d| d.min(max));
+        }
+        let jitter = self.settings.jitter;
+        if jitter > 0.0 {
+            let factor = 1.0 + jitter * (2.0 * self.random() - 1.0);
+            open = Duration::try_from_secs_f64(open.as_secs_f64() * factor).unwrap_or(open);
+        }
+        open.max(Duration::from_millis(1))
+    }
+
+    /// A uniform number in `[0, 1)` (splitmix64 over an atomic counter: lock-free, seeded).
+    fn random(&self) -> f64 {
+        let mut z = self
+            .rng
+            .fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed)
+            .wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        (z >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Side effects of a transition this thread won.
+    fn transitioned(&self, from: Word, to: Word) {
+        match to.tag() {
+            CLOSED => {
+                self.window.clear();
+                self.reopens.store(0, Ordering::Release);
+            }
+            OPEN if from.tag() == HALF_OPEN => {
+                self.reopens.fetch_add(1, Ordering::AcqRel);
+            }
+            _ => {}
+        }
+        let (from, to) = (from.state(), to.state());
+        if from == to {
+            tracing::info!(breaker = %self.name, state = %to, "circuit breaker reset");
+        } else if to == CircuitState::Open || to == CircuitState::ForcedOpen {
+            tracing::warn!(breaker = %self.name, %from, %to, "circuit breaker opened");
+        } else if to == CircuitState::Closed {
+            tracing::info!(breaker = %self.name, %from, %to, "circuit breaker closed");
+        } else {
+            tracing::info!(breaker = %self.name, %from, %to, "circuit breaker state changed");
+        }
+        self.listeners
+            .emit(|| CircuitBreakerEvent::StateTransition {
+                name: self.name.clone(),
+                from,
+                to,
+            });
+    }
+
+    // -- manual control -----------------------------------------------------------------------
+
+    /// Moves to `tag` (a new generation) from whatever state the breaker is in.
+    pub(crate) fn force(&self, tag: u64) {
+        let mut word = self.load();
+        loop {
+            if word.tag() == tag && tag != CLOSED {
+                return;
+            }
+            let next = Word::new(tag, word.next_generation(), 0);
+            match self.cas(word, next) {
+                Ok(()) => {
+                    // A reset of a closed breaker still gets a fresh window and generation.
+                    self.transitioned(word, next);
+                    return;
+                }
+                Err(actual) => word = actual,
+            }
+        }
+    }
+
+    /// True when a call would be admitted now (does not reserve anything).
+    pub(crate) fn would_permit(&self) -> bool {
+        let word = self.load();
+        match word.tag() {
+            CLOSED | METRICS_ONLY | DISABLED => true,
+            FORCED_OPEN => false,
+            OPEN => self.now_ms() >= word.payload(),
+            _ => word.probes().admitted < self.settings.permitted_in_half_open,
+        }
+    }
+
+    pub(crate) fn metrics(&self) -> CircuitBreakerMetrics {
+        let word = self.load();
+        let counts = self.window.counts(Instant::now());
+        let rated = counts.calls > 0
+            && counts.calls >= self.settings.minimum_calls
+            && !matches!(self.settings.window, WindowKind::Consecutive(_));
+        let rate = |n: u32| rated.then(|| n as f64 / counts.calls as f64);
+        let probes = if word.tag() == HALF_OPEN {
+            let p = word.probes();
+            p.admitted.saturating_sub(p.settled)
+        } else {
+            0
+        };
+        CircuitBreakerMetrics {
+            state: word.state(),
+            calls: counts.calls,
+            failed_calls: counts.failures,
+            successful_calls: counts.calls.saturating_sub(counts.failures),
+            slow_calls: counts.slow,
+            failure_rate: rate(counts.failures),
+            slow_call_rate: rate(counts.slow),
+            not_permitted_calls: self.not_permitted.load(Ordering::Relaxed),
+            ignored_calls: self.ignored.load(Ordering::Relaxed),
+            probes_in_flight: probes,
+            consecutive_reopens: self.reopens.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// `part / whole >= ppm / 1e6`, in integers.
+#[inline]
+fn at_least(part: u32, whole: u32, ppm: u64) -> bool {
+    whole > 0 && part as u64 * 1_000_000 >= ppm * whole as u64
+}
+
+/// A duration in whole milliseconds, rounded up so that a wait is never cut short.
+fn ceil_ms(d: Duration) -> u64 {
+    let ms = d.as_nanos().div_ceil(1_000_000);
+    u64::try_from(ms).unwrap_or(u64::MAX)
+}
