@@ -1,9 +1,9 @@
 //! The breaker's configuration: [`Builder`], [`SlidingWindow`] and [`LoadAwareThresholds`].
 
+use super::CircuitBreaker;
 use super::events::CircuitBreakerEvent;
 use super::state::Shared;
 use super::window::{MAX_BUCKETS, MAX_COUNT_WINDOW};
-use super::CircuitBreaker;
 use crate::config::{Check, ConfigError, MAX_DURATION, MIN_DURATION};
 use crate::events::{Listener, Listeners};
 use std::sync::Arc;
@@ -178,6 +178,8 @@ pub struct Builder {
     jitter: f64,
     seed: u64,
     load_aware: Option<LoadAwareThresholds>,
+    rate_limit_cooldown: Duration,
+    max_retry_after: Duration,
     listeners: Listeners<CircuitBreakerEvent>,
 }
 
@@ -218,6 +220,8 @@ pub(crate) struct Settings {
     pub(crate) jitter: f64,
     pub(crate) seed: u64,
     pub(crate) load_aware: Option<LoadAwareThresholds>,
+    pub(crate) rate_limit_cooldown: Duration,
+    pub(crate) max_retry_after: Duration,
 }
 
 /// The most probes one half-open round may admit (they are counted in 10-bit fields).
@@ -239,6 +243,8 @@ impl Builder {
             jitter: 0.0,
             seed: 0x5EED_CAFE_F00D_D00D,
             load_aware: None,
+            rate_limit_cooldown: Duration::from_secs(1),
+            max_retry_after: Duration::from_secs(60),
             listeners: Listeners::new(),
         }
     }
@@ -326,6 +332,20 @@ impl Builder {
         self
     }
 
+    /// The cool-down after a rate limit that did not say how long to wait (a 429 without
+    /// `Retry-After`). Default 1 s; allowed 1 ms to 24 h. See [`Permit::record_rate_limited`](super::Permit::record_rate_limited).
+    pub fn rate_limit_cooldown(mut self, cooldown: Duration) -> Self {
+        self.rate_limit_cooldown = cooldown;
+        self
+    }
+
+    /// The longest wait a server can impose through `Retry-After`, on a rate-limit cool-down
+    /// or on the open time after a failure. Default 60 s; allowed 1 ms to 24 h.
+    pub fn max_retry_after(mut self, max: Duration) -> Self {
+        self.max_retry_after = max;
+        self
+    }
+
     /// Adds a listener for every event of this breaker (transitions, rejections, outcomes).
     pub fn on_event(mut self, listener: impl Listener<CircuitBreakerEvent>) -> Self {
         self.listeners.push(Arc::new(listener));
@@ -348,13 +368,21 @@ impl Builder {
             }
             WindowKind::Time { length, buckets } => {
                 check.duration("sliding_window", length, MIN_DURATION, MAX_DURATION)?;
-                check.range_u64("sliding_window.buckets", buckets as u64, 1, MAX_BUCKETS as u64)?;
+                check.range_u64(
+                    "sliding_window.buckets",
+                    buckets as u64,
+                    1,
+                    MAX_BUCKETS as u64,
+                )?;
                 if length / buckets < MIN_DURATION {
                     return Err(ConfigError::new(
                         &*self.name,
                         "sliding_window.buckets",
                         buckets,
-                        format!("a bucket of at least 1ms: at most {} buckets for {length:?}", length.as_millis()),
+                        format!(
+                            "a bucket of at least 1ms: at most {} buckets for {length:?}",
+                            length.as_millis()
+                        ),
                     ));
                 }
                 WindowKind::Time { length, buckets }
@@ -365,12 +393,18 @@ impl Builder {
         if let Some(d) = self.slow_call_duration {
             check.duration("slow_call_duration", d, MIN_DURATION, MAX_DURATION)?;
         }
-        let minimum = check.range_u64("minimum_calls", self.minimum_calls as u64, 1, 1_000_000)? as u32;
+        let minimum =
+            check.range_u64("minimum_calls", self.minimum_calls as u64, 1, 1_000_000)? as u32;
         let minimum = match window {
             WindowKind::Count(n) => minimum.min(n),
             _ => minimum,
         };
-        check.duration("wait_in_open", self.wait_in_open, MIN_DURATION, MAX_DURATION)?;
+        check.duration(
+            "wait_in_open",
+            self.wait_in_open,
+            MIN_DURATION,
+            MAX_DURATION,
+        )?;
         check.range_u64(
             "permitted_calls_in_half_open",
             self.permitted_calls_in_half_open as u64,
@@ -382,12 +416,34 @@ impl Builder {
         }
         if let Some((multiplier, max)) = self.growth {
             if !(1.0..=100.0).contains(&multiplier) {
-                return Err(ConfigError::new(&*self.name, "open_time_growth.multiplier", multiplier, "1.0 <= x <= 100.0"));
+                return Err(ConfigError::new(
+                    &*self.name,
+                    "open_time_growth.multiplier",
+                    multiplier,
+                    "1.0 <= x <= 100.0",
+                ));
             }
             check.duration("open_time_growth.max", max, self.wait_in_open, MAX_DURATION)?;
         }
+        check.duration(
+            "rate_limit_cooldown",
+            self.rate_limit_cooldown,
+            MIN_DURATION,
+            MAX_DURATION,
+        )?;
+        check.duration(
+            "max_retry_after",
+            self.max_retry_after,
+            MIN_DURATION,
+            MAX_DURATION,
+        )?;
         if !(0.0..1.0).contains(&self.jitter) {
-            return Err(ConfigError::new(&*self.name, "open_time_jitter", self.jitter, "0.0 <= x < 1.0"));
+            return Err(ConfigError::new(
+                &*self.name,
+                "open_time_jitter",
+                self.jitter,
+                "0.0 <= x < 1.0",
+            ));
         }
         if let Some(load) = &self.load_aware {
             if !matches!(window, WindowKind::Time { .. }) {
@@ -399,7 +455,12 @@ impl Builder {
                 ));
             }
             if load.tiers.is_empty() {
-                return Err(ConfigError::new(&*self.name, "load_aware.tiers", 0, "at least one tier"));
+                return Err(ConfigError::new(
+                    &*self.name,
+                    "load_aware.tiers",
+                    0,
+                    "at least one tier",
+                ));
             }
             let mut previous = 0.0;
             for tier in &load.tiers {
@@ -412,8 +473,18 @@ impl Builder {
                     ));
                 }
                 previous = tier.max_calls_per_minute;
-                check.range_u64("load_aware.tiers.failures", tier.failures as u64, 1, 1_000_000)?;
-                check.duration("load_aware.tiers.wait_in_open", tier.wait_in_open, MIN_DURATION, MAX_DURATION)?;
+                check.range_u64(
+                    "load_aware.tiers.failures",
+                    tier.failures as u64,
+                    1,
+                    1_000_000,
+                )?;
+                check.duration(
+                    "load_aware.tiers.wait_in_open",
+                    tier.wait_in_open,
+                    MIN_DURATION,
+                    MAX_DURATION,
+                )?;
             }
         }
         let settings = Settings {
@@ -429,6 +500,8 @@ impl Builder {
             jitter: self.jitter,
             seed: self.seed,
             load_aware: self.load_aware,
+            rate_limit_cooldown: self.rate_limit_cooldown,
+            max_retry_after: self.max_retry_after,
         };
         Ok(CircuitBreaker {
             shared: Arc::new(Shared::new(self.name, settings, self.listeners)),

@@ -41,9 +41,26 @@ impl CircuitOpen {
         &self.name
     }
 
-    /// The state the breaker was in: `Open`, `ForcedOpen` or `HalfOpen` (every probe slot taken).
+    /// The state the breaker was in: `Open`, `ForcedOpen`, `HalfOpen` (every probe slot
+    /// taken) or `RateLimited` (a rate-limit cool-down).
     pub fn state(&self) -> CircuitState {
         self.state
+    }
+
+    /// True when the call was rejected by a rate-limit cool-down rather than an open circuit.
+    pub fn is_rate_limited(&self) -> bool {
+        self.state == CircuitState::RateLimited
+    }
+
+    /// Boxes the rejection as the error type a service returns: [`RateLimited`] during a
+    /// rate-limit cool-down, `CircuitOpen` otherwise, so that `err.is::<RateLimited>()` and
+    /// `err.is::<CircuitOpen>()` tell them apart.
+    pub fn into_box_error(self) -> crate::BoxError {
+        if self.is_rate_limited() {
+            Box::new(RateLimited { inner: self })
+        } else {
+            Box::new(self)
+        }
     }
 
     /// How long until the breaker lets a probe through; `None` when no probe is scheduled
@@ -64,6 +81,12 @@ impl fmt::Display for CircuitOpen {
             (CircuitState::ForcedOpen, _) => {
                 write!(f, "circuit breaker `{}` is forced open", self.name)
             }
+            (CircuitState::RateLimited, wait) => write!(
+                f,
+                "circuit breaker `{}` is cooling down after a rate limit; retry in {:.3}s",
+                self.name,
+                wait.unwrap_or_default().as_secs_f64()
+            ),
             (_, Some(wait)) => write!(
                 f,
                 "circuit breaker `{}` is open; next probe in {:.3}s",
@@ -76,3 +99,33 @@ impl fmt::Display for CircuitOpen {
 }
 
 impl std::error::Error for CircuitOpen {}
+
+/// The upstream rate-limited us and the breaker is cooling down: the call was rejected without
+/// reaching it. Not an outage: nothing counted toward the failure rate.
+///
+/// Services return it (boxed) instead of [`CircuitOpen`] while the breaker is in
+/// [`CircuitState::RateLimited`]; see [`Permit::record_rate_limited`](super::Permit::record_rate_limited).
+#[derive(Debug, Clone)]
+pub struct RateLimited {
+    inner: CircuitOpen,
+}
+
+impl RateLimited {
+    /// The name of the breaker that rejected the call.
+    pub fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    /// How long until the cool-down ends.
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.inner.retry_after()
+    }
+}
+
+impl fmt::Display for RateLimited {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.inner.fmt(f)
+    }
+}
+
+impl std::error::Error for RateLimited {}

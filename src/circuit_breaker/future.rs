@@ -1,6 +1,5 @@
-use super::{CircuitOpen, Permit};
+use super::{CircuitOpen, Permit, RecordOutcome};
 use crate::BoxError;
-use crate::outcome::Classify;
 use pin_project_lite::pin_project;
 use std::fmt;
 use std::future::Future;
@@ -10,13 +9,12 @@ use std::task::{Context, Poll, ready};
 pin_project! {
     /// The future of a [`CircuitBreakerService`](super::CircuitBreakerService) call.
     ///
-    /// Holds the call's permit and records the classified outcome when the inner future
-    /// finishes; dropped before that, the permit counts as `Ignored` and frees its slot.
-    pub struct ResponseFuture<F, C> {
+    /// Holds the call's permit and hands it to the recorder when the inner future finishes;
+    /// dropped before that, the permit counts as `Ignored` and frees its slot.
+    pub struct ResponseFuture<F, R> {
         #[pin]
         kind: Kind<F>,
-        permit: Option<Permit>,
-        classifier: Option<C>,
+        pending: Option<(Permit, R)>,
     }
 }
 
@@ -28,48 +26,51 @@ pin_project! {
     }
 }
 
-impl<F, C> ResponseFuture<F, C> {
-    pub(crate) fn called(future: F, permit: Permit, classifier: C) -> Self {
+impl<F, R> ResponseFuture<F, R> {
+    pub(crate) fn called(future: F, permit: Permit, recorder: R) -> Self {
         Self {
             kind: Kind::Called { future },
-            permit: Some(permit),
-            classifier: Some(classifier),
+            pending: Some((permit, recorder)),
         }
     }
 
     pub(crate) fn rejected(error: CircuitOpen) -> Self {
         Self {
             kind: Kind::Rejected { error },
-            permit: None,
-            classifier: None,
+            pending: None,
         }
     }
 }
 
-impl<F, C, T, E> Future for ResponseFuture<F, C>
+impl<F, R, T, E> Future for ResponseFuture<F, R>
 where
     F: Future<Output = Result<T, E>>,
     E: Into<BoxError>,
-    C: Classify<T, E>,
+    R: RecordOutcome<T, E>,
 {
-    type Output = Result<T, BoxError>;
+    type Output = Result<R::Response, BoxError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         match this.kind.project() {
             KindProj::Called { future } => {
                 let result = ready!(future.poll(cx));
-                if let (Some(permit), Some(classifier)) = (this.permit.take(), this.classifier.as_ref()) {
-                    permit.record(classifier.classify(&result));
+                match this.pending.take() {
+                    Some((permit, recorder)) => {
+                        Poll::Ready(recorder.record(result, permit).map_err(Into::into))
+                    }
+                    // Only reachable by polling again after completion.
+                    None => {
+                        Poll::Ready(Err("circuit breaker future polled after completion".into()))
+                    }
                 }
-                Poll::Ready(result.map_err(Into::into))
             }
-            KindProj::Rejected { error } => Poll::Ready(Err(error.clone().into())),
+            KindProj::Rejected { error } => Poll::Ready(Err(error.clone().into_box_error())),
         }
     }
 }
 
-impl<F, C> fmt::Debug for ResponseFuture<F, C> {
+impl<F, R> fmt::Debug for ResponseFuture<F, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ResponseFuture")
             .field(

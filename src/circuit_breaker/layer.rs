@@ -1,5 +1,4 @@
-use super::{CircuitBreaker, CircuitBreakerService};
-use crate::outcome::DefaultClassifier;
+use super::{CircuitBreaker, CircuitBreakerService, ClassifyNow};
 use tower_layer::Layer;
 
 /// Wraps services with a [`CircuitBreaker`].
@@ -25,9 +24,9 @@ use tower_layer::Layer;
 /// # Ok::<_, tower_breaker::ConfigError>(())
 /// ```
 #[derive(Debug, Clone)]
-pub struct CircuitBreakerLayer<C = DefaultClassifier> {
+pub struct CircuitBreakerLayer<R = ClassifyNow> {
     breaker: CircuitBreaker,
-    classifier: C,
+    recorder: R,
 }
 
 impl CircuitBreakerLayer {
@@ -35,17 +34,24 @@ impl CircuitBreakerLayer {
     pub fn new(breaker: CircuitBreaker) -> Self {
         Self {
             breaker,
-            classifier: DefaultClassifier,
+            recorder: ClassifyNow::default(),
         }
     }
 }
 
-impl<C> CircuitBreakerLayer<C> {
-    /// Uses `classifier` to turn each result into an [`Outcome`](crate::Outcome).
-    pub fn classify<C2>(self, classifier: C2) -> CircuitBreakerLayer<C2> {
+impl<R> CircuitBreakerLayer<R> {
+    /// Uses `classifier` to turn each result into an [`Outcome`](crate::Outcome), recorded as
+    /// soon as the result is there.
+    pub fn classify<C>(self, classifier: C) -> CircuitBreakerLayer<ClassifyNow<C>> {
+        self.record_with(ClassifyNow(classifier))
+    }
+
+    /// Uses `recorder` to record each result, possibly later (at the end of a streamed body);
+    /// see [`RecordOutcome`](super::RecordOutcome).
+    pub fn record_with<R2>(self, recorder: R2) -> CircuitBreakerLayer<R2> {
         CircuitBreakerLayer {
             breaker: self.breaker,
-            classifier,
+            recorder,
         }
     }
 
@@ -55,10 +61,10 @@ impl<C> CircuitBreakerLayer<C> {
     }
 }
 
-impl<S, C: Clone> Layer<S> for CircuitBreakerLayer<C> {
-    type Service = CircuitBreakerService<S, C>;
+impl<S, R: Clone> Layer<S> for CircuitBreakerLayer<R> {
+    type Service = CircuitBreakerService<S, R>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        CircuitBreakerService::with_classifier(inner, self.breaker.clone(), self.classifier.clone())
+        CircuitBreakerService::with_recorder(inner, self.breaker.clone(), self.recorder.clone())
     }
 }

@@ -32,7 +32,7 @@
 //!
 //! As tower middleware, [`CircuitBreakerLayer`] wraps any `Service`. Its error type is
 //! [`tower::BoxError`](https://docs.rs/tower/latest/tower/type.BoxError.html); a rejection is a
-//! boxed [`CircuitOpen`]:
+//! boxed [`CircuitOpen`] (or a boxed [`RateLimited`] during a rate-limit cool-down):
 //!
 //! ```
 //! use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
@@ -107,22 +107,25 @@ mod error;
 mod events;
 mod future;
 mod layer;
+mod record;
 mod service;
 mod state;
 mod window;
 
 pub use self::config::{Builder, LoadAwareThresholds, SlidingWindow, Tier};
-pub use self::error::CircuitOpen;
+pub use self::error::{CircuitOpen, RateLimited};
 pub use self::events::CircuitBreakerEvent;
 pub use self::future::ResponseFuture;
 pub use self::layer::CircuitBreakerLayer;
+pub use self::record::{ClassifyNow, RecordOutcome};
 pub use self::service::CircuitBreakerService;
 pub use self::state::CircuitBreakerMetrics;
 
-use self::state::{Kind, Shared, Ticket};
+use self::state::{Hint, Kind, Shared, Ticket};
 use crate::Outcome;
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::time::Instant;
 
 /// The state of a breaker.
@@ -140,6 +143,9 @@ pub enum CircuitState {
     Disabled,
     /// Calls go through and are counted, but the breaker never trips (manual control).
     MetricsOnly,
+    /// The upstream rate-limited us (429): calls are rejected until its `Retry-After` has
+    /// passed, then the breaker is closed again. Nothing counts toward a trip meanwhile.
+    RateLimited,
 }
 
 impl CircuitState {
@@ -152,6 +158,7 @@ impl CircuitState {
             CircuitState::ForcedOpen => "forced_open",
             CircuitState::Disabled => "disabled",
             CircuitState::MetricsOnly => "metrics_only",
+            CircuitState::RateLimited => "rate_limited",
         }
     }
 }
@@ -276,9 +283,36 @@ pub struct Permit {
 impl Permit {
     /// Records the call's outcome.
     #[inline]
-    pub fn record(mut self, outcome: Outcome) {
+    pub fn record(self, outcome: Outcome) {
+        self.settle(outcome, Hint::None);
+    }
+
+    /// Records an outcome that came with the server's own wait (for example a 503 with
+    /// `Retry-After`). If this outcome opens the breaker, it stays open at least
+    /// `retry_after` (capped by `max_retry_after`).
+    pub fn record_with_retry_after(self, outcome: Outcome, retry_after: Option<Duration>) {
+        let hint = retry_after.map_or(Hint::None, Hint::ServerWait);
+        self.settle(outcome, hint);
+    }
+
+    /// Records a rate limit (429, gRPC `RESOURCE_EXHAUSTED`): the call counts as
+    /// [`Outcome::Ignored`] and the breaker rejects calls with state
+    /// [`CircuitState::RateLimited`] until `retry_after` has passed (capped by
+    /// `max_retry_after`; `rate_limit_cooldown` when `None`). A rate-limited half-open probe
+    /// reopens the breaker for that wait without counting as a failed round.
+    pub fn record_rate_limited(self, retry_after: Option<Duration>) {
+        self.settle(Outcome::Ignored, Hint::RateLimited(retry_after));
+    }
+
+    #[inline]
+    fn settle(mut self, outcome: Outcome, hint: Hint) {
         self.settled = true;
-        self.shared.settle(self.ticket, outcome, self.start);
+        self.shared.settle(self.ticket, outcome, hint, self.start);
+    }
+
+    /// The name of the breaker this permit belongs to.
+    pub fn breaker_name(&self) -> &str {
+        &self.shared.name
     }
 
     /// True when this permit holds a half-open probe slot.
@@ -298,7 +332,8 @@ impl Permit {
 impl Drop for Permit {
     fn drop(&mut self) {
         if !self.settled {
-            self.shared.settle(self.ticket, Outcome::Ignored, None);
+            self.shared
+                .settle(self.ticket, Outcome::Ignored, Hint::None, None);
         }
     }
 }

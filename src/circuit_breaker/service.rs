@@ -1,7 +1,6 @@
 use super::future::ResponseFuture;
-use super::{CircuitBreaker, CircuitBreakerLayer, CircuitOpen, Permit};
+use super::{CircuitBreaker, CircuitBreakerLayer, CircuitOpen, ClassifyNow, Permit, RecordOutcome};
 use crate::BoxError;
-use crate::outcome::{Classify, DefaultClassifier};
 use std::fmt;
 use std::task::{Context, Poll};
 use tower_service::Service;
@@ -11,14 +10,14 @@ use tower_service::Service;
 /// `poll_ready` asks the breaker first. When the call is permitted it reserves the permit (a
 /// half-open probe slot, if half-open) and then waits for the inner service. When it is not,
 /// `poll_ready` still reports ready, without polling the inner service, and the call's future
-/// fails at once with [`CircuitOpen`]; the inner service is never called. Errors are
-/// [`BoxError`]s.
+/// fails at once with [`CircuitOpen`] (or [`RateLimited`](super::RateLimited) during a
+/// rate-limit cool-down); the inner service is never called. Errors are [`BoxError`]s.
 ///
 /// Cloning gives a service that shares the breaker but not the reservation.
-pub struct CircuitBreakerService<S, C = DefaultClassifier> {
+pub struct CircuitBreakerService<S, R = ClassifyNow> {
     inner: S,
     breaker: CircuitBreaker,
-    classifier: C,
+    recorder: R,
     reservation: Reservation,
 }
 
@@ -31,7 +30,7 @@ enum Reservation {
 impl<S> CircuitBreakerService<S> {
     /// Wraps `inner` with `breaker` and the default classifier.
     pub fn new(inner: S, breaker: CircuitBreaker) -> Self {
-        Self::with_classifier(inner, breaker, DefaultClassifier)
+        Self::with_recorder(inner, breaker, ClassifyNow::default())
     }
 
     /// A layer for `breaker`; the same as [`CircuitBreakerLayer::new`].
@@ -40,13 +39,14 @@ impl<S> CircuitBreakerService<S> {
     }
 }
 
-impl<S, C> CircuitBreakerService<S, C> {
-    /// Wraps `inner` with `breaker`, classifying results with `classifier`.
-    pub fn with_classifier(inner: S, breaker: CircuitBreaker, classifier: C) -> Self {
+impl<S, R> CircuitBreakerService<S, R> {
+    /// Wraps `inner` with `breaker`, recording results with `recorder` (for a plain
+    /// [`Classify`](crate::Classify), pass [`ClassifyNow(classifier)`](ClassifyNow)).
+    pub fn with_recorder(inner: S, breaker: CircuitBreaker, recorder: R) -> Self {
         Self {
             inner,
             breaker,
-            classifier,
+            recorder,
             reservation: Reservation::None,
         }
     }
@@ -72,15 +72,15 @@ impl<S, C> CircuitBreakerService<S, C> {
     }
 }
 
-impl<S, C, Req> Service<Req> for CircuitBreakerService<S, C>
+impl<S, R, Req> Service<Req> for CircuitBreakerService<S, R>
 where
     S: Service<Req>,
     S::Error: Into<BoxError>,
-    C: Classify<S::Response, S::Error> + Clone,
+    R: RecordOutcome<S::Response, S::Error> + Clone,
 {
-    type Response = S::Response;
+    type Response = R::Response;
     type Error = BoxError;
-    type Future = ResponseFuture<S::Future, C>;
+    type Future = ResponseFuture<S::Future, R>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         if !matches!(self.reservation, Reservation::Admitted(_)) {
@@ -117,23 +117,23 @@ where
         };
         let mut permit = permit;
         permit.restart_clock();
-        ResponseFuture::called(self.inner.call(req), permit, self.classifier.clone())
+        ResponseFuture::called(self.inner.call(req), permit, self.recorder.clone())
     }
 }
 
-impl<S: Clone, C: Clone> Clone for CircuitBreakerService<S, C> {
+impl<S: Clone, R: Clone> Clone for CircuitBreakerService<S, R> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
             breaker: self.breaker.clone(),
-            classifier: self.classifier.clone(),
+            recorder: self.recorder.clone(),
             // A clone has not been polled ready: it holds no reservation.
             reservation: Reservation::None,
         }
     }
 }
 
-impl<S: fmt::Debug, C> fmt::Debug for CircuitBreakerService<S, C> {
+impl<S: fmt::Debug, R> fmt::Debug for CircuitBreakerService<S, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CircuitBreakerService")
             .field("inner", &self.inner)

@@ -8,6 +8,7 @@
 //! | generation: 21 |                payload: 40               | tag |
 //! +----------------+------------------------------------------+-----+
 //! Open:      payload = the time the open state ends, in ms since the breaker was built
+//! Rate-limited: payload = the time the cool-down ends (same generation as the closed state)
 //! Half-open: payload = admitted | settled | failures | slow, 10 bits each
 //! ```
 //!
@@ -35,6 +36,7 @@ pub(crate) const HALF_OPEN: u64 = 2;
 pub(crate) const FORCED_OPEN: u64 = 3;
 pub(crate) const DISABLED: u64 = 4;
 pub(crate) const METRICS_ONLY: u64 = 5;
+pub(crate) const RATE_LIMITED: u64 = 6;
 
 const PAYLOAD_SHIFT: u32 = 3;
 const PAYLOAD_MASK: u64 = (1 << 40) - 1;
@@ -94,6 +96,7 @@ impl Word {
             FORCED_OPEN => CircuitState::ForcedOpen,
             DISABLED => CircuitState::Disabled,
             METRICS_ONLY => CircuitState::MetricsOnly,
+            RATE_LIMITED => CircuitState::RateLimited,
             _ => CircuitState::Closed,
         }
     }
@@ -124,6 +127,17 @@ pub(crate) enum Kind {
     Probe,
     /// Disabled: records nothing.
     Passthrough,
+}
+
+/// What the upstream said beyond the outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Hint {
+    None,
+    /// A rate limit (429): start a cool-down of this long (or the default).
+    RateLimited(Option<Duration>),
+    /// The server's own wait (503 + Retry-After): if this outcome opens the breaker, stay
+    /// open at least this long.
+    ServerWait(Duration),
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -284,6 +298,23 @@ impl Shared {
                     });
                 }
                 FORCED_OPEN => return Err(self.reject(CircuitState::ForcedOpen, None)),
+                RATE_LIMITED => {
+                    let now = self.now_ms();
+                    let until = word.payload();
+                    if now < until {
+                        let wait = Duration::from_millis(until - now);
+                        return Err(self.reject(CircuitState::RateLimited, Some(wait)));
+                    }
+                    // The cool-down is over: closed again, in the same generation.
+                    let next = Word::new(CLOSED, word.generation(), 0);
+                    match self.cas(word, next) {
+                        Ok(()) => {
+                            self.transitioned(word, next, false);
+                            word = next;
+                        }
+                        Err(actual) => word = actual,
+                    }
+                }
                 OPEN => {
                     let now = self.now_ms();
                     let until = word.payload();
@@ -305,7 +336,7 @@ impl Shared {
                     let next = Word::new(HALF_OPEN, word.next_generation(), probes.pack());
                     match self.cas(word, next) {
                         Ok(()) => {
-                            self.transitioned(word, next);
+                            self.transitioned(word, next, false);
                             return Ok(Ticket {
                                 generation: next.generation(),
                                 kind: Kind::Probe,
@@ -337,10 +368,10 @@ impl Shared {
                     if self.settings.max_wait_in_half_open.is_some()
                         && self.now_ms() >= self.half_open_deadline_ms.load(Ordering::Acquire)
                     {
-                        let next = self.reopen_word(word);
+                        let next = self.reopen_word(word, None);
                         match self.cas(word, next) {
                             Ok(()) => {
-                                self.transitioned(word, next);
+                                self.transitioned(word, next, true);
                                 word = next;
                             }
                             Err(actual) => word = actual,
@@ -368,7 +399,13 @@ impl Shared {
 
     /// Records the outcome of an admitted call.
     #[inline]
-    pub(crate) fn settle(&self, ticket: Ticket, outcome: Outcome, start: Option<Instant>) {
+    pub(crate) fn settle(
+        &self,
+        ticket: Ticket,
+        outcome: Outcome,
+        hint: Hint,
+        start: Option<Instant>,
+    ) {
         let (slow, elapsed) = match (self.settings.slow_call_duration, start) {
             (Some(limit), Some(start)) if outcome != Outcome::Ignored => {
                 let elapsed = start.elapsed();
@@ -378,8 +415,8 @@ impl Shared {
         };
         match ticket.kind {
             Kind::Passthrough => {}
-            Kind::Normal => self.settle_normal(ticket, outcome, slow),
-            Kind::Probe => self.settle_probe(ticket, outcome, slow),
+            Kind::Normal => self.settle_normal(ticket, outcome, hint, slow),
+            Kind::Probe => self.settle_probe(ticket, outcome, hint, slow),
         }
         self.listeners.emit(|| CircuitBreakerEvent::CallRecorded {
             name: self.name.clone(),
@@ -390,7 +427,12 @@ impl Shared {
     }
 
     #[inline]
-    fn settle_normal(&self, ticket: Ticket, outcome: Outcome, slow: bool) {
+    fn settle_normal(&self, ticket: Ticket, outcome: Outcome, hint: Hint, slow: bool) {
+        if let Hint::RateLimited(wait) = hint {
+            self.ignored.fetch_add(1, Ordering::Relaxed);
+            self.cool_down(ticket, wait);
+            return;
+        }
         if outcome == Outcome::Ignored {
             self.ignored.fetch_add(1, Ordering::Relaxed);
             return;
@@ -406,8 +448,53 @@ impl Shared {
         let Some(counts) = self.window.record(outcome == Outcome::Failure, slow, now) else {
             return;
         };
-        if word.tag() == CLOSED && self.should_trip(counts) {
-            self.trip(word, counts);
+        if matches!(word.tag(), CLOSED | RATE_LIMITED) && self.should_trip(counts) {
+            self.trip(word, counts, hint);
+        }
+    }
+
+    /// Starts (or extends) a rate-limit cool-down: calls are rejected with the breaker's
+    /// `RateLimited` state until it ends, and nothing counts toward a trip.
+    fn cool_down(&self, ticket: Ticket, wait: Option<Duration>) {
+        let wait = self.server_wait(wait.unwrap_or(self.settings.rate_limit_cooldown));
+        let until = self.now_ms().saturating_add(ceil_ms(wait));
+        let mut word = self.load();
+        loop {
+            if word.generation() != ticket.generation {
+                return;
+            }
+            let extend = match word.tag() {
+                CLOSED => true,
+                RATE_LIMITED => word.payload() < until,
+                _ => false,
+            };
+            if !extend {
+                return;
+            }
+            let next = Word::new(RATE_LIMITED, word.generation(), until);
+            match self.cas(word, next) {
+                Ok(()) => {
+                    if word.tag() == CLOSED {
+                        self.transitioned(word, next, false);
+                    }
+                    return;
+                }
+                Err(actual) => word = actual,
+            }
+        }
+    }
+
+    /// A wait the server asked for, capped by `max_retry_after` and at least 1 ms.
+    fn server_wait(&self, wait: Duration) -> Duration {
+        wait.min(self.settings.max_retry_after)
+            .max(Duration::from_millis(1))
+    }
+
+    /// The open time, stretched to the server's own wait when it gave one.
+    fn at_least_server_wait(&self, open: Duration, hint: Hint) -> Duration {
+        match hint {
+            Hint::ServerWait(wait) => open.max(self.server_wait(wait)),
+            _ => open,
         }
     }
 
@@ -429,22 +516,42 @@ impl Shared {
     }
 
     #[cold]
-    fn trip(&self, word: Word, counts: Counts) {
+    fn trip(&self, word: Word, counts: Counts, hint: Hint) {
         let base = match (&self.settings.load_aware, self.settings.window) {
             (Some(load), WindowKind::Time { length, .. }) => load
                 .tier(counts.calls, length)
                 .map_or(self.settings.wait_in_open, |t| t.wait_in_open),
             _ => self.settings.wait_in_open,
         };
-        let until = self.now_ms().saturating_add(ceil_ms(self.open_time(base, 0)));
+        let open = self.at_least_server_wait(self.open_time(base, 0), hint);
+        let until = self.now_ms().saturating_add(ceil_ms(open));
         let next = Word::new(OPEN, word.next_generation(), until);
         // Losing this CAS means another thread already moved the breaker on.
         if self.cas(word, next).is_ok() {
-            self.transitioned(word, next);
+            self.transitioned(word, next, false);
         }
     }
 
-    fn settle_probe(&self, ticket: Ticket, outcome: Outcome, slow: bool) {
+    fn settle_probe(&self, ticket: Ticket, outcome: Outcome, hint: Hint, slow: bool) {
+        if let Hint::RateLimited(wait) = hint {
+            // The upstream is up but asks us to wait: reopen for its wait, without counting
+            // a failed round (no open-time growth), rather than let more probes hit the limit.
+            self.ignored.fetch_add(1, Ordering::Relaxed);
+            let wait = self.server_wait(wait.unwrap_or(self.settings.rate_limit_cooldown));
+            let until = self.now_ms().saturating_add(ceil_ms(wait));
+            let mut word = self.load();
+            while word.tag() == HALF_OPEN && word.generation() == ticket.generation {
+                let next = Word::new(OPEN, word.next_generation(), until);
+                match self.cas(word, next) {
+                    Ok(()) => {
+                        self.transitioned(word, next, false);
+                        return;
+                    }
+                    Err(actual) => word = actual,
+                }
+            }
+            return;
+        }
         if outcome == Outcome::Ignored {
             self.ignored.fetch_add(1, Ordering::Relaxed);
         }
@@ -467,12 +574,12 @@ impl Shared {
             let next = match decision {
                 Decision::Undecided => Word::new(HALF_OPEN, word.generation(), probes.pack()),
                 Decision::Close => Word::new(CLOSED, word.next_generation(), 0),
-                Decision::Reopen => self.reopen_word(word),
+                Decision::Reopen => self.reopen_word(word, Some(hint)),
             };
             match self.cas(word, next) {
                 Ok(()) => {
                     if !matches!(decision, Decision::Undecided) {
-                        self.transitioned(word, next);
+                        self.transitioned(word, next, matches!(decision, Decision::Reopen));
                     }
                     return;
                 }
@@ -511,9 +618,10 @@ impl Shared {
     }
 
     /// The word for a reopen from half-open: open time grown by the reopen count.
-    fn reopen_word(&self, word: Word) -> Word {
+    fn reopen_word(&self, word: Word, hint: Option<Hint>) -> Word {
         let reopens = self.reopens.load(Ordering::Acquire) + 1;
         let open = self.open_time(self.settings.wait_in_open, reopens);
+        let open = self.at_least_server_wait(open, hint.unwrap_or(Hint::None));
         let until = self.now_ms().saturating_add(ceil_ms(open));
         Word::new(OPEN, word.next_generation(), until)
     }
@@ -546,14 +654,16 @@ impl Shared {
         (z >> 11) as f64 / (1u64 << 53) as f64
     }
 
-    /// Side effects of a transition this thread won.
-    fn transitioned(&self, from: Word, to: Word) {
+    /// Side effects of a transition this thread won. `failed_round` is true for a reopen
+    /// that counts toward open-time growth.
+    fn transitioned(&self, from: Word, to: Word, failed_round: bool) {
         match to.tag() {
-            CLOSED => {
+            // The end of a cool-down keeps the window: it is the same closed generation.
+            CLOSED if from.tag() != RATE_LIMITED => {
                 self.window.clear();
                 self.reopens.store(0, Ordering::Release);
             }
-            OPEN if from.tag() == HALF_OPEN => {
+            OPEN if failed_round => {
                 self.reopens.fetch_add(1, Ordering::AcqRel);
             }
             _ => {}
@@ -589,7 +699,7 @@ impl Shared {
             match self.cas(word, next) {
                 Ok(()) => {
                     // A reset of a closed breaker still gets a fresh window and generation.
-                    self.transitioned(word, next);
+                    self.transitioned(word, next, false);
                     return;
                 }
                 Err(actual) => word = actual,
@@ -603,7 +713,7 @@ impl Shared {
         match word.tag() {
             CLOSED | METRICS_ONLY | DISABLED => true,
             FORCED_OPEN => false,
-            OPEN => self.now_ms() >= word.payload(),
+            OPEN | RATE_LIMITED => self.now_ms() >= word.payload(),
             _ => word.probes().admitted < self.settings.permitted_in_half_open,
         }
     }

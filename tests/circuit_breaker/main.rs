@@ -1,0 +1,12 @@
+//! Circuit breaker behaviour, with paused tokio time so every expectation is exact.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod config;
+mod half_open;
+mod manual;
+mod model;
+mod rate_limit;
+mod rules;
+mod service;
