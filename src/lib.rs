@@ -44,6 +44,11 @@
 //! # Modules
 //!
 //! - [`circuit_breaker`]: the breaker handle, its builder, windows, and the tower layer.
+//! - [`bulkhead`]: at most N calls at once, a bounded wait queue with a maximum wait, and the
+//!   tower layer.
+//! - [`backoff`]: constant, linear and exponential delays with jitter, usable on their own.
+//! - [`retry`] (feature `retry`): a `tower::retry::Policy` with backoff, jitter, a budget, a
+//!   deadline, `Retry-After` and idempotency rules, that does not make outages worse.
 //! - [`outcome`]: [`Outcome`] and the [`Classify`] trait that turns results into outcomes.
 //! - [`events`]: the [`Listener`](events::Listener) trait every component reports to.
 //!
@@ -55,8 +60,14 @@
 //! | feature | enables |
 //! |---|---|
 //! | `full` | every feature below |
+//! | `http` | [`http`]: HTTP response classification ([`HttpClassifier`](http::HttpClassifier)), `Retry-After` parsing, bodies that record the breaker's outcome when the stream ends; a [bulkhead](bulkhead#http-responses) permit held until an `http::Response` body ends |
+//! | `reqwest` | the same classification for `reqwest::Response` / `reqwest::Error` (implies `http`) |
+//! | `grpc` | [`grpc`]: `grpc-status` from headers or trailers ([`GrpcClassifier`](grpc::GrpcClassifier)), for tonic channels (implies `http`) |
+//! | `retry` | [`retry`]: [`RetryPolicy`](retry::RetryPolicy), a `tower::retry::Policy` with [backoff] and jitter, a retry budget, a deadline, and never a retry of an open circuit; with `http`, `Retry-After` and idempotency rules ([`IdempotencyKeyLayer`](retry::IdempotencyKeyLayer)); with `reqwest`, `reqwest::Request` copied by `try_clone` |
+//! | `metrics` | [`metrics`]: [`MetricsListener`](metrics::MetricsListener), counters, gauges and histograms for every component through the `metrics` facade (any exporter) |
+//! | `opentelemetry` | [`opentelemetry`]: [`OpenTelemetryListener`](opentelemetry::OpenTelemetryListener), the same instruments through an OpenTelemetry `Meter` |
 //!
-//! (Further features, such as `http`, `metrics` and `axum`, arrive with the components that
+//! (Further features, such as `axum`, arrive with the components that
 //! need them; see the changelog.)
 
 #![forbid(unsafe_code)]
@@ -68,10 +79,36 @@
 )]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod backoff;
+pub mod bulkhead;
 pub mod circuit_breaker;
 pub mod config;
 pub mod events;
+pub mod failover;
+pub mod fallback;
+#[cfg(feature = "grpc")]
+#[cfg_attr(docsrs, doc(cfg(feature = "grpc")))]
+pub mod grpc;
+pub mod health;
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+pub mod http;
+pub mod keyed;
+#[cfg(any(feature = "metrics", feature = "opentelemetry"))]
+mod observability;
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub use observability::metrics;
+#[cfg(feature = "opentelemetry")]
+#[cfg_attr(docsrs, doc(cfg(feature = "opentelemetry")))]
+pub use observability::opentelemetry;
 pub mod outcome;
+#[cfg(feature = "retry")]
+#[cfg_attr(docsrs, doc(cfg(feature = "retry")))]
+pub mod retry;
+#[cfg(feature = "stack")]
+#[cfg_attr(docsrs, doc(cfg(feature = "stack")))]
+pub mod stack;
 mod sync;
 
 pub use config::ConfigError;

@@ -164,6 +164,10 @@ impl LoadAwareThresholds {
 
 /// Builds a [`CircuitBreaker`]; see [`CircuitBreaker::builder`]. Every setter documents its
 /// default and allowed range; [`build`](Builder::build) checks them all.
+///
+/// A builder is `Clone`: keep one as a template and build several breakers from it
+/// ([`KeyedCircuitBreakers`](crate::keyed::KeyedCircuitBreakers) does).
+#[derive(Clone)]
 pub struct Builder {
     name: Arc<str>,
     window: SlidingWindow,
@@ -247,6 +251,17 @@ impl Builder {
             max_retry_after: Duration::from_secs(60),
             listeners: Listeners::new(),
         }
+    }
+
+    /// Renames the breaker (for a builder used as a template).
+    pub fn name(mut self, name: impl Into<Arc<str>>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// The name the breaker will have.
+    pub fn breaker_name(&self) -> &str {
+        &self.name
     }
 
     /// The trip rule's window. Default: [`SlidingWindow::count_based(100)`](SlidingWindow::count_based).

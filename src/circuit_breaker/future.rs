@@ -1,4 +1,4 @@
-use super::{CircuitOpen, Permit, RecordOutcome};
+use super::{CircuitOpen, HoldRejected, Permit, RecordOutcome};
 use crate::BoxError;
 use pin_project_lite::pin_project;
 use std::fmt;
@@ -22,8 +22,15 @@ pin_project! {
     #[project = KindProj]
     enum Kind<F> {
         Called { #[pin] future: F },
-        Rejected { error: CircuitOpen },
+        Rejected { error: Rejection },
     }
+}
+
+/// Why a call failed without reaching the inner service.
+#[derive(Debug, Clone)]
+pub(crate) enum Rejection {
+    Open(CircuitOpen),
+    Hold(HoldRejected),
 }
 
 impl<F, R> ResponseFuture<F, R> {
@@ -35,6 +42,10 @@ impl<F, R> ResponseFuture<F, R> {
     }
 
     pub(crate) fn rejected(error: CircuitOpen) -> Self {
+        Self::failed(Rejection::Open(error))
+    }
+
+    pub(crate) fn failed(error: Rejection) -> Self {
         Self {
             kind: Kind::Rejected { error },
             pending: None,
@@ -65,7 +76,10 @@ where
                     }
                 }
             }
-            KindProj::Rejected { error } => Poll::Ready(Err(error.clone().into_box_error())),
+            KindProj::Rejected { error } => Poll::Ready(Err(match error {
+                Rejection::Open(open) => open.clone().into_box_error(),
+                Rejection::Hold(rejected) => Box::new(rejected.clone()),
+            })),
         }
     }
 }

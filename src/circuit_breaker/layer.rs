@@ -1,4 +1,5 @@
-use super::{CircuitBreaker, CircuitBreakerService, ClassifyNow};
+use super::{CircuitBreaker, CircuitBreakerService, ClassifyNow, HoldPolicy};
+use std::time::Duration;
 use tower_layer::Layer;
 
 /// Wraps services with a [`CircuitBreaker`].
@@ -27,6 +28,7 @@ use tower_layer::Layer;
 pub struct CircuitBreakerLayer<R = ClassifyNow> {
     breaker: CircuitBreaker,
     recorder: R,
+    hold: Option<HoldPolicy>,
 }
 
 impl CircuitBreakerLayer {
@@ -35,6 +37,7 @@ impl CircuitBreakerLayer {
         Self {
             breaker,
             recorder: ClassifyNow::default(),
+            hold: None,
         }
     }
 }
@@ -52,7 +55,23 @@ impl<R> CircuitBreakerLayer<R> {
         CircuitBreakerLayer {
             breaker: self.breaker,
             recorder,
+            hold: self.hold,
         }
+    }
+
+    /// Hold and replay: while the breaker rejects calls (open, half-open with every slot
+    /// taken, or cooling down after a rate limit), `poll_ready` holds the call instead of
+    /// failing it, and lets it through as soon as the breaker permits. At most `max_held`
+    /// calls are held at once across the breaker; a call held for `max_wait` fails. Both
+    /// failures are a [`HoldRejected`](super::HoldRejected) error. Nothing is lost silently:
+    /// every held call ends in a response or that error. A forced-open breaker is not held
+    /// for. Default: off (rejections fail at once).
+    ///
+    /// Held calls that wake when the open wait is over become the probes that close the
+    /// breaker, so no other traffic is needed for recovery.
+    pub fn hold_while_open(mut self, max_held: usize, max_wait: Duration) -> Self {
+        self.hold = Some(HoldPolicy { max_held, max_wait });
+        self
     }
 
     /// The breaker this layer uses.
@@ -65,6 +84,12 @@ impl<S, R: Clone> Layer<S> for CircuitBreakerLayer<R> {
     type Service = CircuitBreakerService<S, R>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        CircuitBreakerService::with_recorder(inner, self.breaker.clone(), self.recorder.clone())
+        let mut service = CircuitBreakerService::with_recorder(
+            inner,
+            self.breaker.clone(),
+            self.recorder.clone(),
+        );
+        service.hold = self.hold;
+        service
     }
 }

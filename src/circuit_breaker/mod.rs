@@ -85,7 +85,7 @@
 //! - **Trip rules** ([`SlidingWindow`]): `consecutive(n)` failures; `count_based(n)`, the last
 //!   n calls; `time_based(t)`, the calls of the last t in buckets. Rate windows trip when the
 //!   failure rate or the slow-call rate is at least its threshold (inclusive), once the window
-//!   holds `minimum_calls`. [`Outcome::Ignored`](crate::Outcome::Ignored) counts toward nothing.
+//!   holds `minimum_calls`. [`Outcome::Ignored`] counts toward nothing.
 //! - **Open**: calls fail with [`CircuitOpen`], which says how long until the next probe.
 //!   The open time can grow with each consecutive reopen ([`Builder::open_time_growth`]) and be
 //!   jittered ([`Builder::open_time_jitter`]). No background task: the first call after the
@@ -106,6 +106,7 @@ mod config;
 mod error;
 mod events;
 mod future;
+mod hold;
 mod layer;
 mod record;
 mod service;
@@ -116,6 +117,7 @@ pub use self::config::{Builder, LoadAwareThresholds, SlidingWindow, Tier};
 pub use self::error::{CircuitOpen, RateLimited};
 pub use self::events::CircuitBreakerEvent;
 pub use self::future::ResponseFuture;
+pub use self::hold::{HoldPolicy, HoldReason, HoldRejected};
 pub use self::layer::CircuitBreakerLayer;
 pub use self::record::{ClassifyNow, RecordOutcome};
 pub use self::service::CircuitBreakerService;
@@ -226,6 +228,21 @@ impl CircuitBreaker {
     /// providers, then [`try_acquire`](Self::try_acquire) to call.
     pub fn is_call_permitted(&self) -> bool {
         self.shared.would_permit()
+    }
+
+    /// How long until the breaker lets a call through again: the rest of the open wait or
+    /// rate-limit cool-down; `None` when it would permit one now, or when the time is not
+    /// known (forced open, half-open with every slot taken).
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.shared.retry_after()
+    }
+
+    /// The length of the breaker's time-based window, if it has one.
+    pub fn time_window(&self) -> Option<Duration> {
+        match self.shared.settings.window {
+            config::WindowKind::Time { length, .. } => Some(length),
+            _ => None,
+        }
     }
 
     /// The current state. An open breaker whose wait is over still reads `Open` until the next

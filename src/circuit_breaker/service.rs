@@ -1,4 +1,6 @@
-use super::future::ResponseFuture;
+use super::CircuitState;
+use super::future::{Rejection, ResponseFuture};
+use super::hold::{Held, HoldPolicy, HoldRejected};
 use super::{CircuitBreaker, CircuitBreakerLayer, CircuitOpen, ClassifyNow, Permit, RecordOutcome};
 use crate::BoxError;
 use std::fmt;
@@ -19,12 +21,15 @@ pub struct CircuitBreakerService<S, R = ClassifyNow> {
     breaker: CircuitBreaker,
     recorder: R,
     reservation: Reservation,
+    pub(crate) hold: Option<HoldPolicy>,
+    held: Option<Held>,
 }
 
 enum Reservation {
     None,
     Admitted(Permit),
     Rejected(CircuitOpen),
+    HoldFailed(HoldRejected),
 }
 
 impl<S> CircuitBreakerService<S> {
@@ -48,6 +53,8 @@ impl<S, R> CircuitBreakerService<S, R> {
             breaker,
             recorder,
             reservation: Reservation::None,
+            hold: None,
+            held: None,
         }
     }
 
@@ -83,12 +90,42 @@ where
     type Future = ResponseFuture<S::Future, R>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        if !matches!(self.reservation, Reservation::Admitted(_)) {
+        while !matches!(self.reservation, Reservation::Admitted(_)) {
             // Ask again even after a rejection: the breaker may have moved on.
-            match self.breaker.try_acquire() {
-                Ok(permit) => self.reservation = Reservation::Admitted(permit),
-                Err(open) => {
+            let open = match self.breaker.try_acquire() {
+                Ok(permit) => {
+                    self.reservation = Reservation::Admitted(permit);
+                    self.held = None;
+                    break;
+                }
+                Err(open) => open,
+            };
+            let policy = match self.hold {
+                Some(policy) if open.state() != CircuitState::ForcedOpen => policy,
+                _ => {
                     self.reservation = Reservation::Rejected(open);
+                    return Poll::Ready(Ok(()));
+                }
+            };
+            let held = match &mut self.held {
+                Some(held) => held,
+                None => match Held::enter(&self.breaker.shared, &policy, open.clone()) {
+                    Ok(held) => self.held.insert(held),
+                    Err(rejected) => {
+                        self.reservation = Reservation::HoldFailed(rejected);
+                        return Poll::Ready(Ok(()));
+                    }
+                },
+            };
+            match held.poll_wait(cx, &policy, &open) {
+                Poll::Pending => {
+                    self.reservation = Reservation::None;
+                    return Poll::Pending;
+                }
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(rejected)) => {
+                    self.held = None;
+                    self.reservation = Reservation::HoldFailed(rejected);
                     return Poll::Ready(Ok(()));
                 }
             }
@@ -108,6 +145,9 @@ where
         let permit = match std::mem::replace(&mut self.reservation, Reservation::None) {
             Reservation::Admitted(permit) => permit,
             Reservation::Rejected(open) => return ResponseFuture::rejected(open),
+            Reservation::HoldFailed(rejected) => {
+                return ResponseFuture::failed(Rejection::Hold(rejected));
+            }
             // `call` without `poll_ready` breaks the `Service` contract; rather than panic,
             // ask the breaker now.
             Reservation::None => match self.breaker.try_acquire() {
@@ -129,6 +169,8 @@ impl<S: Clone, R: Clone> Clone for CircuitBreakerService<S, R> {
             recorder: self.recorder.clone(),
             // A clone has not been polled ready: it holds no reservation.
             reservation: Reservation::None,
+            hold: self.hold,
+            held: None,
         }
     }
 }
@@ -144,6 +186,7 @@ impl<S: fmt::Debug, R> fmt::Debug for CircuitBreakerService<S, R> {
                     Reservation::None => "none",
                     Reservation::Admitted(_) => "admitted",
                     Reservation::Rejected(_) => "rejected",
+                    Reservation::HoldFailed(_) => "hold failed",
                 },
             )
             .finish()

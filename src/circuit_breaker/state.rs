@@ -164,6 +164,10 @@ pub(crate) struct Shared {
     not_permitted: AtomicU64,
     ignored: AtomicU64,
     listeners: Listeners<CircuitBreakerEvent>,
+    /// Woken on every transition, for calls held while the breaker is open.
+    pub(crate) changed: tokio::sync::Notify,
+    /// Calls held (waiting for the breaker to let them through) right now.
+    pub(crate) held: std::sync::atomic::AtomicUsize,
 }
 
 impl std::fmt::Debug for Shared {
@@ -178,8 +182,21 @@ impl std::fmt::Debug for Shared {
 
 /// A snapshot of a breaker's counters, taken at one point.
 ///
-/// The window counts (`calls`, `failed_calls`, `slow_calls`, `successful_calls`) come from one
-/// atomic read of the window, so they agree with each other.
+/// What "one point" means, field by field:
+///
+/// - `state` and `probes_in_flight` come from one atomic read of the breaker's state word.
+/// - The window counts (`calls`, `failed_calls`, `slow_calls`, `successful_calls`, and the rates
+///   made from them) agree with each other: for `count_based` and `consecutive` windows they
+///   are one atomic read; a `time_based` window adds up its buckets, each one atomic read, so a
+///   call recorded during the snapshot is in it or not, never half in it.
+/// - The state and the window counts are of one generation: if a transition happens while the
+///   snapshot is taken, the window is read again. (Right after a transition to closed, the old
+///   window may still be emptying for a moment.)
+/// - `not_permitted_calls`, `ignored_calls` and `consecutive_reopens` are separate counters read
+///   just after; a call that ends during the snapshot may be in one and not yet in another.
+///
+/// It costs a few atomic loads (a `time_based` window: one per bucket) and one clock read; it
+/// takes no lock and allocates nothing.
 #[derive(Debug, Clone, Copy, PartialEq)]
 #[non_exhaustive]
 pub struct CircuitBreakerMetrics {
@@ -234,6 +251,8 @@ impl Shared {
             not_permitted: AtomicU64::new(0),
             ignored: AtomicU64::new(0),
             listeners,
+            changed: tokio::sync::Notify::new(),
+            held: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 
@@ -273,12 +292,25 @@ impl Shared {
     pub(crate) fn acquire(&self) -> Result<Ticket, CircuitOpen> {
         let word = self.load();
         match word.tag() {
-            CLOSED | METRICS_ONLY => Ok(Ticket {
-                generation: word.generation(),
-                kind: Kind::Normal,
-            }),
+            CLOSED | METRICS_ONLY => {
+                self.permitted(word);
+                Ok(Ticket {
+                    generation: word.generation(),
+                    kind: Kind::Normal,
+                })
+            }
             _ => self.acquire_slow(word),
         }
+    }
+
+    /// Reports an admitted call, in the state `word` says. Without a listener: one check of
+    /// the listener list, no atomic, no clock.
+    #[inline]
+    fn permitted(&self, word: Word) {
+        self.listeners.emit(|| CircuitBreakerEvent::CallPermitted {
+            name: self.name.clone(),
+            state: word.state(),
+        });
     }
 
     #[cold]
@@ -286,12 +318,14 @@ impl Shared {
         loop {
             match word.tag() {
                 CLOSED | METRICS_ONLY => {
+                    self.permitted(word);
                     return Ok(Ticket {
                         generation: word.generation(),
                         kind: Kind::Normal,
                     });
                 }
                 DISABLED => {
+                    self.permitted(word);
                     return Ok(Ticket {
                         generation: word.generation(),
                         kind: Kind::Passthrough,
@@ -337,6 +371,7 @@ impl Shared {
                     match self.cas(word, next) {
                         Ok(()) => {
                             self.transitioned(word, next, false);
+                            self.permitted(next);
                             return Ok(Ticket {
                                 generation: next.generation(),
                                 kind: Kind::Probe,
@@ -353,6 +388,7 @@ impl Shared {
                         let next = Word::new(HALF_OPEN, word.generation(), probes.pack());
                         match self.cas(word, next) {
                             Ok(()) => {
+                                self.permitted(next);
                                 return Ok(Ticket {
                                     generation: word.generation(),
                                     kind: Kind::Probe,
@@ -684,6 +720,7 @@ impl Shared {
                 from,
                 to,
             });
+        self.changed.notify_waiters();
     }
 
     // -- manual control -----------------------------------------------------------------------
@@ -700,6 +737,17 @@ impl Shared {
                 Ok(()) => {
                     // A reset of a closed breaker still gets a fresh window and generation.
                     self.transitioned(word, next, false);
+                    self.listeners.emit(|| {
+                        let name = self.name.clone();
+                        if tag == CLOSED {
+                            CircuitBreakerEvent::Reset { name }
+                        } else {
+                            CircuitBreakerEvent::Forced {
+                                name,
+                                state: next.state(),
+                            }
+                        }
+                    });
                     return;
                 }
                 Err(actual) => word = actual,
@@ -718,9 +766,33 @@ impl Shared {
         }
     }
 
-    pub(crate) fn metrics(&self) -> CircuitBreakerMetrics {
+    pub(crate) fn retry_after(&self) -> Option<Duration> {
         let word = self.load();
-        let counts = self.window.counts(Instant::now());
+        match word.tag() {
+            OPEN | RATE_LIMITED => {
+                let now = self.now_ms();
+                (now < word.payload()).then(|| Duration::from_millis(word.payload() - now))
+            }
+            _ => None,
+        }
+    }
+
+    pub(crate) fn metrics(&self) -> CircuitBreakerMetrics {
+        let now = Instant::now();
+        // The state word is read again after the window: if a transition came in between, the
+        // window is read again (a few times at most), so that the state and the counts are of
+        // one generation.
+        let mut word = self.load();
+        let mut counts = self.window.counts(now);
+        for _ in 0..3 {
+            let after = self.load();
+            if after.generation() == word.generation() {
+                word = after;
+                break;
+            }
+            word = after;
+            counts = self.window.counts(now);
+        }
         let rated = counts.calls > 0
             && counts.calls >= self.settings.minimum_calls
             && !matches!(self.settings.window, WindowKind::Consecutive(_));

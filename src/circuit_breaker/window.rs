@@ -402,7 +402,7 @@ impl Consecutive {
     }
 }
 
-#[cfg(all(test, loom))]
+#[cfg(all(test, tower_breaker_loom))]
 mod loom_models {
     use super::*;
     use loom::sync::Arc;

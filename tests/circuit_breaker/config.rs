@@ -5,6 +5,8 @@ use tower_breaker::circuit_breaker::{
     Builder, CircuitBreaker, LoadAwareThresholds, SlidingWindow, Tier,
 };
 
+type Case = (&'static str, Box<dyn FnOnce(Builder) -> Builder>);
+
 fn field_of(build: impl FnOnce(Builder) -> Builder) -> String {
     let err = build(CircuitBreaker::builder("cfg")).build().unwrap_err();
     assert!(err.to_string().contains("allowed"), "{err}");
@@ -14,7 +16,7 @@ fn field_of(build: impl FnOnce(Builder) -> Builder) -> String {
 
 #[test]
 fn out_of_range_values_name_their_field() {
-    let cases: Vec<(&str, Box<dyn FnOnce(Builder) -> Builder>)> = vec![
+    let cases: Vec<Case> = vec![
         (
             "sliding_window",
             Box::new(|b| b.sliding_window(SlidingWindow::count_based(0))),

@@ -1,7 +1,10 @@
-//! `loom` models of the breaker's lock-free core. Run with
-//! `RUSTFLAGS="--cfg loom" cargo test --release --test loom`; every interleaving of the real
-//! atomics (swapped for loom's by `crate::sync`) is explored up to `LOOM_MAX_PREEMPTIONS`.
-#![cfg(loom)]
+//! `loom` models of the lock-free cores (breaker and bulkhead). Run with
+//! `RUSTFLAGS="--cfg tower_breaker_loom" cargo test --release --test loom`; every interleaving
+//! of the real atomics (swapped for loom's by `crate::sync`) is explored up to
+//! `LOOM_MAX_PREEMPTIONS`.
+#![cfg(tower_breaker_loom)]
+
+mod bulkhead;
 
 use loom::thread;
 use std::time::Duration;

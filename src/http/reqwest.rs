@@ -1,0 +1,91 @@
+//! The same classification for `reqwest` (feature `reqwest`).
+
+use super::body::{EndRule, RecordingBody};
+use super::classify::{ClassifyError, HttpClassifier, ResponseClass};
+use crate::Outcome;
+use crate::circuit_breaker::{Permit, RecordOutcome};
+use reqwest::ResponseBuilderExt;
+
+/// How the default error classification counts a `reqwest::Error`.
+pub(crate) fn classify_reqwest_error(error: &reqwest::Error) -> Outcome {
+    if error.is_builder() {
+        // The request was never sent.
+        Outcome::Ignored
+    } else {
+        // Timeouts, connect and DNS errors, a connection reset while sending or reading,
+        // redirect loops: the upstream (or the way to it) failed.
+        Outcome::Failure
+    }
+}
+
+impl<F> HttpClassifier<F> {
+    /// Records a `reqwest::Response` on `permit`, now or when its body ends, like
+    /// [`record_response`](Self::record_response). A success's body is wrapped in a
+    /// [`RecordingBody`] inside `reqwest::Body::wrap` (which boxes it); its status, headers,
+    /// extensions and URL are kept.
+    ///
+    /// ```
+    /// use tower_breaker::circuit_breaker::CircuitBreaker;
+    /// use tower_breaker::http::HttpClassifier;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), tower::BoxError> {
+    /// let breaker = CircuitBreaker::builder("api").build()?;
+    /// let response = reqwest::Response::from(http::Response::new("hello"));
+    /// let response = HttpClassifier::new().record_reqwest_response(response, breaker.try_acquire()?);
+    /// assert_eq!(response.text().await?, "hello");
+    /// assert_eq!(breaker.metrics().successful_calls, 1);
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
+    pub fn record_reqwest_response(
+        &self,
+        response: reqwest::Response,
+        permit: Permit,
+    ) -> reqwest::Response {
+        let class = self.classify_response(response.status(), response.headers());
+        if class != ResponseClass::Success || !self.records_at_body_end() {
+            class.record(permit, Some(response.headers()));
+            return response;
+        }
+        let url = response.url().clone();
+        let idle = self.body_idle_timeout();
+        let mut response = ::http::Response::<reqwest::Body>::from(response).map(|body| {
+            reqwest::Body::wrap(RecordingBody::new(body, permit, EndRule::Success, idle))
+        });
+        // `reqwest::Response::from` reads the URL from an extension that only
+        // `ResponseBuilderExt::url` can set. Building an empty response cannot fail; if it
+        // did, the URL would read as reqwest's placeholder, nothing worse.
+        if let Ok(carrier) = ::http::Response::builder().url(url).body(()) {
+            response
+                .extensions_mut()
+                .extend(carrier.into_parts().0.extensions);
+        }
+        reqwest::Response::from(response)
+    }
+}
+
+/// `reqwest::Client` is a `Service<reqwest::Request>`: wrapped with an [`HttpClassifier`],
+/// its responses are classified and their bodies recorded at their end.
+#[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
+impl<E, F> RecordOutcome<reqwest::Response, E> for HttpClassifier<F>
+where
+    F: ClassifyError<E>,
+{
+    type Response = reqwest::Response;
+
+    fn record(
+        &self,
+        result: Result<reqwest::Response, E>,
+        permit: Permit,
+    ) -> Result<reqwest::Response, E> {
+        match result {
+            Ok(response) => Ok(self.record_reqwest_response(response, permit)),
+            Err(error) => {
+                permit.record(self.errors().classify_error(&error));
+                Err(error)
+            }
+        }
+    }
+}

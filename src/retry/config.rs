@@ -1,0 +1,302 @@
+use super::events::RetryEvent;
+use super::policy::{PolicyRng, Shared};
+use super::{Cloneable, RetryBudget, RetryPolicy};
+use crate::backoff::{AtomicSplitMix64, Backoff, Rng, entropy_seed};
+use crate::config::{Check, ConfigError, MAX_DURATION, MIN_DURATION};
+use crate::events::{Listener, Listeners};
+use crate::outcome::DefaultClassifier;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Builds a [`RetryPolicy`]; see [`RetryPolicy::builder`] for the defaults.
+/// [`build`](Builder::build) checks every setting and returns a [`ConfigError`] naming the one
+/// that is wrong.
+///
+/// `C` is the classifier (which results are failures worth retrying) and `P` the
+/// [`Protocol`](super::Protocol) (how to copy requests, which are idempotent, what the server
+/// asked); [`classify`](Builder::classify) and [`protocol`](Builder::protocol) replace them.
+pub struct Builder<C = DefaultClassifier, P = Cloneable> {
+    name: Arc<str>,
+    max_attempts: u32,
+    backoff: Backoff,
+    deadline: Option<Duration>,
+    reserve_for_last_attempt: f64,
+    budget: Option<RetryBudget>,
+    max_server_delay: Duration,
+    retry_non_idempotent: bool,
+    retry_bulkhead_full: bool,
+    rng: Option<Rngs>,
+    listeners: Listeners<RetryEvent>,
+    classifier: C,
+    protocol: P,
+}
+
+enum Rngs {
+    Seed(u64),
+    Custom(Box<dyn Rng + Send>),
+}
+
+impl Builder {
+    pub(crate) fn new() -> Self {
+        Self {
+            name: Arc::from("retry"),
+            max_attempts: 3,
+            backoff: Backoff::exponential(Duration::from_millis(100), Duration::from_secs(10))
+                .full_jitter(),
+            deadline: None,
+            reserve_for_last_attempt: 0.0,
+            budget: Some(RetryBudget::new(0.2, 10)),
+            max_server_delay: Duration::from_secs(30),
+            retry_non_idempotent: false,
+            retry_bulkhead_full: true,
+            rng: None,
+            listeners: Listeners::new(),
+            classifier: DefaultClassifier,
+            protocol: Cloneable,
+        }
+    }
+}
+
+impl<C, P> Builder<C, P> {
+    /// The policy's name, in every event, log line and configuration error (default `"retry"`).
+    pub fn name(mut self, name: impl Into<Arc<str>>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// The most attempts per request, the first call included (1 to 100, default 3; 1 never
+    /// retries).
+    pub fn max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = attempts;
+        self
+    }
+
+    /// The delays between attempts (default: exponential from 100 ms to 10 s, full jitter).
+    /// A server's `Retry-After` replaces the delay for that retry.
+    pub fn backoff(mut self, backoff: Backoff) -> Self {
+        self.backoff = backoff;
+        self
+    }
+
+    /// The total time for all attempts and waits of one request, from the start of the first
+    /// attempt (1 ms to 24 h, default none). The policy gives up at once, instead of sleeping,
+    /// when the next wait would not end before it (see
+    /// [`reserve_for_last_attempt`](Self::reserve_for_last_attempt)).
+    ///
+    /// The policy cannot cancel an attempt in flight: put a `tower::timeout` around the retry
+    /// layer to bound the whole call, and one inside it to bound each attempt.
+    pub fn deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = Some(deadline);
+        self
+    }
+
+    /// The share of the deadline (0.0 to just under 1.0, default 0.0; needs a
+    /// [`deadline`](Self::deadline)) that must still be left when a retry starts, so that the
+    /// last attempt has time to finish. A retry whose wait would leave less is not made.
+    pub fn reserve_for_last_attempt(mut self, fraction: f64) -> Self {
+        self.reserve_for_last_attempt = fraction;
+        self
+    }
+
+    /// The retry budget (default `RetryBudget::new(0.2, 10)`, one per built policy). Pass a
+    /// clone of one budget to several policies to share it.
+    pub fn budget(mut self, budget: RetryBudget) -> Self {
+        self.budget = Some(budget);
+        self
+    }
+
+    /// No retry budget: every failure may be retried up to `max_attempts`. Beware: during an
+    /// outage this multiplies the load on the upstream by `max_attempts`.
+    pub fn no_budget(mut self) -> Self {
+        self.budget = None;
+        self
+    }
+
+    /// The longest server-requested wait (`Retry-After` on a 429 or 503) that is honoured as
+    /// is (0 to 24 h, default 30 s); a longer one is cut to this.
+    pub fn max_server_delay(mut self, max: Duration) -> Self {
+        self.max_server_delay = max;
+        self
+    }
+
+    /// Retries requests that the protocol says are not idempotent (a POST without an
+    /// `Idempotency-Key`, say) as if they were (default false). Only for upstreams that
+    /// deduplicate on their own.
+    pub fn retry_non_idempotent(mut self, retry: bool) -> Self {
+        self.retry_non_idempotent = retry;
+        self
+    }
+
+    /// Retries calls that our own bulkhead rejected (`BulkheadFull`, `BulkheadTimeout`) after
+    /// the backoff (default true: the upstream was not called, a slot may be free soon).
+    pub fn retry_bulkhead_full(mut self, retry: bool) -> Self {
+        self.retry_bulkhead_full = retry;
+        self
+    }
+
+    /// Seeds the built-in jitter generator, for reproducible delays in tests (default: a seed
+    /// from the process's hash randomness).
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.rng = Some(Rngs::Seed(seed));
+        self
+    }
+
+    /// Draws the jitter from `rng`, shared by every clone of the policy (it is locked for each
+    /// draw, once per retry).
+    pub fn rng(mut self, rng: impl Rng + Send + 'static) -> Self {
+        self.rng = Some(Rngs::Custom(Box::new(rng)));
+        self
+    }
+
+    /// Adds a listener for every [`RetryEvent`].
+    pub fn on_event(mut self, listener: impl Listener<RetryEvent>) -> Self {
+        self.listeners.push(Arc::new(listener));
+        self
+    }
+
+    /// Retries the results that `classifier` counts as [`Outcome::Failure`](crate::Outcome)
+    /// (default: every `Err`, no `Ok`). The same [`Classify`](crate::Classify) trait as the
+    /// circuit breaker's, so closures work.
+    pub fn classify<C2>(self, classifier: C2) -> Builder<C2, P> {
+        Builder {
+            name: self.name,
+            max_attempts: self.max_attempts,
+            backoff: self.backoff,
+            deadline: self.deadline,
+            reserve_for_last_attempt: self.reserve_for_last_attempt,
+            budget: self.budget,
+            max_server_delay: self.max_server_delay,
+            retry_non_idempotent: self.retry_non_idempotent,
+            retry_bulkhead_full: self.retry_bulkhead_full,
+            rng: self.rng,
+            listeners: self.listeners,
+            classifier,
+            protocol: self.protocol,
+        }
+    }
+
+    /// Copies requests, judges idempotency and reads server delays with `protocol` (default
+    /// [`Cloneable`]).
+    pub fn protocol<P2>(self, protocol: P2) -> Builder<C, P2> {
+        Builder {
+            name: self.name,
+            max_attempts: self.max_attempts,
+            backoff: self.backoff,
+            deadline: self.deadline,
+            reserve_for_last_attempt: self.reserve_for_last_attempt,
+            budget: self.budget,
+            max_server_delay: self.max_server_delay,
+            retry_non_idempotent: self.retry_non_idempotent,
+            retry_bulkhead_full: self.retry_bulkhead_full,
+            rng: self.rng,
+            listeners: self.listeners,
+            classifier: self.classifier,
+            protocol,
+        }
+    }
+
+    /// For `http::Request<B>` (with a `Clone` body) and `http::Response<B>`: retries the
+    /// statuses of [`RetryOnStatus::standard`](super::RetryOnStatus::standard) and errors,
+    /// honours `Retry-After` / `retry-after-ms` on 429 and 503, and retries only idempotent
+    /// requests ([`HttpRequests`](super::HttpRequests)).
+    #[cfg(feature = "http")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+    pub fn http(self) -> Builder<super::RetryOnStatus, super::HttpRequests> {
+        self.classify(super::RetryOnStatus::standard())
+            .protocol(super::HttpRequests)
+    }
+
+    /// For `reqwest::Request` and `reqwest::Response` (`reqwest::Client` is a tower
+    /// `Service`): the same rules as [`http`](Self::http), with requests copied by
+    /// `try_clone` ([`ReqwestRequests`](super::ReqwestRequests)).
+    #[cfg(feature = "reqwest")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
+    pub fn reqwest(self) -> Builder<super::RetryOnStatus, super::ReqwestRequests> {
+        self.classify(super::RetryOnStatus::standard())
+            .protocol(super::ReqwestRequests)
+    }
+
+    /// Checks every setting and builds the policy.
+    pub fn build(self) -> Result<RetryPolicy<C, P>, ConfigError> {
+        let name = self.name;
+        let check = Check { component: &name };
+        check.range_u64("max_attempts", u64::from(self.max_attempts), 1, 100)?;
+        self.backoff.check(&name)?;
+        if let Some(deadline) = self.deadline {
+            check.duration("deadline", deadline, MIN_DURATION, MAX_DURATION)?;
+        }
+        let fraction = self.reserve_for_last_attempt;
+        if !(0.0..1.0).contains(&fraction) {
+            return Err(ConfigError::new(
+                &*name,
+                "reserve_for_last_attempt",
+                fraction,
+                "0.0 <= x < 1.0",
+            ));
+        }
+        if fraction > 0.0 && self.deadline.is_none() {
+            return Err(ConfigError::new(
+                &*name,
+                "reserve_for_last_attempt",
+                fraction,
+                "0.0 without a deadline (a reserve is a share of the deadline)",
+            ));
+        }
+        check.duration(
+            "max_server_delay",
+            self.max_server_delay,
+            Duration::ZERO,
+            MAX_DURATION,
+        )?;
+        if let Some(budget) = &self.budget {
+            budget.check(&name)?;
+        }
+        let reserve = self
+            .deadline
+            .and_then(|deadline| {
+                Duration::try_from_secs_f64(deadline.as_secs_f64() * fraction).ok()
+            })
+            .unwrap_or(Duration::ZERO);
+        let rng = match self.rng {
+            None => PolicyRng::Seeded(AtomicSplitMix64::new(entropy_seed())),
+            Some(Rngs::Seed(seed)) => PolicyRng::Seeded(AtomicSplitMix64::new(seed)),
+            Some(Rngs::Custom(rng)) => PolicyRng::Custom(Mutex::new(rng)),
+        };
+        let shared = Shared {
+            name,
+            max_attempts: self.max_attempts,
+            backoff: self.backoff,
+            deadline: self.deadline,
+            reserve,
+            budget: self.budget,
+            max_server_delay: self.max_server_delay,
+            retry_non_idempotent: self.retry_non_idempotent,
+            retry_bulkhead_full: self.retry_bulkhead_full,
+            rng,
+            listeners: self.listeners,
+        };
+        Ok(RetryPolicy::from_parts(
+            shared,
+            self.classifier,
+            self.protocol,
+        ))
+    }
+}
+
+impl<C, P> fmt::Debug for Builder<C, P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Builder")
+            .field("name", &self.name)
+            .field("max_attempts", &self.max_attempts)
+            .field("backoff", &self.backoff)
+            .field("deadline", &self.deadline)
+            .field("reserve_for_last_attempt", &self.reserve_for_last_attempt)
+            .field("budget", &self.budget)
+            .field("max_server_delay", &self.max_server_delay)
+            .field("retry_non_idempotent", &self.retry_non_idempotent)
+            .field("retry_bulkhead_full", &self.retry_bulkhead_full)
+            .field("listeners", &self.listeners)
+            .finish_non_exhaustive()
+    }
+}

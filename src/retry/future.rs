@@ -1,0 +1,93 @@
+//! The future a [`RetryPolicy`](super::RetryPolicy) hands to `tower::retry`: the wait before
+//! the next attempt.
+//!
+//! `tower::retry::Retry` drives it for you; driving the policy by hand looks like this:
+//!
+//! ```
+//! use std::time::Duration;
+//! use tower::retry::Policy;
+//! use tower_breaker::backoff::Backoff;
+//! use tower_breaker::retry::{RetryDelay, RetryPolicy};
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() -> Result<(), tower::BoxError> {
+//! let mut policy = RetryPolicy::builder()
+//!     .backoff(Backoff::constant(Duration::from_millis(100)))
+//!     .build()?;
+//! let mut request = "hi".to_string();
+//! // Before the first attempt: a copy to retry with (this also starts the deadline's clock).
+//! let copy = Policy::<String, (), tower::BoxError>::clone_request(&mut policy, &request);
+//! assert_eq!(copy.as_deref(), Some("hi"));
+//!
+//! let mut result: Result<(), tower::BoxError> = Err("upstream is down".into());
+//! let delay: RetryDelay = policy.retry(&mut request, &mut result).expect("worth a retry");
+//! let start = tokio::time::Instant::now();
+//! delay.await;
+//! assert_eq!(start.elapsed(), Duration::from_millis(100));
+//! # Ok(())
+//! # }
+//! ```
+
+use pin_project_lite::pin_project;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::time::Sleep;
+
+pin_project! {
+    /// The wait before a retry: a `tokio::time::Sleep`, or nothing for a zero delay (no timer
+    /// is registered). Paused tokio time drives it.
+    ///
+    /// Named so that it can appear in types, but made only by the policy.
+    pub struct RetryDelay {
+        #[pin]
+        kind: Kind,
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    enum Kind {
+        Now,
+        Sleep { #[pin] sleep: Sleep },
+    }
+}
+
+impl RetryDelay {
+    /// A wait of `delay`. Needs a tokio runtime with time enabled unless `delay` is zero.
+    pub(crate) fn new(delay: Duration) -> Self {
+        let kind = if delay.is_zero() {
+            Kind::Now
+        } else {
+            Kind::Sleep {
+                sleep: tokio::time::sleep(delay),
+            }
+        };
+        Self { kind }
+    }
+}
+
+impl Future for RetryDelay {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        match self.project().kind.project() {
+            KindProj::Now => Poll::Ready(()),
+            KindProj::Sleep { sleep } => sleep.poll(cx),
+        }
+    }
+}
+
+impl fmt::Debug for RetryDelay {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let deadline = match &self.kind {
+            Kind::Now => None,
+            Kind::Sleep { sleep } => Some(sleep.deadline()),
+        };
+        f.debug_struct("RetryDelay")
+            .field("deadline", &deadline)
+            .finish()
+    }
+}

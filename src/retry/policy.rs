@@ -1,0 +1,340 @@
+use super::events::{GiveUpReason, RetryEvent, RetryReason};
+use super::future::RetryDelay;
+use super::rejection::{Rejection, rejection};
+use super::{Builder, Cloneable, Protocol, RetryBudget};
+use crate::backoff::{AtomicSplitMix64, Backoff, Rng};
+use crate::events::Listeners;
+use crate::outcome::DefaultClassifier;
+use crate::{Classify, Outcome};
+use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// A `tower::retry::Policy` that retries only what is safe, spreads retries out, and stops when
+/// retrying cannot help. See the [module docs](super) for the rules, and
+/// [`RetryPolicy::builder`] for the settings.
+///
+/// `tower::retry::Retry` clones the policy for every request: a clone is cheap (one `Arc` and a
+/// few words) and carries the per-request state (attempt count, start time, last delay), while
+/// the budget, the random generator and the listeners are shared by all clones.
+pub struct RetryPolicy<C = DefaultClassifier, P = Cloneable> {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) classifier: C,
+    pub(crate) protocol: P,
+    /// Attempts whose result this copy has seen.
+    attempt: u32,
+    /// When the first attempt started (set by `clone_request` before it is sent).
+    started: Option<Instant>,
+    /// The delay before the previous retry (decorrelated jitter grows from it).
+    previous: Option<Duration>,
+}
+
+/// The checked settings and the state shared by every clone of a policy.
+pub(crate) struct Shared {
+    pub(crate) name: Arc<str>,
+    pub(crate) max_attempts: u32,
+    pub(crate) backoff: Backoff,
+    pub(crate) deadline: Option<Duration>,
+    /// The share of the deadline kept for the last attempt, as a duration.
+    pub(crate) reserve: Duration,
+    pub(crate) budget: Option<RetryBudget>,
+    pub(crate) max_server_delay: Duration,
+    pub(crate) retry_non_idempotent: bool,
+    pub(crate) retry_bulkhead_full: bool,
+    pub(crate) rng: PolicyRng,
+    pub(crate) listeners: Listeners<RetryEvent>,
+}
+
+/// The jitter's random numbers, shared by every clone so that requests do not jitter in step.
+pub(crate) enum PolicyRng {
+    /// The built-in generator: lock-free.
+    Seeded(AtomicSplitMix64),
+    /// A caller's generator: locked for each draw (one per retry, never on the first attempt).
+    Custom(Mutex<Box<dyn Rng + Send>>),
+}
+
+/// What to do with one attempt's result.
+enum Decision {
+    /// Not a failure: hand it back.
+    Done,
+    GiveUp(GiveUpReason),
+    Retry {
+        delay: Duration,
+        reason: RetryReason,
+        server_delay: bool,
+    },
+}
+
+impl RetryPolicy {
+    /// A builder with the defaults:
+    ///
+    /// | setting | default | allowed |
+    /// |---|---|---|
+    /// | `name` | `"retry"` | any |
+    /// | `max_attempts` | 3 (the first call and two retries) | 1 to 100 |
+    /// | `backoff` | `Backoff::exponential(100 ms, 10 s).full_jitter()` | see [`Backoff::validate`] |
+    /// | `deadline` | none | 1 ms to 24 h |
+    /// | `reserve_for_last_attempt` | 0.0 | 0.0 <= x < 1.0, with a deadline |
+    /// | `budget` | `RetryBudget::new(0.2, 10)` (20 % of calls, 10 retries/s minimum) | see [`RetryBudget::validate`] |
+    /// | `max_server_delay` | 30 s | 0 to 24 h |
+    /// | `retry_non_idempotent` | false | |
+    /// | `retry_bulkhead_full` | true | |
+    /// | classifier | [`DefaultClassifier`]: every `Err` is a failure | any [`Classify`] |
+    /// | protocol | [`Cloneable`]: `Clone` requests, all idempotent | any [`Protocol`] |
+    pub fn builder() -> Builder {
+        Builder::new()
+    }
+}
+
+impl<C, P> RetryPolicy<C, P> {
+    pub(crate) fn from_parts(shared: Shared, classifier: C, protocol: P) -> Self {
+        Self {
+            shared: Arc::new(shared),
+            classifier,
+            protocol,
+            attempt: 0,
+            started: None,
+            previous: None,
+        }
+    }
+
+    /// The policy's name (in every event and log line).
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    /// The most attempts per request, the first call included.
+    pub fn max_attempts(&self) -> u32 {
+        self.shared.max_attempts
+    }
+
+    /// The backoff between attempts.
+    pub fn backoff(&self) -> &Backoff {
+        &self.shared.backoff
+    }
+
+    /// The retry budget, if there is one.
+    pub fn budget(&self) -> Option<&RetryBudget> {
+        self.shared.budget.as_ref()
+    }
+
+    /// How many attempts this copy of the policy has seen the result of (the per-request
+    /// state; 0 for the policy held by the service).
+    pub fn attempts(&self) -> u32 {
+        self.attempt
+    }
+
+    /// A `tower::retry::RetryLayer` with this policy (the same as
+    /// `tower::retry::RetryLayer::new(policy)`).
+    pub fn layer(&self) -> tower::retry::RetryLayer<Self>
+    where
+        Self: Clone,
+    {
+        tower::retry::RetryLayer::new(self.clone())
+    }
+
+    fn decide<Req, Res, E>(&mut self, req: &Req, result: &Result<Res, E>) -> Decision
+    where
+        C: Classify<Res, E>,
+        P: Protocol<Req, Res, E>,
+        E: 'static,
+    {
+        let shared = &*self.shared;
+        let reason = match result {
+            Err(err) => match rejection(err) {
+                Some(Rejection::CircuitOpen) => {
+                    return Decision::GiveUp(GiveUpReason::CircuitOpen);
+                }
+                Some(Rejection::RateLimited) => {
+                    return Decision::GiveUp(GiveUpReason::RateLimited);
+                }
+                Some(Rejection::Bulkhead) if !shared.retry_bulkhead_full => {
+                    return Decision::GiveUp(GiveUpReason::BulkheadFull);
+                }
+                Some(Rejection::Bulkhead) => RetryReason::BulkheadFull,
+                None if self.classifier.classify(result) == Outcome::Failure => RetryReason::Error,
+                None => return Decision::GiveUp(GiveUpReason::NotRetryable),
+            },
+            Ok(_) if self.classifier.classify(result) == Outcome::Failure => RetryReason::Response,
+            Ok(_) => return Decision::Done,
+        };
+
+        if self.attempt >= shared.max_attempts {
+            return Decision::GiveUp(GiveUpReason::MaxAttempts);
+        }
+        if !shared.retry_non_idempotent && !self.protocol.is_idempotent(req) {
+            return Decision::GiveUp(GiveUpReason::NotIdempotent);
+        }
+
+        let server = self
+            .protocol
+            .server_delay(result)
+            .map(|wait| wait.min(shared.max_server_delay));
+        let delay = match server {
+            Some(wait) => wait,
+            None => shared.next_delay(self.attempt, self.previous),
+        };
+
+        if let Some(deadline) = shared.deadline {
+            let now = Instant::now();
+            let started = *self.started.get_or_insert(now);
+            let left = deadline.saturating_sub(now.saturating_duration_since(started));
+            // The next attempt must start before the deadline with the reserve still ahead.
+            let fits = delay < left && left - delay >= shared.reserve;
+            if !fits {
+                return Decision::GiveUp(GiveUpReason::Deadline);
+            }
+        }
+        // Last, so that a retry refused for another reason spends no token.
+        if let Some(budget) = &shared.budget {
+            if !budget.withdraw() {
+                return Decision::GiveUp(GiveUpReason::BudgetExhausted);
+            }
+        }
+        Decision::Retry {
+            delay,
+            reason,
+            server_delay: server.is_some(),
+        }
+    }
+}
+
+impl Shared {
+    fn next_delay(&self, retry: u32, previous: Option<Duration>) -> Duration {
+        match &self.rng {
+            PolicyRng::Seeded(rng) => {
+                let mut draw = || crate::backoff::unit(rng.next_u64());
+                self.backoff.next_delay(retry, previous, &mut draw)
+            }
+            PolicyRng::Custom(rng) => {
+                // A generator that panicked mid-draw left no invariant to protect.
+                let mut rng = rng.lock().unwrap_or_else(PoisonError::into_inner);
+                self.backoff.next_delay(retry, previous, &mut **rng)
+            }
+        }
+    }
+
+    fn report(&self, attempt: u32, decision: &Decision) {
+        match *decision {
+            Decision::Done => {
+                if attempt > 1 {
+                    tracing::debug!(policy = %self.name, attempt, "retry succeeded");
+                    self.listeners.emit(|| RetryEvent::Succeeded {
+                        name: self.name.clone(),
+                        attempt,
+                    });
+                }
+            }
+            Decision::GiveUp(reason) => {
+                if reason == GiveUpReason::BudgetExhausted {
+                    // A spent budget means many calls are failing: worth a warning.
+                    tracing::warn!(policy = %self.name, attempt, reason = reason.as_str(), "retry budget exhausted, not retrying");
+                } else {
+                    tracing::debug!(policy = %self.name, attempt, reason = reason.as_str(), "not retrying");
+                }
+                self.listeners.emit(|| RetryEvent::GaveUp {
+                    name: self.name.clone(),
+                    attempt,
+                    reason,
+                });
+            }
+            Decision::Retry {
+                delay,
+                reason,
+                server_delay,
+            } => {
+                tracing::debug!(
+                    policy = %self.name,
+                    attempt,
+                    delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+                    reason = reason.as_str(),
+                    server_delay,
+                    "retrying"
+                );
+                self.listeners.emit(|| RetryEvent::Retrying {
+                    name: self.name.clone(),
+                    attempt,
+                    delay,
+                    reason,
+                    server_delay,
+                });
+            }
+        }
+    }
+}
+
+impl<C, P, Req, Res, E> tower::retry::Policy<Req, Res, E> for RetryPolicy<C, P>
+where
+    C: Classify<Res, E>,
+    P: Protocol<Req, Res, E>,
+    E: 'static,
+{
+    type Future = RetryDelay;
+
+    fn retry(&mut self, req: &mut Req, result: &mut Result<Res, E>) -> Option<Self::Future> {
+        self.attempt = self.attempt.saturating_add(1);
+        let decision = self.decide(req, result);
+        self.shared.report(self.attempt, &decision);
+        match decision {
+            Decision::Retry { delay, .. } => {
+                self.previous = Some(delay);
+                // `tower::retry` drops `result` (and with it a failed response's body) as soon
+                // as this returns, before it polls the delay.
+                Some(RetryDelay::new(delay))
+            }
+            Decision::Done | Decision::GiveUp(_) => None,
+        }
+    }
+
+    fn clone_request(&mut self, req: &Req) -> Option<Req> {
+        if self.attempt == 0 {
+            // The first attempt: `tower::retry::Retry` asks for its copy just before sending
+            // it, on the policy it then clones for this request. Start the clock, count the
+            // call, and skip the copy when the request will never be retried.
+            self.started = Some(Instant::now());
+            let shared = &*self.shared;
+            if let Some(budget) = &shared.budget {
+                budget.deposit();
+            }
+            if shared.max_attempts <= 1
+                || (!shared.retry_non_idempotent && !self.protocol.is_idempotent(req))
+            {
+                return None;
+            }
+        }
+        self.protocol.clone_request(req)
+    }
+}
+
+impl<C: Clone, P: Clone> Clone for RetryPolicy<C, P> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: self.shared.clone(),
+            classifier: self.classifier.clone(),
+            protocol: self.protocol.clone(),
+            attempt: self.attempt,
+            started: self.started,
+            previous: self.previous,
+        }
+    }
+}
+
+impl<C, P> fmt::Debug for RetryPolicy<C, P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let shared = &*self.shared;
+        f.debug_struct("RetryPolicy")
+            .field("name", &shared.name)
+            .field("max_attempts", &shared.max_attempts)
+            .field("backoff", &shared.backoff)
+            .field("deadline", &shared.deadline)
+            .field("reserve", &shared.reserve)
+            .field("budget", &shared.budget)
+            .field("max_server_delay", &shared.max_server_delay)
+            .field("retry_non_idempotent", &shared.retry_non_idempotent)
+            .field("retry_bulkhead_full", &shared.retry_bulkhead_full)
+            .field("listeners", &shared.listeners)
+            .field("attempt", &self.attempt)
+            .finish_non_exhaustive()
+    }
+}

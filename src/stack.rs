@@ -1,0 +1,370 @@
+//! A best-practice client stack in one call, and `ServiceBuilder` methods for each layer.
+//!
+//! [`StandardResilience`] is modelled on the standard HTTP resilience handler of .NET (Polly
+//! v8): from the outside in,
+//!
+//! 1. **total timeout**: the whole call, retries and waits included, never takes longer;
+//! 2. **retry**: exponential backoff with jitter, `Retry-After`, a budget, idempotency rules
+//!    ([`RetryPolicy`]);
+//! 3. **circuit breaker**: fails fast while the upstream is down; each retry is a call it
+//!    counts, and it stops retries from piling onto a dead upstream (they fail with
+//!    `CircuitOpen`, which the policy never retries);
+//! 4. **bulkhead**: a cap on the calls in flight;
+//! 5. **attempt timeout**: one try never takes longer, so a hung call counts as a failure.
+//!
+//! Each part has a documented default and can be replaced; [`Builder::build`] checks that the
+//! parts fit together.
+//!
+//! ```
+//! use std::time::Duration;
+//! use tower::{Layer, Service, ServiceExt, service_fn};
+//! use tower_breaker::stack::StandardResilience;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), tower::BoxError> {
+//! let resilience = StandardResilience::builder("search")
+//!     .attempt_timeout(Duration::from_secs(2))
+//!     .total_timeout(Duration::from_secs(10))
+//!     .build()?;
+//! let mut client = resilience.layer(service_fn(|q: String| async move {
+//!     Ok::<_, tower::BoxError>(format!("results for {q}"))
+//! }));
+//! assert_eq!(client.ready().await?.call("rust".into()).await?, "results for rust");
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! The layers one at a time, in a `ServiceBuilder`:
+//!
+//! ```
+//! use std::time::Duration;
+//! use tower::{ServiceBuilder, service_fn};
+//! use tower_breaker::bulkhead::Bulkhead;
+//! use tower_breaker::circuit_breaker::CircuitBreaker;
+//! use tower_breaker::stack::ServiceBuilderExt;
+//!
+//! let breaker = CircuitBreaker::builder("search").build()?;
+//! let bulkhead = Bulkhead::builder("search").max_concurrent(32).build()?;
+//! let svc = ServiceBuilder::new()
+//!     .circuit_breaker(&breaker)
+//!     .bulkhead(&bulkhead)
+//!     .service(service_fn(|q: String| async move { Ok::<_, tower::BoxError>(q) }));
+//! # let _ = svc;
+//! # Ok::<_, tower_breaker::ConfigError>(())
+//! ```
+
+use crate::bulkhead::{Bulkhead, BulkheadLayer, BulkheadService};
+use crate::circuit_breaker::{
+    Builder as BreakerBuilder, CircuitBreaker, CircuitBreakerLayer, CircuitBreakerService,
+    ClassifyNow, SlidingWindow,
+};
+use crate::config::{Check, ConfigError};
+use crate::outcome::DefaultClassifier;
+use crate::retry::{Backoff, Cloneable, RetryPolicy};
+use std::fmt;
+use std::time::Duration;
+use tower::ServiceBuilder;
+use tower::layer::util::Stack;
+use tower::retry::Retry;
+use tower::timeout::Timeout;
+use tower_layer::Layer;
+
+/// `ServiceBuilder` methods for this crate's layers, in the style of tower-http.
+pub trait ServiceBuilderExt<L>: sealed::Sealed {
+    /// Adds `breaker.layer()`: one breaker shared by every service built.
+    fn circuit_breaker(
+        self,
+        breaker: &CircuitBreaker,
+    ) -> ServiceBuilder<Stack<CircuitBreakerLayer, L>>;
+
+    /// Adds `bulkhead.layer()`.
+    fn bulkhead(self, bulkhead: &Bulkhead) -> ServiceBuilder<Stack<BulkheadLayer, L>>;
+
+    /// Adds a [`StandardResilience`] stack.
+    fn standard_resilience<C, P, R>(
+        self,
+        stack: StandardResilience<C, P, R>,
+    ) -> ServiceBuilder<Stack<StandardResilience<C, P, R>, L>>;
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl<L> Sealed for tower::ServiceBuilder<L> {}
+}
+
+impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
+    fn circuit_breaker(
+        self,
+        breaker: &CircuitBreaker,
+    ) -> ServiceBuilder<Stack<CircuitBreakerLayer, L>> {
+        self.layer(breaker.layer())
+    }
+
+    fn bulkhead(self, bulkhead: &Bulkhead) -> ServiceBuilder<Stack<BulkheadLayer, L>> {
+        self.layer(bulkhead.layer())
+    }
+
+    fn standard_resilience<C, P, R>(
+        self,
+        stack: StandardResilience<C, P, R>,
+    ) -> ServiceBuilder<Stack<StandardResilience<C, P, R>, L>> {
+        self.layer(stack)
+    }
+}
+
+/// Total timeout, retry, circuit breaker, bulkhead and attempt timeout, in that order; see the
+/// [module docs](self). A `Layer`: every service it wraps shares the one breaker, bulkhead and
+/// retry budget.
+pub struct StandardResilience<C = DefaultClassifier, P = Cloneable, R = ClassifyNow> {
+    total_timeout: Duration,
+    attempt_timeout: Duration,
+    retry: RetryPolicy<C, P>,
+    breaker: CircuitBreaker,
+    recorder: R,
+    bulkhead: Bulkhead,
+}
+
+impl<C: Clone, P: Clone, R: Clone> Clone for StandardResilience<C, P, R> {
+    fn clone(&self) -> Self {
+        Self {
+            total_timeout: self.total_timeout,
+            attempt_timeout: self.attempt_timeout,
+            retry: self.retry.clone(),
+            breaker: self.breaker.clone(),
+            recorder: self.recorder.clone(),
+            bulkhead: self.bulkhead.clone(),
+        }
+    }
+}
+
+impl<C, P, R> fmt::Debug for StandardResilience<C, P, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StandardResilience")
+            .field("total_timeout", &self.total_timeout)
+            .field("retry", &self.retry.name())
+            .field("breaker", &self.breaker.name())
+            .field("bulkhead", &self.bulkhead.name())
+            .field("attempt_timeout", &self.attempt_timeout)
+            .finish()
+    }
+}
+
+impl StandardResilience {
+    /// A builder with the defaults below, for calls named `name` (the breaker, bulkhead and
+    /// retry policy take this name).
+    ///
+    /// | part | default |
+    /// |---|---|
+    /// | total timeout | 30 s |
+    /// | retry | 4 attempts (3 retries), exponential from 2 s with full jitter, capped at 30 s; a budget of 20 % of calls (min 10/s) |
+    /// | circuit breaker | time window 30 s, failure rate 10 %, at least 100 calls, 5 s open, 10 probes |
+    /// | bulkhead | 1,000 calls in flight, no queue |
+    /// | attempt timeout | 10 s |
+    pub fn builder(name: &str) -> Builder {
+        Builder {
+            name: name.to_string(),
+            total_timeout: Duration::from_secs(30),
+            attempt_timeout: Duration::from_secs(10),
+            retry: RetryPolicy::builder().name(name).max_attempts(4).backoff(
+                Backoff::exponential(Duration::from_secs(2), Duration::from_secs(30)).full_jitter(),
+            ),
+            breaker: CircuitBreaker::builder(name)
+                .sliding_window(SlidingWindow::time_based(Duration::from_secs(30)))
+                .failure_rate_threshold(0.1)
+                .minimum_calls(100)
+                .wait_in_open(Duration::from_secs(5))
+                .permitted_calls_in_half_open(10),
+            bulkhead: Bulkhead::builder(name).max_concurrent(1_000).max_queue(0),
+            recorder: ClassifyNow::default(),
+        }
+    }
+}
+
+impl<C, P, R> StandardResilience<C, P, R> {
+    /// The circuit breaker (for health reports, metrics, manual control).
+    pub fn breaker(&self) -> &CircuitBreaker {
+        &self.breaker
+    }
+
+    /// The bulkhead.
+    pub fn bulkhead(&self) -> &Bulkhead {
+        &self.bulkhead
+    }
+
+    /// The retry policy.
+    pub fn retry(&self) -> &RetryPolicy<C, P> {
+        &self.retry
+    }
+
+    /// The timeout of the whole call.
+    pub fn total_timeout(&self) -> Duration {
+        self.total_timeout
+    }
+
+    /// The timeout of one attempt.
+    pub fn attempt_timeout(&self) -> Duration {
+        self.attempt_timeout
+    }
+}
+
+/// The service a [`StandardResilience`] makes.
+pub type StandardResilienceService<S, C = DefaultClassifier, P = Cloneable, R = ClassifyNow> =
+    Timeout<Retry<RetryPolicy<C, P>, CircuitBreakerService<BulkheadService<Timeout<S>>, R>>>;
+
+impl<S, C: Clone, P: Clone, R: Clone> Layer<S> for StandardResilience<C, P, R> {
+    type Service = StandardResilienceService<S, C, P, R>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        let attempt = Timeout::new(inner, self.attempt_timeout);
+        let limited = self.bulkhead.layer().layer(attempt);
+        let guarded = self
+            .breaker
+            .layer()
+            .record_with(self.recorder.clone())
+            .layer(limited);
+        let retried = Retry::new(self.retry.clone(), guarded);
+        Timeout::new(retried, self.total_timeout)
+    }
+}
+
+/// Builds a [`StandardResilience`]; see [`StandardResilience::builder`].
+pub struct Builder<C = DefaultClassifier, P = Cloneable, R = ClassifyNow> {
+    name: String,
+    total_timeout: Duration,
+    attempt_timeout: Duration,
+    retry: crate::retry::Builder<C, P>,
+    breaker: BreakerBuilder,
+    bulkhead: crate::bulkhead::Builder,
+    recorder: R,
+}
+
+impl<C, P, R> fmt::Debug for Builder<C, P, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Builder")
+            .field("name", &self.name)
+            .field("total_timeout", &self.total_timeout)
+            .field("attempt_timeout", &self.attempt_timeout)
+            .field("breaker", &self.breaker)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<C, P, R> Builder<C, P, R> {
+    /// The timeout of the whole call, retries and waits included. Default 30 s.
+    pub fn total_timeout(mut self, timeout: Duration) -> Self {
+        self.total_timeout = timeout;
+        self
+    }
+
+    /// The timeout of one attempt. Default 10 s; at most the total timeout.
+    pub fn attempt_timeout(mut self, timeout: Duration) -> Self {
+        self.attempt_timeout = timeout;
+        self
+    }
+
+    /// Replaces the retry policy's builder.
+    pub fn retry<C2, P2>(self, retry: crate::retry::Builder<C2, P2>) -> Builder<C2, P2, R> {
+        Builder {
+            name: self.name,
+            total_timeout: self.total_timeout,
+            attempt_timeout: self.attempt_timeout,
+            retry,
+            breaker: self.breaker,
+            bulkhead: self.bulkhead,
+            recorder: self.recorder,
+        }
+    }
+
+    /// Replaces the circuit breaker's builder. A time-based window must be at least twice the
+    /// attempt timeout, so that one hung attempt cannot outlast the window it is counted in.
+    pub fn breaker(mut self, breaker: BreakerBuilder) -> Self {
+        self.breaker = breaker;
+        self
+    }
+
+    /// Replaces the bulkhead's builder.
+    pub fn bulkhead(mut self, bulkhead: crate::bulkhead::Builder) -> Self {
+        self.bulkhead = bulkhead;
+        self
+    }
+
+    /// How the breaker records results (for HTTP, an
+    /// [`HttpClassifier`](crate::http::HttpClassifier)); see
+    /// [`RecordOutcome`](crate::circuit_breaker::RecordOutcome).
+    pub fn record_with<R2>(self, recorder: R2) -> Builder<C, P, R2> {
+        Builder {
+            name: self.name,
+            total_timeout: self.total_timeout,
+            attempt_timeout: self.attempt_timeout,
+            retry: self.retry,
+            breaker: self.breaker,
+            bulkhead: self.bulkhead,
+            recorder,
+        }
+    }
+
+    /// Builds every part and checks that they fit: the attempt timeout is no longer than the
+    /// total timeout, and a time-based breaker window is at least twice the attempt timeout.
+    pub fn build(self) -> Result<StandardResilience<C, P, R>, ConfigError> {
+        let check = Check {
+            component: &self.name,
+        };
+        check.duration(
+            "total_timeout",
+            self.total_timeout,
+            crate::config::MIN_DURATION,
+            crate::config::MAX_DURATION,
+        )?;
+        check.duration(
+            "attempt_timeout",
+            self.attempt_timeout,
+            crate::config::MIN_DURATION,
+            self.total_timeout,
+        )?;
+        let breaker = self.breaker.build()?;
+        if let Some(window) = breaker.time_window() {
+            if window < self.attempt_timeout * 2 {
+                return Err(ConfigError::new(
+                    &*self.name,
+                    "breaker.sliding_window",
+                    window,
+                    format!(
+                        "at least twice the attempt timeout ({:?})",
+                        self.attempt_timeout * 2
+                    ),
+                ));
+            }
+        }
+        Ok(StandardResilience {
+            total_timeout: self.total_timeout,
+            attempt_timeout: self.attempt_timeout,
+            retry: self.retry.build()?,
+            breaker,
+            recorder: self.recorder,
+            bulkhead: self.bulkhead.build()?,
+        })
+    }
+}
+
+#[cfg(feature = "http")]
+impl Builder {
+    /// The HTTP flavour: the retry policy retries 408, 429 and 5xx answers and honours
+    /// `Retry-After` and idempotency ([`crate::retry::Builder::http`]), and the breaker uses
+    /// the default [`HttpClassifier`](crate::http::HttpClassifier) (429 is a rate limit,
+    /// streamed bodies are recorded when they end).
+    #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+    pub fn http(
+        self,
+    ) -> Builder<crate::retry::RetryOnStatus, crate::retry::HttpRequests, crate::http::HttpClassifier>
+    {
+        Builder {
+            name: self.name,
+            total_timeout: self.total_timeout,
+            attempt_timeout: self.attempt_timeout,
+            retry: self.retry.http(),
+            breaker: self.breaker,
+            bulkhead: self.bulkhead,
+            recorder: crate::http::HttpClassifier::new(),
+        }
+    }
+}

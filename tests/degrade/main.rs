@@ -1,0 +1,8 @@
+//! Degrading gracefully, against real HTTP servers on 127.0.0.1: failover, fallback, cache,
+//! hold-and-replay, keyed breakers, and the health endpoint.
+
+mod failover;
+mod health;
+mod hold;
+mod keyed;
+mod upstream;
