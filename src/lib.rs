@@ -49,8 +49,21 @@
 //! - [`backoff`]: constant, linear and exponential delays with jitter, usable on their own.
 //! - [`retry`] (feature `retry`): a `tower::retry::Policy` with backoff, jitter, a budget, a
 //!   deadline, `Retry-After` and idempotency rules, that does not make outages worse.
+//! - [`fallback`]: answer failed calls from a function, a TTL cache or a backup service.
+//! - [`failover`]: an ordered list of providers; open ones are skipped without a call.
+//! - [`keyed`]: one breaker per key (provider, model, host), bounded in number.
+//! - [`health`]: a registry and report of breakers and bulkheads; an axum `/health` handler.
+//! - `stack` (feature `stack`): `StandardResilience`, the whole client stack in one call.
 //! - [`outcome`]: [`Outcome`] and the [`Classify`] trait that turns results into outcomes.
 //! - [`events`]: the [`Listener`](events::Listener) trait every component reports to.
+//!
+//! # The recommended order
+//!
+//! From the outside in: fallback, total timeout, retry, circuit breaker, bulkhead, attempt
+//! timeout. The fallback sees every failure below it; the total timeout bounds the caller's
+//! wait; each retry is a call the breaker counts, and once it opens retries fail at once with
+//! `CircuitOpen`, which the policy never retries; an open breaker rejects before a bulkhead slot
+//! is taken; the attempt timeout turns a hung call into a failure the breaker counts.
 //!
 //! # Feature flags
 //!
@@ -66,9 +79,9 @@
 //! | `retry` | [`retry`]: [`RetryPolicy`](retry::RetryPolicy), a `tower::retry::Policy` with [backoff] and jitter, a retry budget, a deadline, and never a retry of an open circuit; with `http`, `Retry-After` and idempotency rules ([`IdempotencyKeyLayer`](retry::IdempotencyKeyLayer)); with `reqwest`, `reqwest::Request` copied by `try_clone` |
 //! | `metrics` | [`metrics`]: [`MetricsListener`](metrics::MetricsListener), counters, gauges and histograms for every component through the `metrics` facade (any exporter) |
 //! | `opentelemetry` | [`opentelemetry`]: [`OpenTelemetryListener`](opentelemetry::OpenTelemetryListener), the same instruments through an OpenTelemetry `Meter` |
-//!
-//! (Further features, such as `axum`, arrive with the components that
-//! need them; see the changelog.)
+//! | `stack` | `stack`: `StandardResilience` (total timeout, retry, breaker, bulkhead, attempt timeout) and `ServiceBuilderExt` (implies `retry`) |
+//! | `serde` | `Serialize` / `Deserialize` for [`health`] reports |
+//! | `axum` | an axum `/health` handler answering 200, or 503 when unhealthy (implies `serde`) |
 
 #![forbid(unsafe_code)]
 #![warn(

@@ -70,9 +70,23 @@
 //!
 //! # Snapshots
 //!
-//! Every handle also has a `metrics()` snapshot, free of any exporter: see
-//! [`CircuitBreakerMetrics`](crate::circuit_breaker::CircuitBreakerMetrics) and
-//! [`BulkheadMetrics`](crate::bulkhead::BulkheadMetrics) for what each guarantees.
+//! Every handle also has a `metrics()` snapshot, free of any exporter and of any listener (a
+//! breaker's or a bulkhead's is a few atomic loads: no lock, no allocation). What "taken at one
+//! point" means for each:
+//!
+//! - [`CircuitBreaker::metrics`](crate::circuit_breaker::CircuitBreaker::metrics): the state
+//!   and the window counts are of one generation, and the counts agree with each other; the
+//!   lifetime counters are read just after. See
+//!   [`CircuitBreakerMetrics`](crate::circuit_breaker::CircuitBreakerMetrics).
+//! - [`Bulkhead::metrics`](crate::bulkhead::Bulkhead::metrics): `active` and `queued` are each
+//!   exact, from two reads; a call changing hands between them can be in both or neither. The
+//!   rejection counters are read after. See [`BulkheadMetrics`](crate::bulkhead::BulkheadMetrics).
+//! - [`KeyedCircuitBreakers::metrics`](crate::keyed::KeyedCircuitBreakers::metrics): one
+//!   breaker snapshot per key, taken one after the other under the registry's read lock (keys
+//!   are neither added nor evicted meanwhile), not all at one instant; it allocates the list.
+//!
+//! The listeners' series are the running totals of the events, so they can differ from a
+//! snapshot by the calls in flight.
 
 use super::{Backend, Core, Instrument, Kind, Labels};
 use crate::bulkhead::BulkheadEvent;
