@@ -355,7 +355,9 @@ impl Builder {
     }
 
     /// The longest wait a server can impose through `Retry-After`, on a rate-limit cool-down
-    /// or on the open time after a failure. Default 60 s; allowed 1 ms to 24 h.
+    /// or on the open time after a failure. Default 60 s; allowed 1 ms to 24 h. (Deadlines are
+    /// kept in whole milliseconds, rounded up, so a wait may end up to 1 ms later than asked,
+    /// never earlier.)
     pub fn max_retry_after(mut self, max: Duration) -> Self {
         self.max_retry_after = max;
         self

@@ -126,7 +126,10 @@ impl Held {
         policy: &HoldPolicy,
         rejection: &CircuitOpen,
     ) -> Poll<Result<(), HoldRejected>> {
-        let deadline = self.started + policy.max_wait;
+        let deadline = self
+            .started
+            .checked_add(policy.max_wait)
+            .unwrap_or_else(|| self.started + crate::config::MAX_DURATION);
         if Instant::now() >= deadline {
             return Poll::Ready(Err(HoldRejected {
                 name: self.shared.name.clone(),
@@ -139,7 +142,8 @@ impl Held {
         let wait = self.wait.get_or_insert_with(|| {
             let until = rejection
                 .retry_after()
-                .map_or(deadline, |wait| (Instant::now() + wait).min(deadline));
+                .and_then(|wait| Instant::now().checked_add(wait))
+                .map_or(deadline, |at| at.min(deadline));
             Box::pin(changed_or(self.shared.clone(), until))
         });
         match wait.as_mut().poll(cx) {

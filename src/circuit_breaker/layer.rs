@@ -70,6 +70,8 @@ impl<R> CircuitBreakerLayer<R> {
     /// Held calls that wake when the open wait is over become the probes that close the
     /// breaker, so no other traffic is needed for recovery.
     pub fn hold_while_open(mut self, max_held: usize, max_wait: Duration) -> Self {
+        // Longer than a day is "forever" here, and keeps deadline arithmetic from overflowing.
+        let max_wait = max_wait.min(crate::config::MAX_DURATION);
         self.hold = Some(HoldPolicy { max_held, max_wait });
         self
     }

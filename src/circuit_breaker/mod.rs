@@ -146,7 +146,9 @@ pub enum CircuitState {
     /// Calls go through and are counted, but the breaker never trips (manual control).
     MetricsOnly,
     /// The upstream rate-limited us (429): calls are rejected until its `Retry-After` has
-    /// passed, then the breaker is closed again. Nothing counts toward a trip meanwhile.
+    /// passed, then the breaker is closed again, with the window it had. The rate limits
+    /// themselves count toward nothing; calls already in flight still record their outcomes
+    /// (and failures among them can still open the breaker).
     RateLimited,
 }
 
@@ -335,6 +337,12 @@ impl Permit {
     /// True when this permit holds a half-open probe slot.
     pub fn is_probe(&self) -> bool {
         self.ticket.kind == Kind::Probe
+    }
+
+    /// True when the breaker has not changed state since this permit was admitted.
+    #[inline]
+    pub(crate) fn is_current(&self) -> bool {
+        self.shared.is_current(self.ticket)
     }
 
     /// Starts the slow-call clock again (for a call that starts later than its permit).

@@ -103,6 +103,8 @@ where
             let policy = match self.hold {
                 Some(policy) if open.state() != CircuitState::ForcedOpen => policy,
                 _ => {
+                    // Not held (or no longer): give back any place in the hold.
+                    self.held = None;
                     self.reservation = Reservation::Rejected(open);
                     return Poll::Ready(Ok(()));
                 }
@@ -143,7 +145,16 @@ where
 
     fn call(&mut self, req: Req) -> Self::Future {
         let permit = match std::mem::replace(&mut self.reservation, Reservation::None) {
-            Reservation::Admitted(permit) => permit,
+            // The breaker may have tripped since `poll_ready` (the inner service was not ready
+            // at once): a permit of an earlier generation must not reach the upstream.
+            Reservation::Admitted(permit) if permit.is_current() => permit,
+            Reservation::Admitted(stale) => {
+                drop(stale);
+                match self.breaker.try_acquire() {
+                    Ok(permit) => permit,
+                    Err(open) => return ResponseFuture::rejected(open),
+                }
+            }
             Reservation::Rejected(open) => return ResponseFuture::rejected(open),
             Reservation::HoldFailed(rejected) => {
                 return ResponseFuture::failed(Rejection::Hold(rejected));

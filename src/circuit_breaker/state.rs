@@ -44,6 +44,11 @@ const GEN_SHIFT: u32 = 43;
 const GEN_MASK: u64 = (1 << 21) - 1;
 const PROBE_BITS: u32 = 10;
 const PROBE_MASK: u64 = (1 << PROBE_BITS) - 1;
+const DEADLINE_GEN_SHIFT: u32 = 43;
+const DEADLINE_MS_MASK: u64 = (1 << DEADLINE_GEN_SHIFT) - 1;
+/// A probe admitted this many transitions ago or more is dropped: the 21-bit generation
+/// could have wrapped around to its round's.
+const MAX_PROBE_AGE: u64 = 1 << 20;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Word(u64);
@@ -144,6 +149,8 @@ pub(crate) enum Hint {
 pub(crate) struct Ticket {
     pub(crate) generation: u32,
     pub(crate) kind: Kind,
+    /// For probes: the transition count when admitted (see `Shared::transitions`).
+    pub(crate) epoch: u64,
 }
 
 enum Decision {
@@ -158,7 +165,17 @@ pub(crate) struct Shared {
     state: AtomicU64,
     window: Window,
     origin: Instant,
-    half_open_deadline_ms: AtomicU64,
+    /// The current half-open round's deadline: its generation (bits 43..) and the time in ms
+    /// since the breaker was built (bits 0..43). Stored by the thread that opened the round,
+    /// after winning that transition, so a late store can never shorten a newer round.
+    half_open_deadline: AtomicU64,
+    /// The generation whose window is in place: set after the window is cleared for a new
+    /// closed (or metrics-only) generation, so that a record made between the transition and
+    /// the end of the clear cannot read the old window and trip the breaker again.
+    window_generation: AtomicU64,
+    /// Transitions since the breaker was built (64 bits, never wraps): a probe older than 2^20
+    /// transitions is dropped, so the 21-bit generation in the state word cannot wrap into it.
+    transitions: AtomicU64,
     reopens: AtomicU64,
     rng: AtomicU64,
     not_permitted: AtomicU64,
@@ -245,7 +262,9 @@ impl Shared {
             state: AtomicU64::new(Word::new(CLOSED, 0, 0).0),
             window,
             origin,
-            half_open_deadline_ms: AtomicU64::new(0),
+            half_open_deadline: AtomicU64::new(0),
+            window_generation: AtomicU64::new(0),
+            transitions: AtomicU64::new(0),
             reopens: AtomicU64::new(0),
             rng: AtomicU64::new(seed),
             not_permitted: AtomicU64::new(0),
@@ -272,11 +291,39 @@ impl Shared {
         self.load().state()
     }
 
+    /// Time since the breaker was built.
+    #[inline]
+    fn elapsed(&self) -> Duration {
+        Instant::now().saturating_duration_since(self.origin)
+    }
+
     /// Milliseconds since the breaker was built, rounded down.
     #[inline]
     fn now_ms(&self) -> u64 {
-        let since = Instant::now().saturating_duration_since(self.origin);
-        u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+        u64::try_from(self.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// The time `wait` from now, in ms since the breaker was built, rounded up: a wait is
+    /// never cut short by the rounding.
+    #[inline]
+    fn deadline_ms(&self, wait: Duration) -> u64 {
+        ceil_ms(self.elapsed().saturating_add(wait))
+    }
+
+    /// The time left until `until_ms`, or `None` once it has come.
+    #[inline]
+    fn remaining(&self, until_ms: u64) -> Option<Duration> {
+        let until = Duration::from_millis(until_ms);
+        let now = self.elapsed();
+        (until > now).then(|| until - now)
+    }
+
+    /// True when the current half-open round (generation `generation`) is past its deadline.
+    fn half_open_expired(&self, generation: u32) -> bool {
+        let stored = self.half_open_deadline.load(Ordering::Acquire);
+        self.settings.max_wait_in_half_open.is_some()
+            && (stored >> DEADLINE_GEN_SHIFT) as u32 == generation
+            && self.now_ms() >= stored & DEADLINE_MS_MASK
     }
 
     /// True when a slow-call rule is set, so calls must be timed.
@@ -297,6 +344,7 @@ impl Shared {
                 Ok(Ticket {
                     generation: word.generation(),
                     kind: Kind::Normal,
+                    epoch: 0,
                 })
             }
             _ => self.acquire_slow(word),
@@ -322,6 +370,7 @@ impl Shared {
                     return Ok(Ticket {
                         generation: word.generation(),
                         kind: Kind::Normal,
+                        epoch: 0,
                     });
                 }
                 DISABLED => {
@@ -329,14 +378,12 @@ impl Shared {
                     return Ok(Ticket {
                         generation: word.generation(),
                         kind: Kind::Passthrough,
+                        epoch: 0,
                     });
                 }
                 FORCED_OPEN => return Err(self.reject(CircuitState::ForcedOpen, None)),
                 RATE_LIMITED => {
-                    let now = self.now_ms();
-                    let until = word.payload();
-                    if now < until {
-                        let wait = Duration::from_millis(until - now);
+                    if let Some(wait) = self.remaining(word.payload()) {
                         return Err(self.reject(CircuitState::RateLimited, Some(wait)));
                     }
                     // The cool-down is over: closed again, in the same generation.
@@ -350,19 +397,10 @@ impl Shared {
                     }
                 }
                 OPEN => {
-                    let now = self.now_ms();
-                    let until = word.payload();
-                    if now < until {
-                        let wait = Duration::from_millis(until - now);
+                    if let Some(wait) = self.remaining(word.payload()) {
                         return Err(self.reject(CircuitState::Open, Some(wait)));
                     }
                     // The wait is over: this call becomes the first probe of a new round.
-                    if let Some(max) = self.settings.max_wait_in_half_open {
-                        // A racing loser may overwrite this with an equal or slightly later
-                        // time; the deadline only needs to be approximately right.
-                        self.half_open_deadline_ms
-                            .store(now.saturating_add(ceil_ms(max)), Ordering::Release);
-                    }
                     let probes = Probes {
                         admitted: 1,
                         ..Probes::default()
@@ -370,11 +408,19 @@ impl Shared {
                     let next = Word::new(HALF_OPEN, word.next_generation(), probes.pack());
                     match self.cas(word, next) {
                         Ok(()) => {
+                            if let Some(max) = self.settings.max_wait_in_half_open {
+                                let deadline = self.deadline_ms(max) & DEADLINE_MS_MASK;
+                                self.half_open_deadline.store(
+                                    ((next.generation() as u64) << DEADLINE_GEN_SHIFT) | deadline,
+                                    Ordering::Release,
+                                );
+                            }
                             self.transitioned(word, next, false);
                             self.permitted(next);
                             return Ok(Ticket {
                                 generation: next.generation(),
                                 kind: Kind::Probe,
+                                epoch: self.transitions.load(Ordering::Acquire),
                             });
                         }
                         Err(actual) => word = actual,
@@ -392,6 +438,7 @@ impl Shared {
                                 return Ok(Ticket {
                                     generation: word.generation(),
                                     kind: Kind::Probe,
+                                    epoch: self.transitions.load(Ordering::Acquire),
                                 });
                             }
                             Err(actual) => {
@@ -401,9 +448,7 @@ impl Shared {
                         }
                     }
                     // Every slot is taken. Have the probes been stuck for too long?
-                    if self.settings.max_wait_in_half_open.is_some()
-                        && self.now_ms() >= self.half_open_deadline_ms.load(Ordering::Acquire)
-                    {
+                    if self.half_open_expired(word.generation()) {
                         let next = self.reopen_word(word, None);
                         match self.cas(word, next) {
                             Ok(()) => {
@@ -480,6 +525,11 @@ impl Shared {
             // window; it can never close a breaker, which only half-open probes do.)
             return;
         }
+        if self.window_generation.load(Ordering::Acquire) != ticket.generation as u64 {
+            // The window of this generation is still being cleared: recording now could read
+            // the old window's counts and trip the breaker that has just closed.
+            return;
+        }
         let now = self.window.needs_clock().then(Instant::now);
         let Some(counts) = self.window.record(outcome == Outcome::Failure, slow, now) else {
             return;
@@ -493,7 +543,7 @@ impl Shared {
     /// `RateLimited` state until it ends, and nothing counts toward a trip.
     fn cool_down(&self, ticket: Ticket, wait: Option<Duration>) {
         let wait = self.server_wait(wait.unwrap_or(self.settings.rate_limit_cooldown));
-        let until = self.now_ms().saturating_add(ceil_ms(wait));
+        let until = self.deadline_ms(wait);
         let mut word = self.load();
         loop {
             if word.generation() != ticket.generation {
@@ -560,21 +610,45 @@ impl Shared {
             _ => self.settings.wait_in_open,
         };
         let open = self.at_least_server_wait(self.open_time(base, 0), hint);
-        let until = self.now_ms().saturating_add(ceil_ms(open));
-        let next = Word::new(OPEN, word.next_generation(), until);
-        // Losing this CAS means another thread already moved the breaker on.
-        if self.cas(word, next).is_ok() {
-            self.transitioned(word, next, false);
+        let until = self.deadline_ms(open);
+        let mut word = word;
+        loop {
+            let next = Word::new(OPEN, word.next_generation(), until);
+            match self.cas(word, next) {
+                Ok(()) => {
+                    self.transitioned(word, next, false);
+                    return;
+                }
+                // A cool-down began or ended in the same generation: the trip still stands.
+                Err(actual)
+                    if actual.generation() == word.generation()
+                        && matches!(actual.tag(), CLOSED | RATE_LIMITED) =>
+                {
+                    word = actual;
+                }
+                // Another thread already moved the breaker on.
+                Err(_) => return,
+            }
         }
     }
 
     fn settle_probe(&self, ticket: Ticket, outcome: Outcome, hint: Hint, slow: bool) {
+        if self
+            .transitions
+            .load(Ordering::Acquire)
+            .wrapping_sub(ticket.epoch)
+            >= MAX_PROBE_AGE
+        {
+            // Admitted so many transitions ago that its generation may have wrapped around to
+            // the current round's: it must not touch that round.
+            return;
+        }
         if let Hint::RateLimited(wait) = hint {
             // The upstream is up but asks us to wait: reopen for its wait, without counting
             // a failed round (no open-time growth), rather than let more probes hit the limit.
             self.ignored.fetch_add(1, Ordering::Relaxed);
             let wait = self.server_wait(wait.unwrap_or(self.settings.rate_limit_cooldown));
-            let until = self.now_ms().saturating_add(ceil_ms(wait));
+            let until = self.deadline_ms(wait);
             let mut word = self.load();
             while word.tag() == HALF_OPEN && word.generation() == ticket.generation {
                 let next = Word::new(OPEN, word.next_generation(), until);
@@ -616,6 +690,9 @@ impl Shared {
                 Ok(()) => {
                     if !matches!(decision, Decision::Undecided) {
                         self.transitioned(word, next, matches!(decision, Decision::Reopen));
+                    } else if outcome == Outcome::Ignored {
+                        // A slot came free without a transition: wake held calls to take it.
+                        self.changed.notify_waiters();
                     }
                     return;
                 }
@@ -658,8 +735,7 @@ impl Shared {
         let reopens = self.reopens.load(Ordering::Acquire) + 1;
         let open = self.open_time(self.settings.wait_in_open, reopens);
         let open = self.at_least_server_wait(open, hint.unwrap_or(Hint::None));
-        let until = self.now_ms().saturating_add(ceil_ms(open));
-        Word::new(OPEN, word.next_generation(), until)
+        Word::new(OPEN, word.next_generation(), self.deadline_ms(open))
     }
 
     /// `base`, grown for the `reopens`-th consecutive reopen and jittered.
@@ -693,6 +769,7 @@ impl Shared {
     /// Side effects of a transition this thread won. `failed_round` is true for a reopen
     /// that counts toward open-time growth.
     fn transitioned(&self, from: Word, to: Word, failed_round: bool) {
+        self.transitions.fetch_add(1, Ordering::AcqRel);
         match to.tag() {
             // The end of a cool-down keeps the window: it is the same closed generation.
             CLOSED if from.tag() != RATE_LIMITED => {
@@ -703,6 +780,11 @@ impl Shared {
                 self.reopens.fetch_add(1, Ordering::AcqRel);
             }
             _ => {}
+        }
+        if matches!(to.tag(), CLOSED | METRICS_ONLY) {
+            // After the clear: records of this generation may use the window from now on.
+            self.window_generation
+                .store(to.generation() as u64, Ordering::Release);
         }
         let (from, to) = (from.state(), to.state());
         if from == to {
@@ -755,13 +837,18 @@ impl Shared {
         }
     }
 
+    /// True when a permit of `ticket` is still of the current generation.
+    pub(crate) fn is_current(&self, ticket: Ticket) -> bool {
+        self.load().generation() == ticket.generation
+    }
+
     /// True when a call would be admitted now (does not reserve anything).
     pub(crate) fn would_permit(&self) -> bool {
         let word = self.load();
         match word.tag() {
             CLOSED | METRICS_ONLY | DISABLED => true,
             FORCED_OPEN => false,
-            OPEN | RATE_LIMITED => self.now_ms() >= word.payload(),
+            OPEN | RATE_LIMITED => self.remaining(word.payload()).is_none(),
             _ => word.probes().admitted < self.settings.permitted_in_half_open,
         }
     }
@@ -769,10 +856,7 @@ impl Shared {
     pub(crate) fn retry_after(&self) -> Option<Duration> {
         let word = self.load();
         match word.tag() {
-            OPEN | RATE_LIMITED => {
-                let now = self.now_ms();
-                (now < word.payload()).then(|| Duration::from_millis(word.payload() - now))
-            }
+            OPEN | RATE_LIMITED => self.remaining(word.payload()),
             _ => None,
         }
     }

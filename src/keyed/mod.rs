@@ -4,9 +4,11 @@
 //! Keys often come from requests, so their number must not grow without end: at most
 //! `max_keys` breakers are kept. When a new key arrives and the registry is full, the idle
 //! closed breakers used least recently are evicted (an eighth of the registry at a time, so
-//! eviction is rare). Breakers that are open, half-open, rate-limited or forced open are never
-//! evicted: an open provider is never silently forgotten. If nothing can be evicted, calls for
-//! new keys share one overflow breaker (named `<name>:overflow`) until room is made.
+//! eviction is rare). A breaker with a call in flight is never evicted. Breakers that are
+//! open, half-open, rate-limited or forced open are not evicted while their wait runs: an open
+//! provider is never silently forgotten. Only when no closed breaker can go, an open one whose
+//! wait is over is evicted, with a warning. If nothing can be evicted, calls for new keys share
+//! one overflow breaker (named `<name>:overflow`) until room is made.
 //!
 //! ```
 //! use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
@@ -156,30 +158,56 @@ impl<K: Hash + Eq + Clone + fmt::Display> KeyedCircuitBreakers<K> {
         breaker
     }
 
-    /// Evicts the least recently used idle closed breakers: an eighth of the registry.
+    /// Makes room: evicts the least recently used idle closed breakers, an eighth of the
+    /// registry at a time. Only when there is none, an idle open breaker whose wait is over
+    /// (it would let its next call through as a probe anyway) is evicted, and a warning says
+    /// so: an open breaker is never forgotten silently, nor while its wait runs. A breaker with
+    /// a permit or handle outstanding (a call in flight) is never evicted.
     fn evict(&self, map: &mut HashMap<K, Entry>) {
-        let mut idle: Vec<(u64, K)> = map
+        let idle = |e: &Entry| Arc::strong_count(&e.breaker.shared) == 1;
+        let mut closed: Vec<(u64, K)> = map
             .iter()
             .filter(|(_, e)| {
-                let m = e.breaker.metrics();
-                matches!(
-                    m.state,
-                    CircuitState::Closed | CircuitState::Disabled | CircuitState::MetricsOnly
-                ) && m.probes_in_flight == 0
+                idle(e)
+                    && matches!(
+                        e.breaker.state(),
+                        CircuitState::Closed | CircuitState::Disabled | CircuitState::MetricsOnly
+                    )
             })
             .map(|(k, e)| (e.last_used.load(Ordering::Relaxed), k.clone()))
             .collect();
-        let batch = (self.shared.max_keys / 8).max(1).min(idle.len());
-        if batch == 0 {
+        let batch = (self.shared.max_keys / 8).max(1).min(closed.len());
+        if batch > 0 {
+            closed.select_nth_unstable_by_key(batch - 1, |(used, _)| *used);
+            for (_, key) in closed.into_iter().take(batch) {
+                map.remove(&key);
+            }
+            self.shared
+                .evicted
+                .fetch_add(batch as u64, Ordering::Relaxed);
             return;
         }
-        idle.select_nth_unstable_by_key(batch - 1, |(used, _)| *used);
-        for (_, key) in idle.into_iter().take(batch) {
-            map.remove(&key);
+        let expired = map
+            .iter()
+            .filter(|(_, e)| {
+                idle(e)
+                    && matches!(
+                        e.breaker.state(),
+                        CircuitState::Open | CircuitState::RateLimited
+                    )
+                    && e.breaker.is_call_permitted()
+            })
+            .min_by_key(|(_, e)| e.last_used.load(Ordering::Relaxed))
+            .map(|(k, _)| k.clone());
+        if let Some(key) = expired {
+            if let Some(entry) = map.remove(&key) {
+                tracing::warn!(
+                    breaker = %entry.breaker.name(),
+                    "evicting an open circuit breaker whose wait is over to make room for a new key"
+                );
+                self.shared.evicted.fetch_add(1, Ordering::Relaxed);
+            }
         }
-        self.shared
-            .evicted
-            .fetch_add(batch as u64, Ordering::Relaxed);
     }
 }
 

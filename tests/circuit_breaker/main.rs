@@ -8,5 +8,6 @@ mod half_open;
 mod manual;
 mod model;
 mod rate_limit;
+mod regressions;
 mod rules;
 mod service;

@@ -105,7 +105,7 @@ async fn when_every_provider_is_down_the_error_lists_each_and_the_fallback_answe
         .unwrap()
         .parse()
         .unwrap();
-    assert!((29..=30).contains(&retry_after), "{retry_after}");
+    assert!((29..=31).contains(&retry_after), "{retry_after}");
     let served = res
         .extensions()
         .get::<FallbackServed>()

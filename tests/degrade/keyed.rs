@@ -93,3 +93,26 @@ fn max_keys_is_checked() {
         .unwrap_err();
     assert_eq!(err.field(), "max_keys");
 }
+
+/// Regression (review): keys whose breakers opened and were never used again fill the registry for good.
+#[tokio::test(start_paused = true)]
+async fn stale_open_breakers_do_not_fill_the_registry_for_good() {
+    let template = CircuitBreaker::builder("k")
+        .sliding_window(SlidingWindow::consecutive(1))
+        .wait_in_open(std::time::Duration::from_secs(1));
+    let reg = KeyedCircuitBreakers::builder(template)
+        .max_keys(8)
+        .build()
+        .unwrap();
+    for i in 0..8u32 {
+        reg.get(&i).try_acquire().unwrap().record(Outcome::Failure);
+    }
+    tokio::time::advance(std::time::Duration::from_secs(3600)).await;
+    // An hour later, a new key: still no room, it gets the shared overflow breaker.
+    let b = reg.get(&100);
+    assert_ne!(
+        b.name(),
+        "k:overflow",
+        "new key served by the overflow breaker"
+    );
+}
