@@ -12,24 +12,28 @@
 //!   uncontended `tokio::sync::Mutex`) complete on that first poll too, so no runtime is needed.
 //! - `handle/*` is the breaker used without tower: `try_acquire` + `record`. It is the
 //!   apples-to-apples comparison with `failsafe`, whose API is handle-level (`call(closure)`).
-//! - `two_threads/*`: two OS threads each make N calls on clones of one shared breaker; the
-//!   figure is the wall time from the common start to the last finish over 2N calls. With two
-//!   threads `tower-resilience`'s mutex is contended and its futures return `Pending`, so every
-//!   service contender there (the bare service too) is driven two ways: `runtime`, inside a
-//!   current-thread tokio runtime per thread (one `block_on` per batch of N calls), where a
-//!   `Pending` parks the thread until the other wakes it; and `spin`, polling with a no-op waker
-//!   and spinning on `Pending`, which never parks. The handle-level contenders need neither.
+//! - `two_threads/*`: two OS threads meet at a spinning rendezvous, then each makes N calls
+//!   (at least 2,000) on clones of one shared breaker; the figure is the wall time from the
+//!   common start to the last finish over 2N calls. A sample in which the threads ran side by
+//!   side for less than 90% of the time (a busy machine) is counted and reported on stderr.
+//!   With two threads `tower-resilience`'s mutex is contended and its futures return `Pending`,
+//!   so every service contender there (the bare service too) is driven two ways: `runtime`,
+//!   inside a current-thread tokio runtime per thread (one `block_on` per batch of N calls),
+//!   where a `Pending` parks the thread until the other wakes it; and `spin`, polling with a
+//!   no-op waker and spinning on `Pending`, which never parks. The handle-level contenders need
+//!   neither.
 //!
 //! Overhead = time per call minus `bare/service_fn` (or minus `bare/closure` at handle level).
 //! The figures and the targets they are held to are in `benches/README.md`.
 
-use criterion::{Bencher, Criterion, criterion_group, criterion_main};
+use criterion::measurement::WallTime;
+use criterion::{Bencher, BenchmarkGroup, Criterion, criterion_group, criterion_main};
 use failsafe::CircuitBreaker as _;
 use std::convert::Infallible;
 use std::future::{Future, Ready, ready};
 use std::hint::black_box;
 use std::pin::pin;
-use std::sync::Barrier;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 use tower::limit::ConcurrencyLimit;
@@ -108,25 +112,41 @@ fn failsafe_open() -> impl failsafe::CircuitBreaker {
     breaker
 }
 
-/// Runs `work(iters)` on two threads at once (each with its own state from `make`) and returns
-/// half the wall time from the common start to the last finish: criterion divides by `iters`,
-/// which gives the time per call over all `2 * iters` calls.
+/// Calls each thread makes at least per sample, so that the threads run side by side for most
+/// of a sample even when criterion asks for a few iterations (thread start-up skew is tens of
+/// microseconds).
+const MIN_CALLS_PER_THREAD: u64 = 2_000;
+
+/// Samples of the current two-thread benchmark, and those in which the two threads ran side by
+/// side for less than 90% of the sample (the machine was busy: such a sample is closer to one
+/// thread's figure than to two threads contending).
+static SAMPLES: AtomicU64 = AtomicU64::new(0);
+static APART: AtomicU64 = AtomicU64::new(0);
+
+/// Runs `work(n)` on two threads at once (each with its own state from `make`), with
+/// `n = max(iters, MIN_CALLS_PER_THREAD)`, and returns the wall time from the common start to
+/// the last finish, per call over all `2n` calls, times `iters` (criterion divides by `iters`).
+/// The threads meet at a spinning rendezvous, so both are running when the clock starts.
 fn two_threads<W, M>(iters: u64, make: M) -> Duration
 where
     M: Fn() -> W,
     W: FnMut(u64) + Send,
 {
-    let barrier = Barrier::new(2);
+    let n = iters.max(MIN_CALLS_PER_THREAD);
+    let arrived = AtomicUsize::new(0);
     let mut workers = [make(), make()];
     let spans: Vec<(Instant, Instant)> = std::thread::scope(|s| {
         let handles: Vec<_> = workers
             .iter_mut()
             .map(|work| {
-                let barrier = &barrier;
+                let arrived = &arrived;
                 s.spawn(move || {
-                    barrier.wait();
+                    arrived.fetch_add(1, Ordering::AcqRel);
+                    while arrived.load(Ordering::Acquire) < 2 {
+                        std::hint::spin_loop();
+                    }
                     let start = Instant::now();
-                    work(iters);
+                    work(n);
                     (start, Instant::now())
                 })
             })
@@ -138,7 +158,35 @@ where
     });
     let start = spans.iter().map(|s| s.0).min().expect("two spans");
     let end = spans.iter().map(|s| s.1).max().expect("two spans");
-    (end - start) / 2
+    let together_from = spans.iter().map(|s| s.0).max().expect("two spans");
+    let together_to = spans.iter().map(|s| s.1).min().expect("two spans");
+    let total = end - start;
+    let together = together_to.saturating_duration_since(together_from);
+    SAMPLES.fetch_add(1, Ordering::Relaxed);
+    if together.as_secs_f64() < 0.9 * total.as_secs_f64() {
+        APART.fetch_add(1, Ordering::Relaxed);
+    }
+    total.mul_f64(iters as f64 / (2.0 * n as f64))
+}
+
+/// Benchmarks one two-thread contender and says how many of its samples ran mostly apart.
+fn bench_two_threads<W, M>(group: &mut BenchmarkGroup<'_, WallTime>, name: &str, make: M)
+where
+    M: Fn() -> W,
+    W: FnMut(u64) + Send,
+{
+    SAMPLES.store(0, Ordering::Relaxed);
+    APART.store(0, Ordering::Relaxed);
+    group.bench_function(name, |b| b.iter_custom(|iters| two_threads(iters, &make)));
+    let apart = APART.load(Ordering::Relaxed);
+    // The bare service's calls take a nanosecond: its threads finish before they overlap.
+    if apart > 0 && !name.contains("bare") {
+        eprintln!(
+            "note: {name}: the two threads ran side by side for less than 90% of {apart} of {} \
+             samples (a busy machine); the figure understates contention",
+            SAMPLES.load(Ordering::Relaxed)
+        );
+    }
 }
 
 /// A worker that makes `n` calls on `svc` inside its own current-thread runtime.
@@ -260,54 +308,47 @@ fn circuit_breaker(c: &mut Criterion) {
     // per batch), so a contended lock parks the thread and is woken by the other one.
     // `spin`: each thread polls with a no-op waker and spins on `Pending`, so a contended lock
     // costs the hand-off, never a thread wake-up: `tower-resilience`'s best case.
-    group.bench_function("two_threads/runtime/bare/service_fn", |b| {
-        b.iter_custom(|iters| two_threads(iters, || runtime_worker(bare())))
+    bench_two_threads(&mut group, "two_threads/runtime/bare/service_fn", || {
+        runtime_worker(bare())
     });
-    group.bench_function("two_threads/runtime/ours/closed_count", |b| {
-        let layer = ours(SlidingWindow::count_based(100)).layer();
-        b.iter_custom(|iters| two_threads(iters, || runtime_worker(layer.layer(bare()))))
+    let layer = ours(SlidingWindow::count_based(100)).layer();
+    bench_two_threads(&mut group, "two_threads/runtime/ours/closed_count", || {
+        runtime_worker(layer.layer(bare()))
     });
-    group.bench_function("two_threads/runtime/tower_resilience/closed", |b| {
-        let (layer, _handle) = resilience();
-        b.iter_custom(|iters| two_threads(iters, || runtime_worker(layer.layer(bare()))))
+    let (resilience_layer, _handle) = resilience();
+    bench_two_threads(
+        &mut group,
+        "two_threads/runtime/tower_resilience/closed",
+        || runtime_worker(resilience_layer.layer(bare())),
+    );
+    let layer = ours(SlidingWindow::count_based(100)).layer();
+    bench_two_threads(&mut group, "two_threads/spin/ours/closed_count", || {
+        spin_worker(layer.layer(bare()))
     });
-    group.bench_function("two_threads/spin/bare/service_fn", |b| {
-        b.iter_custom(|iters| two_threads(iters, || spin_worker(bare())))
+    let (resilience_layer, _handle) = resilience();
+    bench_two_threads(
+        &mut group,
+        "two_threads/spin/tower_resilience/closed",
+        || spin_worker(resilience_layer.layer(bare())),
+    );
+    let breaker = ours(SlidingWindow::count_based(100));
+    bench_two_threads(&mut group, "two_threads/handle/ours/closed_count", || {
+        let breaker = breaker.clone();
+        move |n| {
+            for _ in 0..n {
+                let permit = breaker.try_acquire().expect("closed");
+                permit.record(black_box(Outcome::Success));
+            }
+        }
     });
-    group.bench_function("two_threads/spin/ours/closed_count", |b| {
-        let layer = ours(SlidingWindow::count_based(100)).layer();
-        b.iter_custom(|iters| two_threads(iters, || spin_worker(layer.layer(bare()))))
-    });
-    group.bench_function("two_threads/spin/tower_resilience/closed", |b| {
-        let (layer, _handle) = resilience();
-        b.iter_custom(|iters| two_threads(iters, || spin_worker(layer.layer(bare()))))
-    });
-    group.bench_function("two_threads/handle/ours/closed_count", |b| {
-        let breaker = ours(SlidingWindow::count_based(100));
-        b.iter_custom(|iters| {
-            two_threads(iters, || {
-                let breaker = breaker.clone();
-                move |n| {
-                    for _ in 0..n {
-                        let permit = breaker.try_acquire().expect("closed");
-                        permit.record(black_box(Outcome::Success));
-                    }
-                }
-            })
-        })
-    });
-    group.bench_function("two_threads/handle/failsafe/closed", |b| {
-        let breaker = failsafe::Config::new().build();
-        b.iter_custom(|iters| {
-            two_threads(iters, || {
-                let breaker = breaker.clone();
-                move |n| {
-                    for _ in 0..n {
-                        black_box(breaker.call(|| Ok::<(), ()>(()))).expect("closed");
-                    }
-                }
-            })
-        })
+    let breaker = failsafe::Config::new().build();
+    bench_two_threads(&mut group, "two_threads/handle/failsafe/closed", || {
+        let breaker = breaker.clone();
+        move |n| {
+            for _ in 0..n {
+                black_box(breaker.call(|| Ok::<(), ()>(()))).expect("closed");
+            }
+        }
     });
 
     group.finish();

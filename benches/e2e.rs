@@ -5,7 +5,7 @@
 //! a loopback round trip.
 //!
 //! ```text
-//! CARGO_TARGET_DIR=/work/target-bench cargo bench --bench e2e -- --warm-up-time 1 --measurement-time 3
+//! CARGO_TARGET_DIR=/work/target-bench cargo bench --features stack,http --bench e2e -- --warm-up-time 1 --measurement-time 3
 //! ```
 //!
 //! - One tokio runtime (2 workers) runs the server and the client, as a service calling a
@@ -16,6 +16,11 @@
 //!   loopback round trip (plus the stack's overhead); `concurrent/*`: `CONCURRENCY` calls in
 //!   flight from as many tasks, so time per call is the inverse of throughput with both cores
 //!   busy. Throughput kept = bare time per call / stack time per call.
+//! - `in_memory/*`: where the stack's time goes, without the loopback's noise: an in-memory
+//!   upstream that answers after one yield (`Pending` once, like a socket read, so that the
+//!   timeouts arm their timers), bare and behind each layer of the stack on its own (our
+//!   breaker with the stack's time-based window, breaker and bulkhead, tower's `Timeout`,
+//!   tower's `Retry` with our policy) and behind the whole stack, one call at a time.
 //! - `rejection/*`: the breaker is forced open, so every call fails with `CircuitOpen` without
 //!   reaching the network: `handle` is `try_acquire` alone, `breaker_layer` a
 //!   `CircuitBreakerService` over the same client (`poll_ready`, `call`, poll), and
@@ -36,8 +41,10 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio::runtime::Runtime;
-use tower::{BoxError, Service, ServiceExt};
-use tower_breaker::circuit_breaker::{CircuitBreaker, CircuitOpen};
+use tower::{BoxError, Service, ServiceBuilder, ServiceExt};
+use tower_breaker::bulkhead::Bulkhead;
+use tower_breaker::circuit_breaker::{CircuitBreaker, CircuitOpen, SlidingWindow};
+use tower_breaker::retry::RetryPolicy;
 use tower_breaker::stack::StandardResilience;
 
 /// Calls in flight in the `concurrent` benches.
@@ -130,6 +137,21 @@ where
     })
 }
 
+/// Opens the client's connections (one per concurrent caller) before anything is timed.
+fn warm_up<S, B>(rt: &Runtime, svc: &S, uri: &Uri)
+where
+    S: Service<Request<Full<Bytes>>, Response = Response<B>> + Clone + Send + 'static,
+    S::Error: Into<BoxError>,
+    S::Future: Send,
+    B: http_body::Body + Send + 'static,
+    B::Error: Into<BoxError>,
+    B::Data: Send,
+{
+    for _ in 0..CONCURRENCY {
+        run(rt, svc, uri, CONCURRENCY, CONCURRENCY);
+    }
+}
+
 fn e2e(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -141,11 +163,8 @@ fn e2e(c: &mut Criterion) {
     let stack = StandardResilience::builder("e2e").http().build().unwrap();
     let guarded = tower::Layer::layer(&stack, client());
 
-    // Both clients connect before anything is timed.
-    for _ in 0..CONCURRENCY {
-        run(&rt, &bare, &uri, CONCURRENCY, CONCURRENCY);
-        run(&rt, &guarded, &uri, CONCURRENCY, CONCURRENCY);
-    }
+    warm_up(&rt, &bare, &uri);
+    warm_up(&rt, &guarded, &uri);
 
     let mut group = c.benchmark_group("e2e");
     group.throughput(Throughput::Elements(1));
@@ -160,6 +179,58 @@ fn e2e(c: &mut Criterion) {
     });
     group.bench_function("concurrent/standard_stack", |b| {
         b.iter_custom(|iters| run(&rt, &guarded, &uri, iters, CONCURRENCY))
+    });
+
+    // Where the stack's time goes: the same layers over an in-memory upstream that answers
+    // after one yield (as a socket read would: `Pending` once, so that the timeouts arm their
+    // timers), one call at a time. No network, so these are the layers' own CPU costs, free of
+    // the loopback's noise.
+    let breaker = CircuitBreaker::builder("e2e-layers")
+        .sliding_window(SlidingWindow::time_based(Duration::from_secs(30)))
+        .failure_rate_threshold(0.1)
+        .build()
+        .unwrap();
+    let bulkhead = Bulkhead::builder("e2e-layers")
+        .max_concurrent(1_000)
+        .build()
+        .unwrap();
+    let in_memory = tower::service_fn(|_req: Request<Full<Bytes>>| async {
+        tokio::task::yield_now().await;
+        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok"))))
+    });
+    let layers = (
+        ServiceBuilder::new()
+            .layer(breaker.http_layer())
+            .service(in_memory),
+        ServiceBuilder::new()
+            .layer(breaker.http_layer())
+            .layer(bulkhead.layer())
+            .service(in_memory),
+        ServiceBuilder::new()
+            .timeout(stack.attempt_timeout())
+            .service(in_memory),
+        ServiceBuilder::new()
+            .retry(RetryPolicy::builder().http().build().unwrap())
+            .service(in_memory),
+        tower::Layer::layer(&stack, in_memory),
+    );
+    group.bench_function("in_memory/bare", |b| {
+        b.iter_custom(|iters| run(&rt, &in_memory, &uri, iters, 1))
+    });
+    group.bench_function("in_memory/breaker", |b| {
+        b.iter_custom(|iters| run(&rt, &layers.0, &uri, iters, 1))
+    });
+    group.bench_function("in_memory/breaker_bulkhead", |b| {
+        b.iter_custom(|iters| run(&rt, &layers.1, &uri, iters, 1))
+    });
+    group.bench_function("in_memory/tower_timeout", |b| {
+        b.iter_custom(|iters| run(&rt, &layers.2, &uri, iters, 1))
+    });
+    group.bench_function("in_memory/tower_retry", |b| {
+        b.iter_custom(|iters| run(&rt, &layers.3, &uri, iters, 1))
+    });
+    group.bench_function("in_memory/standard_stack", |b| {
+        b.iter_custom(|iters| run(&rt, &layers.4, &uri, iters, 1))
     });
 
     // While open: the same stack with its breaker forced open, and a breaker alone.

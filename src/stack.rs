@@ -59,7 +59,7 @@ use crate::circuit_breaker::{
     ClassifyNow, SlidingWindow,
 };
 use crate::config::{Check, ConfigError};
-use crate::outcome::DefaultClassifier;
+use crate::outcome::{Classify, DefaultClassifier, Outcome};
 use crate::retry::{Backoff, Cloneable, RetryPolicy};
 use std::fmt;
 use std::time::Duration;
@@ -115,7 +115,11 @@ impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
 /// Total timeout, retry, circuit breaker, bulkhead and attempt timeout, in that order; see the
 /// [module docs](self). A `Layer`: every service it wraps shares the one breaker, bulkhead and
 /// retry budget.
-pub struct StandardResilience<C = DefaultClassifier, P = Cloneable, R = ClassifyNow> {
+pub struct StandardResilience<
+    C = DefaultClassifier,
+    P = Cloneable,
+    R = ClassifyNow<StackClassifier>,
+> {
     total_timeout: Duration,
     attempt_timeout: Duration,
     retry: RetryPolicy<C, P>,
@@ -175,7 +179,7 @@ impl StandardResilience {
                 .wait_in_open(Duration::from_secs(5))
                 .permitted_calls_in_half_open(10),
             bulkhead: Bulkhead::builder(name).max_concurrent(1_000).max_queue(0),
-            recorder: ClassifyNow::default(),
+            recorder: ClassifyNow(StackClassifier),
         }
     }
 }
@@ -207,9 +211,49 @@ impl<C, P, R> StandardResilience<C, P, R> {
     }
 }
 
+/// How the stack's breaker counts results by default: `Ok` is a success, an error a failure,
+/// except a rejection by the stack's own bulkhead (`BulkheadFull`, `BulkheadTimeout`) or by
+/// another breaker further in (`CircuitOpen`, `RateLimited`), found in the error or its
+/// `source()` chain: that call never reached the upstream, so it is [`Outcome::Ignored`].
+///
+/// ([`DefaultClassifier`] counts every error, so a burst that fills the bulkhead would open
+/// the breaker of a healthy upstream. The HTTP flavour's
+/// [`HttpClassifier`](crate::http::HttpClassifier) already ignores these rejections.)
+///
+/// ```
+/// use tower_breaker::bulkhead::Bulkhead;
+/// use tower_breaker::stack::StackClassifier;
+/// use tower_breaker::{BoxError, Classify, Outcome};
+///
+/// let bulkhead = Bulkhead::builder("search").max_concurrent(1).build()?;
+/// let _slot = bulkhead.try_acquire()?;
+/// let full: BoxError = Box::new(bulkhead.try_acquire().unwrap_err());
+/// assert_eq!(StackClassifier.classify(&Err::<(), _>(full)), Outcome::Ignored);
+/// let down: BoxError = "connection refused".into();
+/// assert_eq!(StackClassifier.classify(&Err::<(), _>(down)), Outcome::Failure);
+/// assert_eq!(StackClassifier.classify(&Ok::<_, BoxError>(())), Outcome::Success);
+/// # Ok::<_, Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StackClassifier;
+
+impl<Res, E: 'static> Classify<Res, E> for StackClassifier {
+    fn classify(&self, result: &Result<Res, E>) -> Outcome {
+        match result {
+            Ok(_) => Outcome::Success,
+            Err(error) if crate::retry::rejection::rejection(error).is_some() => Outcome::Ignored,
+            Err(_) => Outcome::Failure,
+        }
+    }
+}
+
 /// The service a [`StandardResilience`] makes.
-pub type StandardResilienceService<S, C = DefaultClassifier, P = Cloneable, R = ClassifyNow> =
-    Timeout<Retry<RetryPolicy<C, P>, CircuitBreakerService<BulkheadService<Timeout<S>>, R>>>;
+pub type StandardResilienceService<
+    S,
+    C = DefaultClassifier,
+    P = Cloneable,
+    R = ClassifyNow<StackClassifier>,
+> = Timeout<Retry<RetryPolicy<C, P>, CircuitBreakerService<BulkheadService<Timeout<S>>, R>>>;
 
 impl<S, C: Clone, P: Clone, R: Clone> Layer<S> for StandardResilience<C, P, R> {
     type Service = StandardResilienceService<S, C, P, R>;
@@ -228,7 +272,7 @@ impl<S, C: Clone, P: Clone, R: Clone> Layer<S> for StandardResilience<C, P, R> {
 }
 
 /// Builds a [`StandardResilience`]; see [`StandardResilience::builder`].
-pub struct Builder<C = DefaultClassifier, P = Cloneable, R = ClassifyNow> {
+pub struct Builder<C = DefaultClassifier, P = Cloneable, R = ClassifyNow<StackClassifier>> {
     name: String,
     total_timeout: Duration,
     attempt_timeout: Duration,

@@ -126,6 +126,15 @@ where
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         let shared = &self.bulkhead.shared;
+        // A rejection from an earlier `poll_ready` that no `call` took (the caller polled
+        // again, or a breaker in front did not call through) may be stale: if a slot has come
+        // free since, take it rather than fail a later call. Otherwise the rejection stands
+        // (and is not counted again).
+        if let State::Rejected(_) = self.state {
+            if let Some(permit) = shared.try_permit() {
+                self.state = State::Admitted(permit);
+            }
+        }
         loop {
             match &self.state {
                 State::Idle => self.state = admit(shared, &mut self.wait),

@@ -97,6 +97,9 @@ fn packed(slot: u8) -> u64 {
 pub(crate) struct CountWindow {
     slots: Box<[AtomicU8]>,
     size: u32,
+    /// `u64::MAX / size + 1`, for a remainder by multiplication (Lemire's fastmod): a hardware
+    /// division costs more than the rest of a record.
+    magic: u64,
     ticket: AtomicU32,
     aggregate: AtomicU64,
 }
@@ -107,6 +110,7 @@ impl CountWindow {
         Self {
             slots: (0..size).map(|_| AtomicU8::new(0)).collect(),
             size,
+            magic: (u64::MAX / size as u64).wrapping_add(1),
             ticket: AtomicU32::new(0),
             aggregate: AtomicU64::new(ZERO),
         }
@@ -115,17 +119,30 @@ impl CountWindow {
     #[inline]
     fn record(&self, failure: bool, slow: bool) -> Option<Counts> {
         let value = slot_value(failure, slow);
-        let index = self.ticket.fetch_add(1, Ordering::Relaxed) % self.size;
-        // `size` is at least 1 and `index < size`, so the slot exists.
+        let index = self.index(self.ticket.fetch_add(1, Ordering::Relaxed));
+        // `index < size` (see `index`), so the slot exists.
         let slot = &self.slots[index as usize];
+        // Same outcome in as out: the counts do not move, and writing the same value would
+        // change nothing another writer could see (a racing writer accounts against what the
+        // slot holds), so skip the write and keep the cache line clean.
+        if slot.load(Ordering::Acquire) == value {
+            return None;
+        }
         let old = slot.swap(value, Ordering::AcqRel);
         if old == value {
-            // Same outcome in, same out: the counts did not move.
             return None;
         }
         let delta = packed(value).wrapping_sub(packed(old));
         let before = self.aggregate.fetch_add(delta, Ordering::AcqRel);
         Some(self.decode(before.wrapping_add(delta)))
+    }
+
+    /// `ticket % size`, by multiplication: exact for every u32 ticket and size (Lemire,
+    /// "Faster Remainder by Direct Computation", 2019).
+    #[inline]
+    fn index(&self, ticket: u32) -> u32 {
+        let low = self.magic.wrapping_mul(ticket as u64);
+        ((low as u128 * self.size as u128) >> 64) as u32
     }
 
     fn decode(&self, word: u64) -> Counts {
@@ -479,5 +496,20 @@ mod loom_models {
             let c = window.counts(origin);
             assert_eq!((c.calls, c.failures), (2, 1));
         });
+    }
+}
+
+#[cfg(all(test, not(tower_breaker_loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fastmod_is_the_remainder() {
+        for size in [1u32, 2, 3, 7, 10, 100, 999, 65_536, 1_000_000] {
+            let w = CountWindow::new(size);
+            for ticket in (0..5_000u32).chain([u32::MAX, u32::MAX - 1, 1 << 31, 123_456_789]) {
+                assert_eq!(w.index(ticket), ticket % size, "{ticket} % {size}");
+            }
+        }
     }
 }

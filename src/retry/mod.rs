@@ -111,7 +111,7 @@ mod protocol;
 mod protocol_http;
 #[cfg(feature = "reqwest")]
 mod protocol_reqwest;
-mod rejection;
+pub(crate) mod rejection;
 
 pub use self::budget::RetryBudget;
 pub use self::config::Builder;
