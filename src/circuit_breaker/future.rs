@@ -30,7 +30,7 @@ pin_project! {
 #[derive(Debug, Clone)]
 pub(crate) enum Rejection {
     Open(CircuitOpen),
-    Hold(HoldRejected),
+    Hold(Box<HoldRejected>),
 }
 
 impl<F, R> ResponseFuture<F, R> {
@@ -78,7 +78,7 @@ where
             }
             KindProj::Rejected { error } => Poll::Ready(Err(match error {
                 Rejection::Open(open) => open.clone().into_box_error(),
-                Rejection::Hold(rejected) => Box::new(rejected.clone()),
+                Rejection::Hold(rejected) => Box::new((**rejected).clone()),
             })),
         }
     }

@@ -29,7 +29,8 @@ enum Reservation {
     None,
     Admitted(Permit),
     Rejected(CircuitOpen),
-    HoldFailed(HoldRejected),
+    // Boxed: a cold path, and it would double the size of every service and reservation.
+    HoldFailed(Box<HoldRejected>),
 }
 
 impl<S> CircuitBreakerService<S> {
@@ -114,7 +115,7 @@ where
                 None => match Held::enter(&self.breaker.shared, &policy, open.clone()) {
                     Ok(held) => self.held.insert(held),
                     Err(rejected) => {
-                        self.reservation = Reservation::HoldFailed(rejected);
+                        self.reservation = Reservation::HoldFailed(Box::new(rejected));
                         return Poll::Ready(Ok(()));
                     }
                 },
@@ -127,7 +128,7 @@ where
                 Poll::Ready(Ok(())) => {}
                 Poll::Ready(Err(rejected)) => {
                     self.held = None;
-                    self.reservation = Reservation::HoldFailed(rejected);
+                    self.reservation = Reservation::HoldFailed(Box::new(rejected));
                     return Poll::Ready(Ok(()));
                 }
             }
