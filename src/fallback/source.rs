@@ -178,15 +178,21 @@ where
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let now = Instant::now();
         if entries.len() >= self.shared.max_entries && !entries.contains_key(key) {
+            // Full: drop what has expired, then, if still full, the oldest eighth, so that the
+            // scan is paid once per many inserts rather than on each.
             let ttl = self.shared.ttl;
             entries.retain(|_, (_, at)| now.saturating_duration_since(*at) < ttl);
             if entries.len() >= self.shared.max_entries {
-                let oldest = entries
+                let mut ages: Vec<(Instant, K)> = entries
                     .iter()
-                    .min_by_key(|(_, (_, at))| *at)
-                    .map(|(k, _)| k.clone());
-                if let Some(oldest) = oldest {
-                    entries.remove(&oldest);
+                    .map(|(k, (_, at))| (*at, k.clone()))
+                    .collect();
+                let batch = (self.shared.max_entries / 8).max(1).min(ages.len());
+                if batch > 0 {
+                    ages.select_nth_unstable_by_key(batch - 1, |(at, _)| *at);
+                    for (_, k) in ages.into_iter().take(batch) {
+                        entries.remove(&k);
+                    }
                 }
             }
         }

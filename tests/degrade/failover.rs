@@ -155,3 +155,29 @@ async fn a_backup_service_answers_with_a_clone_of_the_request() {
         "backup tea"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_cache_stays_within_its_bound_and_keeps_the_newest() {
+    let layer = FallbackLayer::cache(|k: &u32| Some(*k), Duration::from_secs(600), 8);
+    let mut svc = ServiceBuilder::new()
+        .layer(layer.clone())
+        .service(service_fn(
+            |k: u32| async move { Ok::<_, BoxError>(k * 10) },
+        ));
+    for k in 0..100u32 {
+        tokio::time::advance(Duration::from_millis(1)).await;
+        svc.ready().await.unwrap().call(k).await.unwrap();
+        assert!(
+            layer.source().len() <= 8,
+            "{} entries",
+            layer.source().len()
+        );
+    }
+    // The newest answer is still there to serve.
+    let mut failing = ServiceBuilder::new()
+        .layer(layer.clone())
+        .service(service_fn(|_: u32| async {
+            Err::<u32, BoxError>("down".into())
+        }));
+    assert_eq!(failing.ready().await.unwrap().call(99).await.unwrap(), 990);
+}
