@@ -96,7 +96,9 @@ where
             let open = match self.breaker.try_acquire() {
                 Ok(permit) => {
                     self.reservation = Reservation::Admitted(permit);
-                    self.held = None;
+                    if self.held.is_some() {
+                        self.held = None;
+                    }
                     break;
                 }
                 Err(open) => open,

@@ -100,6 +100,8 @@ pub(crate) struct CountWindow {
     /// `u64::MAX / size + 1`, for a remainder by multiplication (Lemire's fastmod): a hardware
     /// division costs more than the rest of a record.
     magic: u64,
+    /// The aggregate of a window holding `size` successes and nothing else.
+    all_successes: u64,
     ticket: AtomicU32,
     aggregate: AtomicU64,
 }
@@ -111,6 +113,7 @@ impl CountWindow {
             slots: (0..size).map(|_| AtomicU8::new(0)).collect(),
             size,
             magic: (u64::MAX / size as u64).wrapping_add(1),
+            all_successes: ZERO + size as u64,
             ticket: AtomicU32::new(0),
             aggregate: AtomicU64::new(ZERO),
         }
@@ -118,6 +121,13 @@ impl CountWindow {
 
     #[inline]
     fn record(&self, failure: bool, slow: bool) -> Option<Counts> {
+        if !failure && !slow && self.aggregate.load(Ordering::Acquire) == self.all_successes {
+            // Every slot holds a success: another success evicts one and takes its place, so
+            // the window is the same whichever slot it would take. Skipping the ticket keeps
+            // the steady state of a healthy upstream free of any write. (A failure racing
+            // with this sees the same slots and counts as it would have.)
+            return None;
+        }
         let value = slot_value(failure, slow);
         let index = self.index(self.ticket.fetch_add(1, Ordering::Relaxed));
         // `index < size` (see `index`), so the slot exists.
@@ -451,6 +461,31 @@ mod loom_models {
             }
             assert_eq!(window.counts(), expected);
             assert_eq!(expected.calls, 2);
+        });
+    }
+
+    /// The all-successes shortcut racing a failure: the failure is counted once and the
+    /// aggregate still equals the slots.
+    #[test]
+    fn success_shortcut_racing_a_failure_stays_consistent() {
+        loom::model(|| {
+            let window = Arc::new(CountWindow::new(2));
+            window.record(false, false);
+            window.record(false, false);
+            let w1 = window.clone();
+            let t1 = thread::spawn(move || {
+                w1.record(false, false);
+            });
+            window.record(true, false);
+            t1.join().unwrap();
+            let failures: u32 = window
+                .slots
+                .iter()
+                .map(|s| ((s.load(Ordering::Acquire) >> 1) & 1) as u32)
+                .sum();
+            let c = window.counts();
+            assert_eq!((c.calls, c.failures), (2, failures));
+            assert_eq!(failures, 1);
         });
     }
 
