@@ -15,7 +15,8 @@
 //! - `two_threads/*`: two OS threads meet at a spinning rendezvous, then each makes N calls
 //!   (at least 2,000) on clones of one shared breaker; the figure is the wall time from the
 //!   common start to the last finish over 2N calls. A sample in which the threads ran side by
-//!   side for less than 90% of the time (a busy machine) is counted and reported on stderr.
+//!   side for less than 90% of the time (a busy machine) is run again, up to 5 times; samples
+//!   that never were are counted and reported on stderr.
 //!   With two threads `tower-resilience`'s mutex is contended and its futures return `Pending`,
 //!   so every service contender there (the bare service too) is driven two ways: `runtime`,
 //!   inside a current-thread tokio runtime per thread (one `block_on` per batch of N calls),
@@ -118,55 +119,67 @@ fn failsafe_open() -> impl failsafe::CircuitBreaker {
 const MIN_CALLS_PER_THREAD: u64 = 2_000;
 
 /// Samples of the current two-thread benchmark, and those in which the two threads ran side by
-/// side for less than 90% of the sample (the machine was busy: such a sample is closer to one
-/// thread's figure than to two threads contending).
+/// side for less than 90% of the sample even after `ATTEMPTS` tries (the machine was busy: such
+/// a sample is closer to one thread's figure than to two threads contending).
 static SAMPLES: AtomicU64 = AtomicU64::new(0);
 static APART: AtomicU64 = AtomicU64::new(0);
+
+/// How many times a sample is run again when its threads did not run side by side.
+const ATTEMPTS: usize = 5;
 
 /// Runs `work(n)` on two threads at once (each with its own state from `make`), with
 /// `n = max(iters, MIN_CALLS_PER_THREAD)`, and returns the wall time from the common start to
 /// the last finish, per call over all `2n` calls, times `iters` (criterion divides by `iters`).
-/// The threads meet at a spinning rendezvous, so both are running when the clock starts.
+/// The threads meet at a spinning rendezvous, so both are running when the clock starts. A run
+/// in which they were side by side for less than 90% of the time (another process had a core)
+/// is run again, up to `ATTEMPTS` times, and counted in `APART` if it never was.
 fn two_threads<W, M>(iters: u64, make: M) -> Duration
 where
     M: Fn() -> W,
     W: FnMut(u64) + Send,
 {
     let n = iters.max(MIN_CALLS_PER_THREAD);
-    let arrived = AtomicUsize::new(0);
-    let mut workers = [make(), make()];
-    let spans: Vec<(Instant, Instant)> = std::thread::scope(|s| {
-        let handles: Vec<_> = workers
-            .iter_mut()
-            .map(|work| {
-                let arrived = &arrived;
-                s.spawn(move || {
-                    arrived.fetch_add(1, Ordering::AcqRel);
-                    while arrived.load(Ordering::Acquire) < 2 {
-                        std::hint::spin_loop();
-                    }
-                    let start = Instant::now();
-                    work(n);
-                    (start, Instant::now())
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("bench thread panicked"))
-            .collect()
-    });
-    let start = spans.iter().map(|s| s.0).min().expect("two spans");
-    let end = spans.iter().map(|s| s.1).max().expect("two spans");
-    let together_from = spans.iter().map(|s| s.0).max().expect("two spans");
-    let together_to = spans.iter().map(|s| s.1).min().expect("two spans");
-    let total = end - start;
-    let together = together_to.saturating_duration_since(together_from);
     SAMPLES.fetch_add(1, Ordering::Relaxed);
-    if together.as_secs_f64() < 0.9 * total.as_secs_f64() {
-        APART.fetch_add(1, Ordering::Relaxed);
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let arrived = AtomicUsize::new(0);
+        let mut workers = [make(), make()];
+        let spans: Vec<(Instant, Instant)> = std::thread::scope(|s| {
+            let handles: Vec<_> = workers
+                .iter_mut()
+                .map(|work| {
+                    let arrived = &arrived;
+                    s.spawn(move || {
+                        arrived.fetch_add(1, Ordering::AcqRel);
+                        while arrived.load(Ordering::Acquire) < 2 {
+                            std::hint::spin_loop();
+                        }
+                        let start = Instant::now();
+                        work(n);
+                        (start, Instant::now())
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("bench thread panicked"))
+                .collect()
+        });
+        let start = spans.iter().map(|s| s.0).min().expect("two spans");
+        let end = spans.iter().map(|s| s.1).max().expect("two spans");
+        let together_from = spans.iter().map(|s| s.0).max().expect("two spans");
+        let together_to = spans.iter().map(|s| s.1).min().expect("two spans");
+        let total = end - start;
+        let together = together_to.saturating_duration_since(together_from);
+        let side_by_side = together.as_secs_f64() >= 0.9 * total.as_secs_f64();
+        if side_by_side || attempt == ATTEMPTS {
+            if !side_by_side {
+                APART.fetch_add(1, Ordering::Relaxed);
+            }
+            return total.mul_f64(iters as f64 / (2.0 * n as f64));
+        }
     }
-    total.mul_f64(iters as f64 / (2.0 * n as f64))
 }
 
 /// Benchmarks one two-thread contender and says how many of its samples ran mostly apart.
