@@ -119,6 +119,9 @@ pub mod outcome;
 #[cfg(feature = "retry")]
 #[cfg_attr(docsrs, doc(cfg(feature = "retry")))]
 pub mod retry;
+#[cfg(feature = "shared-state")]
+#[cfg_attr(docsrs, doc(cfg(feature = "shared-state")))]
+pub mod shared_state;
 #[cfg(feature = "stack")]
 #[cfg_attr(docsrs, doc(cfg(feature = "stack")))]
 pub mod stack;

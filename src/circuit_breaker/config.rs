@@ -185,6 +185,8 @@ pub struct Builder {
     rate_limit_cooldown: Duration,
     max_retry_after: Duration,
     listeners: Listeners<CircuitBreakerEvent>,
+    #[cfg(feature = "shared-state")]
+    shared_state: Option<crate::shared_state::SharedState>,
 }
 
 impl std::fmt::Debug for Builder {
@@ -250,7 +252,19 @@ impl Builder {
             rate_limit_cooldown: Duration::from_secs(1),
             max_retry_after: Duration::from_secs(60),
             listeners: Listeners::new(),
+            #[cfg(feature = "shared-state")]
+            shared_state: None,
         }
+    }
+
+    /// Shares this breaker's state with every breaker of the same name on the same store
+    /// (its replicas in other processes): see [`crate::shared_state`]. `build` must then run
+    /// inside a Tokio runtime, where it starts the breaker's sync task.
+    #[cfg(feature = "shared-state")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "shared-state")))]
+    pub fn shared_state(mut self, shared: crate::shared_state::SharedState) -> Self {
+        self.shared_state = Some(shared);
+        self
     }
 
     /// Renames the breaker (for a builder used as a template).
@@ -520,9 +534,14 @@ impl Builder {
             rate_limit_cooldown: self.rate_limit_cooldown,
             max_retry_after: self.max_retry_after,
         };
-        Ok(CircuitBreaker {
+        let breaker = CircuitBreaker {
             shared: Arc::new(Shared::new(self.name, settings, self.listeners)),
-        })
+        };
+        #[cfg(feature = "shared-state")]
+        if let Some(shared) = self.shared_state {
+            crate::shared_state::spawn(&breaker, shared)?;
+        }
+        Ok(breaker)
     }
 }
 

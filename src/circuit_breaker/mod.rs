@@ -124,7 +124,10 @@ pub use self::record::{ClassifyNow, RecordOutcome};
 pub use self::service::CircuitBreakerService;
 pub use self::state::CircuitBreakerMetrics;
 
-use self::state::{Hint, Kind, Shared, Ticket};
+pub(crate) use self::state::Shared;
+#[cfg(feature = "shared-state")]
+pub(crate) use self::state::{FleetLink, LocalState, Remote};
+use self::state::{Hint, Kind, Ticket};
 use crate::Outcome;
 use std::fmt;
 use std::sync::Arc;

@@ -29,6 +29,12 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 
+// Without `shared-state` no link is ever set: the hooks are one `OnceLock` check on cold paths.
+#[cfg_attr(not(feature = "shared-state"), allow(dead_code, unused_imports))]
+mod fleet;
+#[cfg_attr(not(feature = "shared-state"), allow(unused_imports))]
+pub(crate) use self::fleet::{FleetLink, LocalState, Remote};
+
 const TAG_MASK: u64 = 0b111;
 pub(crate) const CLOSED: u64 = 0;
 pub(crate) const OPEN: u64 = 1;
@@ -185,6 +191,8 @@ pub(crate) struct Shared {
     pub(crate) changed: tokio::sync::Notify,
     /// Calls held (waiting for the breaker to let them through) right now.
     pub(crate) held: std::sync::atomic::AtomicUsize,
+    /// Set once when the breaker shares its state with a fleet (`shared_state`).
+    pub(crate) fleet: std::sync::OnceLock<Arc<FleetLink>>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -272,6 +280,7 @@ impl Shared {
             listeners,
             changed: tokio::sync::Notify::new(),
             held: std::sync::atomic::AtomicUsize::new(0),
+            fleet: std::sync::OnceLock::new(),
         }
     }
 
@@ -400,6 +409,11 @@ impl Shared {
                     if let Some(wait) = self.remaining(word.payload()) {
                         return Err(self.reject(CircuitState::Open, Some(wait)));
                     }
+                    if self.probe_limit() == 0 {
+                        // Shared with a fleet and this replica holds no slot of the fleet's
+                        // round: wait for the round to decide.
+                        return Err(self.reject(CircuitState::Open, None));
+                    }
                     // The wait is over: this call becomes the first probe of a new round.
                     let probes = Probes {
                         admitted: 1,
@@ -429,7 +443,7 @@ impl Shared {
                 _ => {
                     // HALF_OPEN
                     let mut probes = word.probes();
-                    if probes.admitted < self.settings.permitted_in_half_open {
+                    if probes.admitted < self.probe_limit() {
                         probes.admitted += 1;
                         let next = Word::new(HALF_OPEN, word.generation(), probes.pack());
                         match self.cas(word, next) {
@@ -704,7 +718,7 @@ impl Shared {
     /// Decides a half-open round as soon as its result can no longer change.
     fn decide(&self, p: Probes, failed: bool) -> Decision {
         let s = &self.settings;
-        let n = s.permitted_in_half_open;
+        let n = self.probe_limit().max(1);
         if let WindowKind::Consecutive(_) = s.window {
             return if failed {
                 Decision::Reopen
@@ -769,6 +783,7 @@ impl Shared {
     /// Side effects of a transition this thread won. `failed_round` is true for a reopen
     /// that counts toward open-time growth.
     fn transitioned(&self, from: Word, to: Word, failed_round: bool) {
+        let to_word = to;
         self.transitions.fetch_add(1, Ordering::AcqRel);
         match to.tag() {
             // The end of a cool-down keeps the window: it is the same closed generation.
@@ -803,6 +818,7 @@ impl Shared {
                 to,
             });
         self.changed.notify_waiters();
+        self.fleet_transitioned(to_word);
     }
 
     // -- manual control -----------------------------------------------------------------------
@@ -817,6 +833,7 @@ impl Shared {
             let next = Word::new(tag, word.next_generation(), 0);
             match self.cas(word, next) {
                 Ok(()) => {
+                    self.fleet_manual(next);
                     // A reset of a closed breaker still gets a fresh window and generation.
                     self.transitioned(word, next, false);
                     self.listeners.emit(|| {
@@ -848,8 +865,9 @@ impl Shared {
         match word.tag() {
             CLOSED | METRICS_ONLY | DISABLED => true,
             FORCED_OPEN => false,
-            OPEN | RATE_LIMITED => self.remaining(word.payload()).is_none(),
-            _ => word.probes().admitted < self.settings.permitted_in_half_open,
+            OPEN => self.remaining(word.payload()).is_none() && self.probe_limit() > 0,
+            RATE_LIMITED => self.remaining(word.payload()).is_none(),
+            _ => word.probes().admitted < self.probe_limit(),
         }
     }
 

@@ -1,0 +1,189 @@
+//! The breaker's side of fleet sharing (see [`crate::shared_state`]): what the background sync
+//! task may read and change. Nothing here runs on the closed call path.
+//!
+//! - [`FleetLink`] is set once, when a breaker is built with a state store. Every transition
+//!   wakes the sync task; a manual transition is marked so that it is published as one.
+//! - The probe quota bounds half-open probes fleet-wide: the sync task reserves slots for the
+//!   fleet's round in the store ahead of time and stores how many it got. While the quota is 0,
+//!   an open breaker whose wait is over keeps rejecting instead of probing. `u32::MAX` means
+//!   "no fleet bound" (no store connected): the breaker's own limit applies.
+//! - [`Shared::apply_remote`] moves the local state word to a state the fleet agreed on, as
+//!   one compare-and-swap and a new local generation, like any other transition.
+
+use super::{CLOSED, DISABLED, FORCED_OPEN, METRICS_ONLY, OPEN, RATE_LIMITED, Shared, Word};
+use crate::circuit_breaker::CircuitState;
+use crate::sync::{AtomicU32, AtomicU64, Ordering};
+use std::time::Duration;
+
+/// No fleet bound on probes: the breaker's own `permitted_calls_in_half_open` applies.
+pub(crate) const UNBOUNDED: u32 = u32::MAX;
+
+pub(crate) struct FleetLink {
+    /// Woken (one stored permit) on every transition of the breaker.
+    pub(crate) wake: tokio::sync::Notify,
+    /// Probe slots this replica holds for the fleet's current round.
+    quota: AtomicU32,
+    /// True while the store answers: a new open state then waits for a reservation.
+    connected: std::sync::atomic::AtomicBool,
+    /// 1 + the local generation of the last manual transition (0: none).
+    manual: AtomicU64,
+}
+
+impl FleetLink {
+    pub(crate) fn new() -> Self {
+        Self {
+            wake: tokio::sync::Notify::new(),
+            quota: AtomicU32::new(UNBOUNDED),
+            connected: std::sync::atomic::AtomicBool::new(false),
+            manual: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn quota(&self) -> u32 {
+        self.quota.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn set_quota(&self, quota: u32) {
+        self.quota.store(quota, Ordering::Release);
+    }
+
+    pub(crate) fn set_connected(&self, connected: bool) {
+        self.connected
+            .store(connected, std::sync::atomic::Ordering::Release);
+        if !connected {
+            // The fleet cannot bound probes now: fall back to the local limit.
+            self.set_quota(UNBOUNDED);
+        }
+    }
+
+    /// True when the transition to local generation `generation` was a manual one.
+    pub(crate) fn is_manual(&self, generation: u32) -> bool {
+        self.manual.load(Ordering::Acquire) == generation as u64 + 1
+    }
+
+    fn mark_manual(&self, generation: u32) {
+        self.manual.store(generation as u64 + 1, Ordering::Release);
+    }
+
+    /// Called after every transition this replica won.
+    fn transitioned(&self, to: u64) {
+        if to == OPEN && self.connected.load(std::sync::atomic::Ordering::Acquire) {
+            // No probes until the fleet's round has given this replica slots.
+            self.set_quota(0);
+        }
+        self.wake.notify_one();
+    }
+}
+
+/// A state the fleet agreed on, to apply locally.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Remote {
+    /// Closed. `reset` empties the window even when the breaker is closed already.
+    Closed {
+        reset: bool,
+    },
+    /// Open for `wait` more.
+    Open {
+        wait: Duration,
+    },
+    /// A rate-limit cool-down for `wait` more.
+    RateLimited {
+        wait: Duration,
+    },
+    ForcedOpen,
+    Disabled,
+    MetricsOnly,
+}
+
+/// A local state as the sync task sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct LocalState {
+    pub(crate) state: CircuitState,
+    pub(crate) generation: u32,
+    /// The rest of the open wait or cool-down (zero when over).
+    pub(crate) remaining: Option<Duration>,
+}
+
+impl Shared {
+    /// The most probes the current round may admit: the breaker's own limit, or fewer when
+    /// the fleet gave this replica fewer slots.
+    #[inline]
+    pub(super) fn probe_limit(&self) -> u32 {
+        let own = self.settings.permitted_in_half_open;
+        match self.fleet.get() {
+            Some(link) => own.min(link.quota()),
+            None => own,
+        }
+    }
+
+    pub(super) fn fleet_transitioned(&self, to: Word) {
+        if let Some(link) = self.fleet.get() {
+            link.transitioned(to.tag());
+        }
+    }
+
+    pub(super) fn fleet_manual(&self, to: Word) {
+        if let Some(link) = self.fleet.get() {
+            link.mark_manual(to.generation());
+        }
+    }
+
+    pub(crate) fn local_state(&self) -> LocalState {
+        let word = self.load();
+        let remaining = match word.tag() {
+            OPEN | RATE_LIMITED => Some(self.remaining(word.payload()).unwrap_or_default()),
+            _ => None,
+        };
+        LocalState {
+            state: word.state(),
+            generation: word.generation(),
+            remaining,
+        }
+    }
+
+    /// Moves to the state the fleet agreed on; returns the local generation after.
+    pub(crate) fn apply_remote(&self, remote: Remote) -> u32 {
+        let mut word = self.load();
+        loop {
+            let next = match remote {
+                Remote::Closed { reset: false } if word.tag() == CLOSED => {
+                    return word.generation();
+                }
+                Remote::Closed { .. } => Word::new(CLOSED, word.next_generation(), 0),
+                Remote::Open { wait } => {
+                    Word::new(OPEN, word.next_generation(), self.deadline_ms(wait))
+                }
+                Remote::RateLimited { wait } => {
+                    // A cool-down of a closed breaker keeps its generation, as a local one does.
+                    let generation = if matches!(word.tag(), CLOSED | RATE_LIMITED) {
+                        word.generation()
+                    } else {
+                        word.next_generation()
+                    };
+                    Word::new(RATE_LIMITED, generation, self.deadline_ms(wait))
+                }
+                Remote::ForcedOpen => Word::new(FORCED_OPEN, word.next_generation(), 0),
+                Remote::Disabled => Word::new(DISABLED, word.next_generation(), 0),
+                Remote::MetricsOnly => Word::new(METRICS_ONLY, word.next_generation(), 0),
+            };
+            if next == word {
+                return word.generation();
+            }
+            match self.cas(word, next) {
+                Ok(()) => {
+                    tracing::debug!(breaker = %self.name, state = %next.state(), "fleet state applied");
+                    self.transitioned(word, next, false);
+                    return next.generation();
+                }
+                Err(actual) => word = actual,
+            }
+        }
+    }
+
+    /// True when the breaker is open, its wait is over and it has no probe slot: it waits for
+    /// the fleet's round to decide.
+    pub(crate) fn waiting_for_fleet(&self) -> bool {
+        let word = self.load();
+        word.tag() == OPEN && self.remaining(word.payload()).is_none() && self.probe_limit() == 0
+    }
+}

@@ -1,0 +1,204 @@
+use super::{
+    FleetMode, FleetState, Notice, Proposal, Proposed, StateStore, StoreError, StoreFuture,
+};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::broadcast;
+use tokio::time::Instant;
+
+/// A [`StateStore`] in this process's memory: breakers built with clones of one `MemoryStore`
+/// act as one fleet. Deadlines are in `tokio::time`, so paused time drives it in tests.
+///
+/// [`set_available(false)`](Self::set_available) makes every operation fail, as a store
+/// outage would.
+#[derive(Clone)]
+pub struct MemoryStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    data: Mutex<Data>,
+    notices: broadcast::Sender<Notice>,
+    available: AtomicBool,
+    notify: AtomicBool,
+}
+
+#[derive(Default)]
+struct Data {
+    states: HashMap<String, Entry>,
+    probes: HashMap<(String, u64), u32>,
+}
+
+#[derive(Clone, Copy)]
+struct Entry {
+    generation: u64,
+    mode: FleetMode,
+    until: Option<Instant>,
+}
+
+impl Entry {
+    fn state(&self, now: Instant) -> FleetState {
+        FleetState {
+            generation: self.generation,
+            mode: self.mode,
+            remaining: self.until.map(|u| u.saturating_duration_since(now)),
+        }
+    }
+}
+
+impl std::fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryStore")
+            .field("available", &self.inner.available.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        let (notices, _) = broadcast::channel(1024);
+        Self {
+            inner: Arc::new(Inner {
+                data: Mutex::new(Data::default()),
+                notices,
+                available: AtomicBool::new(true),
+                notify: AtomicBool::new(true),
+            }),
+        }
+    }
+
+    /// Makes every operation fail (`false`) or work again (`true`). Coming back, it tells
+    /// subscribers to read again, as a re-established subscription does.
+    pub fn set_available(&self, available: bool) {
+        let was = self.inner.available.swap(available, Ordering::AcqRel);
+        if available && !was {
+            let _ = self.inner.notices.send(Notice::Resync);
+        }
+    }
+
+    /// Sends change notifications (`true`, the default) or drops them (`false`), as a lost
+    /// pub/sub connection would: replicas then learn of changes by their periodic read.
+    pub fn set_notifications(&self, notify: bool) {
+        self.inner.notify.store(notify, Ordering::Release);
+    }
+
+    /// How many sync tasks (and other subscribers) listen to this store.
+    pub fn subscribers(&self) -> usize {
+        self.inner.notices.receiver_count()
+    }
+
+    /// Forgets every state and reservation, as a store restarted without persistence.
+    pub fn clear(&self) {
+        let mut data = self.lock();
+        data.states.clear();
+        data.probes.clear();
+    }
+
+    /// The fleet state of `breaker`, read directly.
+    pub fn state(&self, breaker: &str) -> FleetState {
+        let now = Instant::now();
+        self.lock()
+            .states
+            .get(breaker)
+            .map_or(FleetState::UNKNOWN, |e| e.state(now))
+    }
+
+    /// Probe slots handed out for the round after fleet generation `round` of `breaker`.
+    pub fn reserved_probes(&self, breaker: &str, round: u64) -> u32 {
+        self.lock()
+            .probes
+            .get(&(breaker.to_owned(), round))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Data> {
+        // No code panics while holding the lock; a poisoned lock still holds valid data.
+        self.inner.data.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn check(&self) -> Result<(), StoreError> {
+        if self.inner.available.load(Ordering::Acquire) {
+            Ok(())
+        } else {
+            Err(StoreError::new("memory store unavailable"))
+        }
+    }
+
+    fn propose_now(&self, breaker: &str, proposal: Proposal) -> Result<Proposed, StoreError> {
+        self.check()?;
+        let now = Instant::now();
+        let mut data = self.lock();
+        let current = data
+            .states
+            .get(breaker)
+            .map_or(FleetState::UNKNOWN, |e| e.state(now));
+        if !proposal.accepted_over(&current) {
+            return Ok(Proposed {
+                accepted: false,
+                state: current,
+            });
+        }
+        let wait = proposal.wait.unwrap_or(Duration::ZERO);
+        let entry = Entry {
+            generation: current.generation.max(proposal.base) + 1,
+            mode: proposal.mode,
+            until: proposal.mode.has_deadline().then(|| now + wait),
+        };
+        data.states.insert(breaker.to_owned(), entry);
+        drop(data);
+        let state = entry.state(now);
+        if self.inner.notify.load(Ordering::Acquire) {
+            let _ = self.inner.notices.send(Notice::Changed {
+                breaker: Arc::from(breaker),
+                state,
+            });
+        }
+        Ok(Proposed {
+            accepted: true,
+            state,
+        })
+    }
+}
+
+impl StateStore for MemoryStore {
+    fn propose<'a>(&'a self, breaker: &'a str, proposal: Proposal) -> StoreFuture<'a, Proposed> {
+        let result = self.propose_now(breaker, proposal);
+        Box::pin(async move { result })
+    }
+
+    fn load<'a>(&'a self, breaker: &'a str) -> StoreFuture<'a, FleetState> {
+        let result = self.check().map(|()| self.state(breaker));
+        Box::pin(async move { result })
+    }
+
+    fn reserve_probes<'a>(
+        &'a self,
+        breaker: &'a str,
+        round: u64,
+        want: u32,
+        limit: u32,
+    ) -> StoreFuture<'a, u32> {
+        let result = self.check().map(|()| {
+            let mut data = self.lock();
+            let used = data.probes.entry((breaker.to_owned(), round)).or_insert(0);
+            let granted = want.min(limit.saturating_sub(*used));
+            *used += granted;
+            granted
+        });
+        Box::pin(async move { result })
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<Notice> {
+        self.inner.notices.subscribe()
+    }
+}

@@ -1,0 +1,369 @@
+//! Breakers shared across replicas: one fleet state per breaker name, kept in a store (Redis),
+//! with the store never on a call's path.
+//!
+//! A service that runs as twenty replicas has twenty breakers, and each has to learn on its own
+//! that the upstream is down. A breaker built with
+//! [`shared_state`](crate::circuit_breaker::Builder::shared_state) shares its state with
+//! every breaker of the same name that uses the same store:
+//!
+//! - **Transitions**: when one replica trips, the others open too, with the same open time.
+//!   Half-open rounds, their decisions (close or reopen), manual states
+//!   ([`force_open`](crate::circuit_breaker::CircuitBreaker::force_open),
+//!   [`disable`](crate::circuit_breaker::CircuitBreaker::disable),
+//!   [`metrics_only`](crate::circuit_breaker::CircuitBreaker::metrics_only),
+//!   [`reset`](crate::circuit_breaker::CircuitBreaker::reset)) and rate-limit cool-downs are
+//!   shared the same way.
+//! - **Probes are bounded fleet-wide**: after the open wait, at most
+//!   `permitted_calls_in_half_open` probes run in the whole fleet, not per replica. Each
+//!   replica reserves slots of the round with one atomic store operation, ahead of time and in
+//!   the background; a replica that got none keeps rejecting until the round decides.
+//!
+//! ```no_run
+//! # #[cfg(feature = "redis")]
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+//! use std::time::Duration;
+//! use tower_breaker::circuit_breaker::CircuitBreaker;
+//! use tower_breaker::shared_state::{RedisStore, SharedState};
+//!
+//! let store = RedisStore::builder("redis://127.0.0.1:6379").prefix("checkout").build()?;
+//! let breaker = CircuitBreaker::builder("openai")
+//!     .shared_state(SharedState::new(store).sync_interval(Duration::from_millis(500)))
+//!     .build()?; // inside a Tokio runtime: it starts the sync task
+//! # let _ = breaker;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Redis is never on the call path
+//!
+//! Every call is decided by the local breaker, as without a store: one atomic load when
+//! closed. A background task per breaker publishes the breaker's transitions, applies the
+//! fleet's, and reserves probe slots. If the store is slow or down, the breaker keeps working
+//! on its local state (it trips, probes and closes on its own, with its own probe limit); the
+//! store logs the outage once and the task resyncs when the store is back. A store outage
+//! never becomes an error for a caller.
+//!
+//! # Consistency
+//!
+//! - **Bounded delay.** A replica learns of another's transition through the store's
+//!   notifications (Redis pub/sub: one round trip, usually under a millisecond on a LAN), and
+//!   at the latest after `sync_interval` (default 1 s) plus one store round trip, by a periodic
+//!   read. Until then it decides on its own state.
+//! - **One order of fleet states.** The store keeps one state per breaker with a generation
+//!   that only grows; every change is one compare-and-set against the generation it was based
+//!   on ([`Proposal`]). Two replicas that trip at once agree on one open state; a half-open
+//!   decision from a round the fleet has left is refused, and its replica takes the fleet's
+//!   state instead. Manual states always win.
+//! - **Open times in the store's clock.** Open and cool-down deadlines are kept in the
+//!   store's time (Redis `TIME`) and handed out as "the time left", so the replicas' clocks
+//!   need not agree.
+//! - **Not shared:** window counts. Each replica trips on the calls it saw; the fleet opens
+//!   when the first replica trips. Calls in flight when a replica adopts the fleet's state
+//!   are of an older generation and their outcomes are dropped, as for a local transition.
+//! - **During a store outage** the replicas act as independent breakers (each bounds its own
+//!   probes); when the store is back, each publishes what changed meanwhile and the store's
+//!   compare-and-set picks one state for the fleet. A store that lost its data (a restart
+//!   without persistence) is filled again from the replicas' states.
+
+mod memory;
+#[cfg(feature = "redis")]
+mod redis;
+mod sync;
+
+pub use self::memory::MemoryStore;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use self::redis::{RedisStore, RedisStoreBuilder};
+
+pub(crate) use self::sync::spawn;
+
+use crate::BoxError;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A breaker's state as the fleet shares it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum FleetMode {
+    /// Calls go through.
+    Closed,
+    /// Calls are rejected until the open time is over; then the fleet's half-open round.
+    Open,
+    /// A rate-limit cool-down: calls are rejected until it is over, then closed again.
+    RateLimited,
+    /// Forced open by an operator.
+    ForcedOpen,
+    /// Disabled by an operator.
+    Disabled,
+    /// Metrics-only, by an operator.
+    MetricsOnly,
+}
+
+impl FleetMode {
+    /// The mode's name as stored (`closed`, `open`, `rate_limited`, `forced_open`,
+    /// `disabled`, `metrics_only`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FleetMode::Closed => "closed",
+            FleetMode::Open => "open",
+            FleetMode::RateLimited => "rate_limited",
+            FleetMode::ForcedOpen => "forced_open",
+            FleetMode::Disabled => "disabled",
+            FleetMode::MetricsOnly => "metrics_only",
+        }
+    }
+
+    /// The mode named `name` (as [`as_str`](Self::as_str) writes it).
+    pub fn parse(name: &str) -> Option<Self> {
+        Some(match name {
+            "closed" => FleetMode::Closed,
+            "open" => FleetMode::Open,
+            "rate_limited" => FleetMode::RateLimited,
+            "forced_open" => FleetMode::ForcedOpen,
+            "disabled" => FleetMode::Disabled,
+            "metrics_only" => FleetMode::MetricsOnly,
+            _ => return None,
+        })
+    }
+
+    /// True for the modes that have a deadline (`Open`, `RateLimited`).
+    pub fn has_deadline(self) -> bool {
+        matches!(self, FleetMode::Open | FleetMode::RateLimited)
+    }
+}
+
+impl fmt::Display for FleetMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A breaker's fleet state, as a store read or notification gives it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FleetState {
+    /// Grows with every change; 0 for a breaker the store knows nothing of (closed).
+    pub generation: u64,
+    /// The state.
+    pub mode: FleetMode,
+    /// For `Open` and `RateLimited`: the time left when the store answered (zero when over).
+    pub remaining: Option<Duration>,
+}
+
+impl FleetState {
+    /// The state of a breaker the store has no record of.
+    pub const UNKNOWN: FleetState = FleetState {
+        generation: 0,
+        mode: FleetMode::Closed,
+        remaining: None,
+    };
+}
+
+/// What a replica asks the store to make the fleet's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Proposal {
+    /// The fleet generation the replica's state is based on.
+    pub base: u64,
+    /// The new state.
+    pub mode: FleetMode,
+    /// For `Open` and `RateLimited`: how long from now.
+    pub wait: Option<Duration>,
+    /// Why: decides whether the store accepts it (see [`Proposal::accepted_over`]).
+    pub kind: ProposalKind,
+}
+
+/// Why a replica proposes a fleet state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ProposalKind {
+    /// A closed replica tripped or was rate-limited: accepted while the fleet is closed or
+    /// rate-limited, or when based on the current generation.
+    Trip,
+    /// A half-open round decided (or a stuck round is given up): accepted only when based on
+    /// the current generation.
+    Decision,
+    /// An operator's choice: always accepted.
+    Manual,
+}
+
+impl ProposalKind {
+    /// The kind's name as stored (`trip`, `decision`, `manual`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProposalKind::Trip => "trip",
+            ProposalKind::Decision => "decision",
+            ProposalKind::Manual => "manual",
+        }
+    }
+}
+
+impl Proposal {
+    /// The rule every store applies, atomically with the write: is this proposal accepted
+    /// over the fleet state `current`?
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_breaker::shared_state::{FleetMode, FleetState, Proposal, ProposalKind};
+    ///
+    /// let open = FleetState { generation: 7, mode: FleetMode::Open, remaining: None };
+    /// let stale_close = Proposal {
+    ///     base: 6, mode: FleetMode::Closed, wait: None, kind: ProposalKind::Decision,
+    /// };
+    /// assert!(!stale_close.accepted_over(&open)); // a round the fleet has left
+    /// let close = Proposal { base: 7, ..stale_close };
+    /// assert!(close.accepted_over(&open));
+    /// ```
+    pub fn accepted_over(&self, current: &FleetState) -> bool {
+        match self.kind {
+            ProposalKind::Manual => true,
+            _ if self.base == current.generation => true,
+            ProposalKind::Trip => {
+                matches!(current.mode, FleetMode::Closed | FleetMode::RateLimited)
+            }
+            _ => false,
+        }
+    }
+}
+
+/// A store's answer to a [`Proposal`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Proposed {
+    /// True when the proposal became the fleet's state.
+    pub accepted: bool,
+    /// The fleet's state after (the proposal's, or the one that refused it).
+    pub state: FleetState,
+}
+
+/// A change the store tells every replica of.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Notice {
+    /// The fleet state of the breaker named `breaker` changed.
+    Changed {
+        /// The breaker's name.
+        breaker: Arc<str>,
+        /// Its new state.
+        state: FleetState,
+    },
+    /// Notifications may have been missed (the subscription was re-established): read again.
+    Resync,
+}
+
+/// An error of a state store. Breakers never return it to a caller: the sync task logs it
+/// and keeps the local state.
+#[derive(Debug)]
+pub struct StoreError {
+    source: BoxError,
+}
+
+impl StoreError {
+    /// Wraps the store's own error.
+    pub fn new(source: impl Into<BoxError>) -> Self {
+        Self {
+            source: source.into(),
+        }
+    }
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "state store: {}", self.source)
+    }
+}
+
+impl std::error::Error for StoreError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.source)
+    }
+}
+
+/// The future a [`StateStore`] operation returns.
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+/// Where a fleet keeps its breakers' states. [`RedisStore`] is the one for production;
+/// [`MemoryStore`] shares breakers inside one process (tests, and to try the behaviour).
+///
+/// Every operation is called from the breakers' background sync tasks, never on a call's
+/// path. An implementation should bound each operation's time (a slow store only delays the
+/// fleet's convergence, but a hung one stalls it).
+pub trait StateStore: Send + Sync + 'static {
+    /// Makes `proposal` the fleet state of `breaker` if [`Proposal::accepted_over`] the
+    /// current one, atomically, with a generation one above the larger of the current one
+    /// and `proposal.base`, and notifies every subscriber. Returns the state after.
+    fn propose<'a>(&'a self, breaker: &'a str, proposal: Proposal) -> StoreFuture<'a, Proposed>;
+
+    /// The fleet state of `breaker` ([`FleetState::UNKNOWN`] when there is none), refreshing
+    /// its expiry.
+    fn load<'a>(&'a self, breaker: &'a str) -> StoreFuture<'a, FleetState>;
+
+    /// Reserves up to `want` probe slots of the half-open round that follows fleet generation
+    /// `round`, of at most `limit` in all for the round, atomically. Returns how many this
+    /// caller got (0 when others hold them all).
+    fn reserve_probes<'a>(
+        &'a self,
+        breaker: &'a str,
+        round: u64,
+        want: u32,
+        limit: u32,
+    ) -> StoreFuture<'a, u32>;
+
+    /// A receiver of every change notification of this store (all breakers).
+    fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Notice>;
+}
+
+/// How a breaker shares its state: the store and the sync settings. Given to
+/// [`Builder::shared_state`](crate::circuit_breaker::Builder::shared_state).
+#[derive(Clone)]
+pub struct SharedState {
+    pub(crate) store: Arc<dyn StateStore>,
+    pub(crate) sync_interval: Duration,
+    pub(crate) probes_per_replica: Option<u32>,
+    /// True while the store is unreachable: shared by the breakers built from this value, so
+    /// that an outage is logged once, not once per breaker.
+    pub(crate) outage: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl fmt::Debug for SharedState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SharedState")
+            .field("sync_interval", &self.sync_interval)
+            .field("probes_per_replica", &self.probes_per_replica)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SharedState {
+    /// Shares through `store`, with a 1 s periodic read and every probe slot available to
+    /// one replica.
+    pub fn new(store: impl StateStore) -> Self {
+        Self::from_arc(Arc::new(store))
+    }
+
+    /// Shares through a store that is already shared (one store for many breakers).
+    pub fn from_arc(store: Arc<dyn StateStore>) -> Self {
+        Self {
+            store,
+            sync_interval: Duration::from_secs(1),
+            probes_per_replica: None,
+            outage: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        }
+    }
+
+    /// How often the sync task reads the fleet state when no notification came (the backstop
+    /// for lost notifications, and the bound on how late a replica learns of a change). Also
+    /// how early, before the open time is over, probe slots are reserved.
+    /// 1 ms ..= 24 h; default 1 s.
+    pub fn sync_interval(mut self, interval: Duration) -> Self {
+        self.sync_interval = interval;
+        self
+    }
+
+    /// The most probe slots one replica reserves per round (default: all of
+    /// `permitted_calls_in_half_open`). Lower it to spread a round's probes over replicas.
+    pub fn probes_per_replica(mut self, slots: u32) -> Self {
+        self.probes_per_replica = Some(slots);
+        self
+    }
+}

@@ -1,0 +1,390 @@
+//! The background task that keeps one breaker in step with its fleet.
+//!
+//! It holds only a weak reference to the breaker, so a breaker that is dropped (or evicted
+//! from a keyed registry) ends its task within one `sync_interval`. Every store operation is
+//! awaited here, never on a call's path.
+
+use super::{
+    FleetMode, FleetState, Notice, Proposal, ProposalKind, SharedState, StateStore, StoreError,
+};
+use crate::circuit_breaker::{CircuitBreaker, CircuitState, FleetLink, LocalState, Remote, Shared};
+use crate::config::{Check, ConfigError, MAX_DURATION, MIN_DURATION};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+use tokio::sync::broadcast::{self, error::RecvError};
+use tokio::time::Instant;
+
+/// Checks the settings, links `breaker` to the store and starts its sync task.
+pub(crate) fn spawn(breaker: &CircuitBreaker, config: SharedState) -> Result<(), ConfigError> {
+    let shared = &breaker.shared;
+    let check = Check {
+        component: breaker.name(),
+    };
+    let interval = check.duration(
+        "shared_state.sync_interval",
+        config.sync_interval,
+        MIN_DURATION,
+        MAX_DURATION,
+    )?;
+    let limit = shared.settings.permitted_in_half_open;
+    let want = match config.probes_per_replica {
+        Some(n) => {
+            check.range_u64("shared_state.probes_per_replica", n as u64, 1, limit as u64)? as u32
+        }
+        None => limit,
+    };
+    let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
+        ConfigError::new(
+            breaker.name(),
+            "shared_state",
+            "no Tokio runtime",
+            "a breaker with a state store is built inside a Tokio runtime (it starts a sync task)",
+        )
+    })?;
+    let link = Arc::new(FleetLink::new());
+    if shared.fleet.set(link.clone()).is_err() {
+        // Only `build` links a breaker, once, right after creating it.
+        return Ok(());
+    }
+    let settings = &shared.settings;
+    let driver = Driver {
+        breaker: Arc::downgrade(shared),
+        link,
+        store: config.store,
+        outage: config.outage,
+        name: Arc::from(breaker.name()),
+        interval,
+        want,
+        limit,
+        stuck_after: settings
+            .max_wait_in_half_open
+            .unwrap_or(settings.wait_in_open),
+        reopen_after: settings.wait_in_open,
+        fleet_gen: 0,
+        local_gen: None,
+        last_state: CircuitState::Closed,
+        pending: false,
+        connected: false,
+        next_read: Instant::now(),
+        round: None,
+    };
+    runtime.spawn(driver.run());
+    Ok(())
+}
+
+struct Driver {
+    breaker: Weak<Shared>,
+    link: Arc<FleetLink>,
+    store: Arc<dyn StateStore>,
+    /// Shared by every breaker of one `SharedState`: the outage is logged once.
+    outage: Arc<AtomicBool>,
+    name: Arc<str>,
+    interval: Duration,
+    want: u32,
+    limit: u32,
+    stuck_after: Duration,
+    reopen_after: Duration,
+    /// The fleet generation the local state is in step with.
+    fleet_gen: u64,
+    /// The local generation that matches `fleet_gen` (`None`: not known yet).
+    local_gen: Option<u32>,
+    /// The local state last seen, to tell a trip from a half-open decision.
+    last_state: CircuitState,
+    /// A local change could not be published yet (the store is down).
+    pending: bool,
+    connected: bool,
+    next_read: Instant,
+    round: Option<Round>,
+}
+
+/// The fleet's half-open round after an open state.
+#[derive(Debug, Clone, Copy)]
+struct Round {
+    /// The fleet generation of the open state.
+    generation: u64,
+    /// Slots were asked for (whatever the answer).
+    reserved: bool,
+    /// Rejections counted when the open state began: more since means calls are waiting.
+    rejections: u64,
+    /// When the open time is over.
+    deadline: Instant,
+}
+
+impl Driver {
+    async fn run(mut self) {
+        let mut notices = Some(self.store.subscribe());
+        loop {
+            let wake_at = self.wake_at();
+            tokio::select! {
+                biased;
+                () = self.link.wake.notified() => {
+                    let Some(shared) = self.breaker.upgrade() else { return };
+                    self.on_local(&shared).await;
+                }
+                notice = recv(&mut notices) => {
+                    let Some(shared) = self.breaker.upgrade() else { return };
+                    match notice {
+                        Ok(Notice::Changed { breaker, state }) => {
+                            if *breaker == *self.name && state.generation > self.fleet_gen {
+                                self.adopt(&shared, state, Instant::now());
+                            }
+                        }
+                        Ok(_) | Err(RecvError::Lagged(_)) => self.next_read = Instant::now(),
+                        Err(RecvError::Closed) => notices = None,
+                    }
+                }
+                () = tokio::time::sleep_until(wake_at) => {
+                    let Some(shared) = self.breaker.upgrade() else { return };
+                    self.tick(&shared).await;
+                }
+            }
+        }
+    }
+
+    /// The next time there is work without a wake-up: the periodic read, the reservation
+    /// of probe slots, or the check for a stuck round.
+    fn wake_at(&self) -> Instant {
+        let now = Instant::now();
+        let mut at = self.next_read;
+        if let Some(round) = self.round {
+            let reserve_at = round.deadline.checked_sub(self.interval).unwrap_or(now);
+            if !round.reserved && reserve_at > now {
+                at = at.min(reserve_at);
+            }
+            let stuck_at = round.deadline + self.stuck_after;
+            if stuck_at > now {
+                at = at.min(stuck_at);
+            }
+        }
+        at
+    }
+
+    /// The breaker changed state (or a publish is pending): publish what is new.
+    async fn on_local(&mut self, shared: &Shared) {
+        let local = shared.local_state();
+        if self.local_gen == Some(local.generation) {
+            self.last_state = local.state;
+            return;
+        }
+        let manual = self.link.is_manual(local.generation);
+        let (mode, kind) = match local.state {
+            // The fleet's round running here: nothing to tell until it decides.
+            CircuitState::HalfOpen => {
+                self.local_gen = Some(local.generation);
+                self.last_state = local.state;
+                return;
+            }
+            CircuitState::Closed if manual => (FleetMode::Closed, ProposalKind::Manual),
+            CircuitState::Closed => (FleetMode::Closed, ProposalKind::Decision),
+            CircuitState::Open
+                if matches!(self.last_state, CircuitState::Open | CircuitState::HalfOpen) =>
+            {
+                (FleetMode::Open, ProposalKind::Decision)
+            }
+            CircuitState::Open => (FleetMode::Open, ProposalKind::Trip),
+            CircuitState::RateLimited => (FleetMode::RateLimited, ProposalKind::Trip),
+            CircuitState::ForcedOpen => (FleetMode::ForcedOpen, ProposalKind::Manual),
+            CircuitState::Disabled => (FleetMode::Disabled, ProposalKind::Manual),
+            CircuitState::MetricsOnly => (FleetMode::MetricsOnly, ProposalKind::Manual),
+        };
+        self.publish(shared, local, mode, kind).await;
+    }
+
+    async fn publish(
+        &mut self,
+        shared: &Shared,
+        local: LocalState,
+        mode: FleetMode,
+        kind: ProposalKind,
+    ) {
+        let proposal = Proposal {
+            base: self.fleet_gen,
+            mode,
+            wait: local.remaining,
+            kind,
+        };
+        let result = self.store.propose(&self.name, proposal).await;
+        match result {
+            Ok(proposed) if proposed.accepted => {
+                self.up();
+                tracing::debug!(
+                    breaker = %self.name,
+                    state = %mode,
+                    generation = proposed.state.generation,
+                    "circuit breaker state published to the fleet"
+                );
+                self.pending = false;
+                self.fleet_gen = proposed.state.generation;
+                self.local_gen = Some(local.generation);
+                self.last_state = local.state;
+                self.round = (mode == FleetMode::Open)
+                    .then(|| self.new_round(shared, proposed.state.generation, local.remaining));
+            }
+            Ok(proposed) => {
+                self.up();
+                // The fleet has moved on: take its state.
+                self.adopt(shared, proposed.state, Instant::now());
+            }
+            Err(e) => {
+                self.down(&e);
+                self.pending = true;
+            }
+        }
+    }
+
+    /// Applies the fleet's state `state`, read at `received`.
+    fn adopt(&mut self, shared: &Shared, state: FleetState, received: Instant) {
+        let left = state
+            .remaining
+            .unwrap_or_default()
+            .saturating_sub(received.elapsed());
+        let (remote, local_state) = match state.mode {
+            FleetMode::Closed => (Remote::Closed { reset: false }, CircuitState::Closed),
+            FleetMode::Open => (Remote::Open { wait: left }, CircuitState::Open),
+            FleetMode::RateLimited => (
+                Remote::RateLimited { wait: left },
+                CircuitState::RateLimited,
+            ),
+            FleetMode::ForcedOpen => (Remote::ForcedOpen, CircuitState::ForcedOpen),
+            FleetMode::Disabled => (Remote::Disabled, CircuitState::Disabled),
+            FleetMode::MetricsOnly => (Remote::MetricsOnly, CircuitState::MetricsOnly),
+        };
+        let generation = shared.apply_remote(remote);
+        tracing::debug!(
+            breaker = %self.name,
+            state = %state.mode,
+            generation = state.generation,
+            "circuit breaker took the fleet's state"
+        );
+        self.pending = false;
+        self.fleet_gen = state.generation;
+        self.local_gen = Some(generation);
+        self.last_state = local_state;
+        self.round = (state.mode == FleetMode::Open)
+            .then(|| self.new_round(shared, state.generation, Some(left)));
+    }
+
+    fn new_round(&self, shared: &Shared, generation: u64, left: Option<Duration>) -> Round {
+        Round {
+            generation,
+            reserved: false,
+            rejections: shared.metrics().not_permitted_calls,
+            deadline: Instant::now() + left.unwrap_or_default(),
+        }
+    }
+
+    /// Periodic work: retry a pending publish, read the fleet state, reserve probe slots and
+    /// give up a round nobody runs.
+    async fn tick(&mut self, shared: &Shared) {
+        if self.pending {
+            self.on_local(shared).await;
+        }
+        let now = Instant::now();
+        if now >= self.next_read {
+            self.next_read = now + self.interval;
+            match self.store.load(&self.name).await {
+                Ok(state) => {
+                    self.up();
+                    if state.generation > self.fleet_gen {
+                        self.adopt(shared, state, now);
+                    } else if state.generation < self.fleet_gen {
+                        // The store lost the fleet's state (restarted without persistence):
+                        // fill it again from ours.
+                        tracing::info!(breaker = %self.name, "fleet state missing from the store; publishing ours");
+                        self.fleet_gen = state.generation;
+                        self.local_gen = None;
+                        self.on_local(shared).await;
+                    }
+                }
+                Err(e) => self.down(&e),
+            }
+        }
+        self.round_work(shared).await;
+    }
+
+    async fn round_work(&mut self, shared: &Shared) {
+        let Some(mut round) = self.round else { return };
+        let local = shared.local_state();
+        if round.generation != self.fleet_gen
+            || !matches!(local.state, CircuitState::Open | CircuitState::HalfOpen)
+        {
+            self.round = None;
+            return;
+        }
+        let now = Instant::now();
+        let quota = self.link.quota();
+        if !round.reserved
+            && self.connected
+            && local.state == CircuitState::Open
+            && (quota == 0 || now < round.deadline)
+            && now + self.interval >= round.deadline
+            && shared.metrics().not_permitted_calls > round.rejections
+        {
+            // Calls are waiting and the round is near: ask for slots now, so that the first
+            // call after the open time finds them here.
+            match self
+                .store
+                .reserve_probes(&self.name, round.generation, self.want, self.limit)
+                .await
+            {
+                Ok(slots) => {
+                    self.up();
+                    round.reserved = true;
+                    self.link.set_quota(slots);
+                    tracing::debug!(breaker = %self.name, slots, round = round.generation, "probe slots reserved");
+                }
+                Err(e) => self.down(&e),
+            }
+        }
+        self.round = Some(round);
+        if now >= round.deadline + self.stuck_after && shared.waiting_for_fleet() {
+            // The round has not decided long after it could start, and this replica has no
+            // slot: whoever holds them has no calls. Open again, for a new round.
+            let proposal = Proposal {
+                base: round.generation,
+                mode: FleetMode::Open,
+                wait: Some(self.reopen_after),
+                kind: ProposalKind::Decision,
+            };
+            match self.store.propose(&self.name, proposal).await {
+                Ok(proposed) => {
+                    self.up();
+                    self.adopt(shared, proposed.state, now);
+                }
+                Err(e) => self.down(&e),
+            }
+        }
+    }
+
+    fn up(&mut self) {
+        if !self.connected {
+            self.connected = true;
+            self.link.set_connected(true);
+            if self.outage.swap(false, Ordering::AcqRel) {
+                tracing::info!(breaker = %self.name, "state store reachable again; breakers resync");
+            }
+        }
+    }
+
+    fn down(&mut self, error: &StoreError) {
+        self.connected = false;
+        self.link.set_connected(false);
+        if !self.outage.swap(true, Ordering::AcqRel) {
+            tracing::warn!(
+                breaker = %self.name,
+                %error,
+                "state store unreachable; breakers decide on local state until it is back"
+            );
+        } else {
+            tracing::debug!(breaker = %self.name, %error, "state store unreachable");
+        }
+    }
+}
+
+async fn recv(notices: &mut Option<broadcast::Receiver<Notice>>) -> Result<Notice, RecvError> {
+    match notices {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,349 @@
+//! Breakers shared across replicas, on the in-process `MemoryStore` and paused time: three
+//! breakers of one name act as three replicas of a fleet.
+
+use std::time::Duration;
+use tokio::time::Instant;
+use tower_breaker::Outcome;
+use tower_breaker::circuit_breaker::{CircuitBreaker, CircuitState, Permit, SlidingWindow};
+use tower_breaker::shared_state::{FleetMode, MemoryStore, SharedState};
+
+const WAIT: Duration = Duration::from_secs(10);
+const INTERVAL: Duration = Duration::from_secs(1);
+
+fn replica(store: &MemoryStore, probes: u32) -> CircuitBreaker {
+    CircuitBreaker::builder("openai")
+        .sliding_window(SlidingWindow::consecutive(3))
+        .wait_in_open(WAIT)
+        .permitted_calls_in_half_open(probes)
+        .max_wait_in_half_open(Some(Duration::from_secs(30)))
+        .shared_state(SharedState::new(store.clone()).sync_interval(INTERVAL))
+        .build()
+        .expect("valid config")
+}
+
+fn fleet(store: &MemoryStore, probes: u32) -> [CircuitBreaker; 3] {
+    [
+        replica(store, probes),
+        replica(store, probes),
+        replica(store, probes),
+    ]
+}
+
+/// Lets the sync tasks run (no time passes).
+async fn settle() {
+    for _ in 0..50 {
+        tokio::task::yield_now().await;
+    }
+}
+
+fn trip(breaker: &CircuitBreaker) {
+    for _ in 0..3 {
+        breaker
+            .try_acquire()
+            .expect("closed")
+            .record(Outcome::Failure);
+    }
+    assert_eq!(breaker.state(), CircuitState::Open);
+}
+
+fn states(fleet: &[CircuitBreaker]) -> Vec<CircuitState> {
+    fleet.iter().map(CircuitBreaker::state).collect()
+}
+
+/// Every replica tries `tries` calls; returns the permits (probes) it got.
+fn acquire_all(fleet: &[CircuitBreaker], tries: usize) -> Vec<Permit> {
+    let mut permits = Vec::new();
+    for breaker in fleet {
+        for _ in 0..tries {
+            if let Ok(permit) = breaker.try_acquire() {
+                permits.push(permit);
+            }
+        }
+    }
+    permits
+}
+
+#[tokio::test(start_paused = true)]
+async fn one_replica_trips_and_the_others_reject_at_once() {
+    let store = MemoryStore::new();
+    let [a, b, c] = fleet(&store, 2);
+    settle().await;
+    trip(&a);
+    settle().await;
+    // Notified: no time has passed.
+    assert_eq!(states(&[a, b.clone(), c.clone()]), [CircuitState::Open; 3]);
+    for other in [&b, &c] {
+        let err = other.try_acquire().expect_err("open fleet-wide");
+        assert_eq!(err.state(), CircuitState::Open);
+        // Same open time as the replica that tripped.
+        let left = err.retry_after().expect("open wait");
+        assert!(
+            left > WAIT - Duration::from_millis(2) && left <= WAIT,
+            "{left:?}"
+        );
+    }
+    assert_eq!(store.state("openai").mode, FleetMode::Open);
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_notifications_the_periodic_read_bounds_the_delay() {
+    let store = MemoryStore::new();
+    let [a, b, c] = fleet(&store, 2);
+    settle().await;
+    store.set_notifications(false);
+    let tripped = Instant::now();
+    trip(&a);
+    settle().await;
+    assert_eq!(b.state(), CircuitState::Closed, "not told yet");
+    // Within one sync interval, every replica has read the fleet state.
+    while b.state() != CircuitState::Open || c.state() != CircuitState::Open {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        settle().await;
+    }
+    assert!(tripped.elapsed() <= INTERVAL, "{:?}", tripped.elapsed());
+}
+
+#[tokio::test(start_paused = true)]
+async fn probes_are_bounded_fleet_wide_and_their_success_closes_the_fleet() {
+    let store = MemoryStore::new();
+    let fleet = fleet(&store, 2);
+    settle().await;
+    trip(&fleet[0]);
+    settle().await;
+    // Calls keep coming on every replica while open (demand for probes).
+    assert!(acquire_all(&fleet, 1).is_empty());
+    tokio::time::sleep(WAIT).await;
+    settle().await;
+    // Each replica tries 5 probes: 2 in the whole fleet get through.
+    let probes = acquire_all(&fleet, 5);
+    assert_eq!(probes.len(), 2, "fleet-wide probe limit");
+    let round = store.state("openai").generation;
+    assert_eq!(store.reserved_probes("openai", round), 2);
+    for permit in probes {
+        assert!(permit.is_probe());
+        permit.record(Outcome::Success);
+    }
+    settle().await;
+    assert_eq!(states(&fleet), [CircuitState::Closed; 3]);
+    assert_eq!(store.state("openai").mode, FleetMode::Closed);
+}
+
+#[tokio::test(start_paused = true)]
+async fn slots_spread_over_replicas_and_a_failed_probe_reopens_the_fleet() {
+    let store = MemoryStore::new();
+    let fleet: Vec<CircuitBreaker> = (0..3)
+        .map(|_| {
+            CircuitBreaker::builder("openai")
+                .sliding_window(SlidingWindow::consecutive(3))
+                .wait_in_open(WAIT)
+                .permitted_calls_in_half_open(2)
+                .shared_state(
+                    SharedState::new(store.clone())
+                        .sync_interval(INTERVAL)
+                        .probes_per_replica(1),
+                )
+                .build()
+                .expect("valid config")
+        })
+        .collect();
+    settle().await;
+    trip(&fleet[1]);
+    settle().await;
+    assert!(acquire_all(&fleet, 1).is_empty());
+    tokio::time::sleep(WAIT).await;
+    settle().await;
+    let probes = acquire_all(&fleet, 5);
+    assert_eq!(probes.len(), 2, "one slot each for two replicas");
+    let mut probes = probes.into_iter();
+    probes.next().expect("probe").record(Outcome::Failure);
+    settle().await;
+    assert_eq!(
+        states(&fleet),
+        [CircuitState::Open; 3],
+        "reopened fleet-wide"
+    );
+    // The other probe was of the finished round: it changes nothing.
+    probes.next().expect("probe").record(Outcome::Success);
+    settle().await;
+    assert_eq!(states(&fleet), [CircuitState::Open; 3]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_store_outage_leaves_every_replica_working_locally_then_they_converge() {
+    let store = MemoryStore::new();
+    let [a, b, c] = fleet(&store, 2);
+    settle().await;
+    store.set_available(false);
+    tokio::time::sleep(INTERVAL * 2).await; // the sync tasks notice
+    // Local tripping still works; nothing reaches the others and no call fails for it.
+    trip(&a);
+    settle().await;
+    for other in [&b, &c] {
+        other
+            .try_acquire()
+            .expect("still closed")
+            .record(Outcome::Success);
+    }
+    // The local round is not bounded by the (unreachable) fleet: the local limit applies.
+    tokio::time::sleep(WAIT).await;
+    let probes = acquire_all(std::slice::from_ref(&a), 5);
+    assert_eq!(probes.len(), 2);
+    for permit in probes {
+        permit.record(Outcome::Failure);
+    }
+    assert_eq!(a.state(), CircuitState::Open);
+    // The store is back: a's open state becomes the fleet's.
+    store.set_available(true);
+    settle().await;
+    tokio::time::sleep(INTERVAL).await;
+    settle().await;
+    assert_eq!(
+        states(&[a.clone(), b.clone(), c.clone()]),
+        [CircuitState::Open; 3]
+    );
+    assert_eq!(store.state("openai").mode, FleetMode::Open);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_store_that_lost_its_data_is_filled_again_from_the_replicas() {
+    let store = MemoryStore::new();
+    let [a, b, c] = fleet(&store, 2);
+    settle().await;
+    trip(&a);
+    settle().await;
+    store.clear();
+    assert_eq!(store.state("openai").generation, 0);
+    tokio::time::sleep(INTERVAL).await;
+    settle().await;
+    assert_eq!(store.state("openai").mode, FleetMode::Open);
+    assert_eq!(states(&[a, b, c]), [CircuitState::Open; 3]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_round_whose_slots_sit_idle_is_given_up_and_a_new_one_starts() {
+    let store = MemoryStore::new();
+    let [a, b, c] = fleet(&store, 2);
+    settle().await;
+    trip(&a);
+    settle().await;
+    // Only a has calls waiting, so only a reserves: it takes both slots.
+    let _ = a.try_acquire();
+    tokio::time::sleep(WAIT).await;
+    settle().await;
+    let first_round = store.state("openai").generation;
+    assert_eq!(store.reserved_probes("openai", first_round), 2);
+    // Then a's traffic stops; b and c get calls but hold no slot.
+    assert!(b.try_acquire().is_err());
+    assert!(c.try_acquire().is_err());
+    assert!(
+        b.try_acquire()
+            .expect_err("no slot")
+            .retry_after()
+            .is_none()
+    );
+    // After max_wait_in_half_open, a replica without a slot gives the round up: a new open
+    // time for the whole fleet.
+    tokio::time::sleep(Duration::from_secs(31)).await;
+    settle().await;
+    let state = store.state("openai");
+    assert_eq!(state.mode, FleetMode::Open);
+    assert!(state.generation > first_round);
+    assert_eq!(
+        states(&[a.clone(), b.clone(), c.clone()]),
+        [CircuitState::Open; 3]
+    );
+    // The new round: b has calls waiting now and gets the slots.
+    let _ = b.try_acquire();
+    tokio::time::sleep(WAIT).await;
+    settle().await;
+    let probe = b.try_acquire().expect("b holds a slot of the new round");
+    probe.record(Outcome::Success);
+    b.try_acquire()
+        .expect("second slot")
+        .record(Outcome::Success);
+    settle().await;
+    assert_eq!(states(&[a, b, c]), [CircuitState::Closed; 3]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn manual_states_are_shared_and_always_win() {
+    let store = MemoryStore::new();
+    let [a, b, c] = fleet(&store, 2);
+    settle().await;
+    b.force_open();
+    settle().await;
+    assert_eq!(
+        states(&[a.clone(), b.clone(), c.clone()]),
+        [CircuitState::ForcedOpen; 3]
+    );
+    c.disable();
+    settle().await;
+    assert_eq!(
+        states(&[a.clone(), b.clone(), c.clone()]),
+        [CircuitState::Disabled; 3]
+    );
+    a.reset();
+    settle().await;
+    assert_eq!(states(&[a, b, c]), [CircuitState::Closed; 3]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn rate_limit_cool_downs_are_shared() {
+    let store = MemoryStore::new();
+    let [a, b, c] = fleet(&store, 2);
+    settle().await;
+    a.try_acquire()
+        .expect("closed")
+        .record_rate_limited(Some(Duration::from_secs(5)));
+    settle().await;
+    for other in [&b, &c] {
+        let err = other.try_acquire().expect_err("cooling down");
+        assert_eq!(err.state(), CircuitState::RateLimited);
+    }
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    settle().await;
+    for breaker in [&a, &b, &c] {
+        breaker
+            .try_acquire()
+            .expect("cool-down over")
+            .record(Outcome::Success);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dropped_breaker_ends_its_sync_task() {
+    let store = MemoryStore::new();
+    let a = replica(&store, 2);
+    settle().await;
+    assert_eq!(store.subscribers(), 1);
+    drop(a);
+    tokio::time::sleep(INTERVAL * 2).await;
+    settle().await;
+    assert_eq!(store.subscribers(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn bad_shared_state_settings_are_config_errors() {
+    let store = MemoryStore::new();
+    let err = CircuitBreaker::builder("x")
+        .shared_state(SharedState::new(store.clone()).sync_interval(Duration::ZERO))
+        .build()
+        .expect_err("zero interval");
+    assert_eq!(err.field(), "shared_state.sync_interval");
+    let err = CircuitBreaker::builder("x")
+        .permitted_calls_in_half_open(3)
+        .shared_state(SharedState::new(store).probes_per_replica(4))
+        .build()
+        .expect_err("more than the round's slots");
+    assert_eq!(err.field(), "shared_state.probes_per_replica");
+    assert_eq!(err.allowed(), "1 ..= 3");
+}
+
+#[test]
+fn a_shared_breaker_needs_a_runtime() {
+    let err = CircuitBreaker::builder("x")
+        .shared_state(SharedState::new(MemoryStore::new()))
+        .build()
+        .expect_err("no runtime");
+    assert_eq!(err.field(), "shared_state");
+}
