@@ -103,8 +103,11 @@ struct Driver {
 struct Round {
     /// The fleet generation of the open state.
     generation: u64,
-    /// Slots were asked for (whatever the answer).
+    /// Slots were asked for, or will not be (one attempt per round).
     reserved: bool,
+    /// This replica had calls when the round began (it tripped or decided the last round):
+    /// it reserves without waiting for rejections.
+    demand: bool,
     /// Rejections counted when the open state began: more since means calls are waiting.
     rejections: u64,
     /// When the open time is over.
@@ -149,8 +152,8 @@ impl Driver {
         let mut at = self.next_read;
         if let Some(round) = self.round {
             let reserve_at = round.deadline.checked_sub(self.interval).unwrap_or(now);
-            if !round.reserved && reserve_at > now {
-                at = at.min(reserve_at);
+            if !round.reserved && (round.demand || reserve_at > now) {
+                at = at.min(reserve_at.max(now));
             }
             let stuck_at = round.deadline + self.stuck_after;
             if stuck_at > now {
@@ -218,8 +221,12 @@ impl Driver {
                 self.fleet_gen = proposed.state.generation;
                 self.local_gen = Some(local.generation);
                 self.last_state = local.state;
-                self.round = (mode == FleetMode::Open)
-                    .then(|| self.new_round(shared, proposed.state.generation, local.remaining));
+                self.round = (mode == FleetMode::Open).then(|| {
+                    let mut round =
+                        self.new_round(shared, proposed.state.generation, local.remaining);
+                    round.demand = true;
+                    round
+                });
             }
             Ok(proposed) => {
                 self.up();
@@ -266,9 +273,12 @@ impl Driver {
     }
 
     fn new_round(&self, shared: &Shared, generation: u64, left: Option<Duration>) -> Round {
+        // The store answered: bound this round's probes by the fleet's slots.
+        shared.await_fleet_slots();
         Round {
             generation,
             reserved: false,
+            demand: false,
             rejections: shared.metrics().not_permitted_calls,
             deadline: Instant::now() + left.unwrap_or_default(),
         }
@@ -313,28 +323,31 @@ impl Driver {
             return;
         }
         let now = Instant::now();
-        let quota = self.link.quota();
         if !round.reserved
-            && self.connected
-            && local.state == CircuitState::Open
-            && (quota == 0 || now < round.deadline)
             && now + self.interval >= round.deadline
-            && shared.metrics().not_permitted_calls > round.rejections
+            && (round.demand || shared.metrics().not_permitted_calls > round.rejections)
         {
             // Calls are waiting and the round is near: ask for slots now, so that the first
-            // call after the open time finds them here.
-            match self
-                .store
-                .reserve_probes(&self.name, round.generation, self.want, self.limit)
-                .await
+            // call after the open time finds them here. One attempt per round: if the store
+            // fails, the round is bounded locally.
+            round.reserved = true;
+            let quota = self.link.quota();
+            if self.connected
+                && local.state == CircuitState::Open
+                && (quota == 0 || now < round.deadline)
             {
-                Ok(slots) => {
-                    self.up();
-                    round.reserved = true;
-                    self.link.set_quota(slots);
-                    tracing::debug!(breaker = %self.name, slots, round = round.generation, "probe slots reserved");
+                match self
+                    .store
+                    .reserve_probes(&self.name, round.generation, self.want, self.limit)
+                    .await
+                {
+                    Ok(slots) => {
+                        self.up();
+                        self.link.set_quota(slots);
+                        tracing::debug!(breaker = %self.name, slots, round = round.generation, "probe slots reserved");
+                    }
+                    Err(e) => self.down(&e),
                 }
-                Err(e) => self.down(&e),
             }
         }
         self.round = Some(round);

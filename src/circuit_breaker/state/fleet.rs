@@ -180,6 +180,20 @@ impl Shared {
         }
     }
 
+    /// For an open breaker whose wait is not over and whose probes are not bounded by the
+    /// fleet yet (it opened before the store answered): bound them now, until slots are
+    /// reserved.
+    pub(crate) fn await_fleet_slots(&self) {
+        let Some(link) = self.fleet.get() else { return };
+        let word = self.load();
+        if word.tag() == OPEN
+            && self.remaining(word.payload()).is_some()
+            && link.quota() == UNBOUNDED
+        {
+            link.set_quota(0);
+        }
+    }
+
     /// True when the breaker is open, its wait is over and it has no probe slot: it waits for
     /// the fleet's round to decide.
     pub(crate) fn waiting_for_fleet(&self) -> bool {
