@@ -61,6 +61,18 @@ fn shared_state(c: &mut Criterion) {
                 .expect("breaker"),
         ),
     ];
+    // Opt-in fleet failure rate: a listener counts every recorded call.
+    contenders.push((
+        "memory_store_fleet_rate",
+        builder()
+            .shared_state(
+                SharedState::new(MemoryStore::new())
+                    .sync_interval(interval)
+                    .fleet_failure_rate(Duration::from_secs(60)),
+            )
+            .build()
+            .expect("breaker"),
+    ));
     if let Ok(url) = std::env::var("TOWER_BREAKER_REDIS_URL") {
         let store = RedisStore::builder(url)
             .prefix("tower-breaker-bench")

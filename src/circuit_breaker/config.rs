@@ -534,12 +534,23 @@ impl Builder {
             rate_limit_cooldown: self.rate_limit_cooldown,
             max_retry_after: self.max_retry_after,
         };
+        #[cfg_attr(not(feature = "shared-state"), allow(unused_mut))]
+        let mut listeners = self.listeners;
+        #[cfg(feature = "shared-state")]
+        let tally = self
+            .shared_state
+            .as_ref()
+            .and_then(crate::shared_state::tally);
+        #[cfg(feature = "shared-state")]
+        if let Some(tally) = &tally {
+            listeners.push(tally.clone());
+        }
         let breaker = CircuitBreaker {
-            shared: Arc::new(Shared::new(self.name, settings, self.listeners)),
+            shared: Arc::new(Shared::new(self.name, settings, listeners)),
         };
         #[cfg(feature = "shared-state")]
         if let Some(shared) = self.shared_state {
-            crate::shared_state::spawn(&breaker, shared)?;
+            crate::shared_state::spawn(&breaker, shared, tally)?;
         }
         Ok(breaker)
     }

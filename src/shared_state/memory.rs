@@ -1,7 +1,8 @@
 use super::{
     FleetMode, FleetState, Notice, Proposal, Proposed, StateStore, StoreError, StoreFuture,
+    WindowCounts,
 };
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -23,12 +24,15 @@ struct Inner {
     notices: broadcast::Sender<Notice>,
     available: AtomicBool,
     notify: AtomicBool,
+    origin: Instant,
 }
 
 #[derive(Default)]
 struct Data {
     states: HashMap<String, Entry>,
     probes: HashMap<(String, u64), u32>,
+    /// Per breaker and generation: (bucket number, counts), oldest first.
+    counts: HashMap<(String, u64), VecDeque<(u64, WindowCounts)>>,
 }
 
 #[derive(Clone, Copy)]
@@ -36,6 +40,7 @@ struct Entry {
     generation: u64,
     mode: FleetMode,
     until: Option<Instant>,
+    manual: bool,
 }
 
 impl Entry {
@@ -44,6 +49,7 @@ impl Entry {
             generation: self.generation,
             mode: self.mode,
             remaining: self.until.map(|u| u.saturating_duration_since(now)),
+            manual: self.manual,
         }
     }
 }
@@ -72,6 +78,7 @@ impl MemoryStore {
                 notices,
                 available: AtomicBool::new(true),
                 notify: AtomicBool::new(true),
+                origin: Instant::now(),
             }),
         }
     }
@@ -101,6 +108,7 @@ impl MemoryStore {
         let mut data = self.lock();
         data.states.clear();
         data.probes.clear();
+        data.counts.clear();
     }
 
     /// The fleet state of `breaker`, read directly.
@@ -153,6 +161,7 @@ impl MemoryStore {
             generation: current.generation.max(proposal.base) + 1,
             mode: proposal.mode,
             until: proposal.mode.has_deadline().then(|| now + wait),
+            manual: proposal.kind == super::ProposalKind::Manual,
         };
         data.states.insert(breaker.to_owned(), entry);
         drop(data);
@@ -200,5 +209,46 @@ impl StateStore for MemoryStore {
 
     fn subscribe(&self) -> broadcast::Receiver<Notice> {
         self.inner.notices.subscribe()
+    }
+
+    fn add_counts<'a>(
+        &'a self,
+        breaker: &'a str,
+        generation: u64,
+        counts: WindowCounts,
+        window: Duration,
+    ) -> StoreFuture<'a, WindowCounts> {
+        let result = self.check().map(|()| {
+            let bucket_len = (window / 10).max(Duration::from_millis(1));
+            let elapsed = self.inner.origin.elapsed();
+            let bucket =
+                u64::try_from(elapsed.as_nanos() / bucket_len.as_nanos()).unwrap_or(u64::MAX);
+            let mut data = self.lock();
+            let buckets = data
+                .counts
+                .entry((breaker.to_owned(), generation))
+                .or_default();
+            while buckets.front().is_some_and(|(b, _)| b + 10 <= bucket) {
+                buckets.pop_front();
+            }
+            if !counts.is_empty() {
+                match buckets.back_mut() {
+                    Some((b, total)) if *b == bucket => {
+                        total.calls += counts.calls;
+                        total.failures += counts.failures;
+                        total.slow += counts.slow;
+                    }
+                    _ => buckets.push_back((bucket, counts)),
+                }
+            }
+            buckets
+                .iter()
+                .fold(WindowCounts::default(), |sum, (_, c)| WindowCounts {
+                    calls: sum.calls + c.calls,
+                    failures: sum.failures + c.failures,
+                    slow: sum.slow + c.slow,
+                })
+        });
+        Box::pin(async move { result })
     }
 }

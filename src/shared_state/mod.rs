@@ -57,8 +57,11 @@
 //! - **Open times in the store's clock.** Open and cool-down deadlines are kept in the
 //!   store's time (Redis `TIME`) and handed out as "the time left", so the replicas' clocks
 //!   need not agree.
-//! - **Not shared:** window counts. Each replica trips on the calls it saw; the fleet opens
-//!   when the first replica trips. Calls in flight when a replica adopts the fleet's state
+//! - **Window counts** are shared only with
+//!   [`fleet_failure_rate`](SharedState::fleet_failure_rate): without it each replica trips
+//!   on the calls it saw, and the fleet opens when the first replica trips; with it the fleet
+//!   also opens when all replicas' calls together cross the thresholds (counts reach the store
+//!   every `sync_interval`, so the fleet rate lags by up to that much). Calls in flight when a replica adopts the fleet's state
 //!   are of an older generation and their outcomes are dropped, as for a local transition.
 //! - **During a store outage** the replicas act as independent breakers (each bounds its own
 //!   probes); when the store is back, each publishes what changed meanwhile and the store's
@@ -75,7 +78,7 @@ pub use self::memory::MemoryStore;
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use self::redis::{RedisStore, RedisStoreBuilder};
 
-pub(crate) use self::sync::spawn;
+pub(crate) use self::sync::{spawn, tally};
 
 use crate::BoxError;
 use std::fmt;
@@ -150,6 +153,9 @@ pub struct FleetState {
     pub mode: FleetMode,
     /// For `Open` and `RateLimited`: the time left when the store answered (zero when over).
     pub remaining: Option<Duration>,
+    /// True when an operator chose this state ([`ProposalKind::Manual`]): a manual `Closed` is
+    /// a reset, which empties every replica's window.
+    pub manual: bool,
 }
 
 impl FleetState {
@@ -158,6 +164,7 @@ impl FleetState {
         generation: 0,
         mode: FleetMode::Closed,
         remaining: None,
+        manual: false,
     };
 }
 
@@ -207,7 +214,9 @@ impl Proposal {
     /// use std::time::Duration;
     /// use tower_breaker::shared_state::{FleetMode, FleetState, Proposal, ProposalKind};
     ///
-    /// let open = FleetState { generation: 7, mode: FleetMode::Open, remaining: None };
+    /// let open = FleetState {
+    ///     generation: 7, mode: FleetMode::Open, remaining: None, manual: false,
+    /// };
     /// let stale_close = Proposal {
     ///     base: 6, mode: FleetMode::Closed, wait: None, kind: ProposalKind::Decision,
     /// };
@@ -249,6 +258,25 @@ pub enum Notice {
     },
     /// Notifications may have been missed (the subscription was re-established): read again.
     Resync,
+}
+
+/// Calls counted toward a fleet-wide failure rate
+/// ([`SharedState::fleet_failure_rate`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WindowCounts {
+    /// Calls that succeeded or failed (ignored ones are not counted).
+    pub calls: u64,
+    /// Failed calls.
+    pub failures: u64,
+    /// Slow calls (failed or not).
+    pub slow: u64,
+}
+
+impl WindowCounts {
+    /// True when nothing was counted.
+    pub fn is_empty(&self) -> bool {
+        self.calls == 0 && self.failures == 0 && self.slow == 0
+    }
 }
 
 /// An error of a state store. Breakers never return it to a caller: the sync task logs it
@@ -311,6 +339,18 @@ pub trait StateStore: Send + Sync + 'static {
 
     /// A receiver of every change notification of this store (all breakers).
     fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Notice>;
+
+    /// Adds one replica's `counts` (calls since its last report) to the fleet's counts of
+    /// `breaker` in fleet generation `generation`, and returns the fleet's counts over the last
+    /// `window` (in buckets of a tenth of it). Counts of other generations are kept apart: a
+    /// fleet that closes starts from nothing.
+    fn add_counts<'a>(
+        &'a self,
+        breaker: &'a str,
+        generation: u64,
+        counts: WindowCounts,
+        window: Duration,
+    ) -> StoreFuture<'a, WindowCounts>;
 }
 
 /// How a breaker shares its state: the store and the sync settings. Given to
@@ -320,6 +360,7 @@ pub struct SharedState {
     pub(crate) store: Arc<dyn StateStore>,
     pub(crate) sync_interval: Duration,
     pub(crate) probes_per_replica: Option<u32>,
+    pub(crate) fleet_window: Option<Duration>,
     /// True while the store is unreachable: shared by the breakers built from this value, so
     /// that an outage is logged once, not once per breaker.
     pub(crate) outage: Arc<std::sync::atomic::AtomicBool>,
@@ -330,6 +371,7 @@ impl fmt::Debug for SharedState {
         f.debug_struct("SharedState")
             .field("sync_interval", &self.sync_interval)
             .field("probes_per_replica", &self.probes_per_replica)
+            .field("fleet_window", &self.fleet_window)
             .finish_non_exhaustive()
     }
 }
@@ -347,6 +389,7 @@ impl SharedState {
             store,
             sync_interval: Duration::from_secs(1),
             probes_per_replica: None,
+            fleet_window: None,
             outage: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         }
     }
@@ -357,6 +400,17 @@ impl SharedState {
     /// 1 ms ..= 24 h; default 1 s.
     pub fn sync_interval(mut self, interval: Duration) -> Self {
         self.sync_interval = interval;
+        self
+    }
+
+    /// Also trips on the **fleet's** failure rate: every `sync_interval` each replica adds the
+    /// calls it recorded to the fleet's counts for the last `window` (1 s ..= 24 h), and
+    /// opens (for the whole fleet) when those reach `minimum_calls` and the breaker's
+    /// failure-rate (or slow-call-rate) threshold, even if no replica alone would trip.
+    /// The local window still trips on its own. Counting adds an event listener, so the closed
+    /// path pays for one event per call (see `benches/README.md`).
+    pub fn fleet_failure_rate(mut self, window: Duration) -> Self {
+        self.fleet_window = Some(window);
         self
     }
 

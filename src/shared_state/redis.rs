@@ -1,5 +1,6 @@
 use super::{
-    FleetMode, FleetState, Notice, Proposal, Proposed, StateStore, StoreError, StoreFuture,
+    FleetMode, FleetState, Notice, Proposal, ProposalKind, Proposed, StateStore, StoreError,
+    StoreFuture, WindowCounts,
 };
 use crate::config::{Check, MAX_DURATION, MIN_DURATION};
 use futures_util::StreamExt;
@@ -18,9 +19,10 @@ use tokio::task::JoinHandle;
 ///
 /// | key | what |
 /// |---|---|
-/// | `{prefix}:breaker:{name}` | hash: `gen`, `mode`, `until` (ms, Redis clock) |
+/// | `{prefix}:breaker:{name}` | hash: `gen`, `mode`, `until` (ms, Redis clock), `kind` |
 /// | `{prefix}:breaker:{name}:probes:{gen}` | probe slots handed out for a round |
-/// | `{prefix}:events` (channel) | `"{gen} {mode} {ms left} {name}"` per change |
+/// | `{prefix}:breaker:{name}:counts:{gen}` | hash of per-bucket counts, for [`fleet_failure_rate`](super::SharedState::fleet_failure_rate) |
+/// | `{prefix}:events` (channel) | `"{gen} {mode} {ms left} {kind} {name}"` per change |
 ///
 /// Every key expires: a state `key_ttl` (default 24 h) after it was last written or read (each
 /// replica reads it every `sync_interval`, so only abandoned breakers expire), and a round's
@@ -47,6 +49,7 @@ struct Inner {
     propose: Script,
     load: Script,
     reserve: Script,
+    counts: Script,
 }
 
 impl Drop for Inner {
@@ -194,6 +197,7 @@ impl RedisStoreBuilder {
                 propose: Script::new(PROPOSE),
                 load: Script::new(LOAD),
                 reserve: Script::new(RESERVE),
+                counts: Script::new(COUNTS),
             }),
         })
     }
@@ -209,13 +213,14 @@ fn ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
-fn state(generation: i64, mode: &str, left: i64) -> Result<FleetState, StoreError> {
+fn state(generation: i64, mode: &str, left: i64, kind: &str) -> Result<FleetState, StoreError> {
     let mode = FleetMode::parse(mode)
         .ok_or_else(|| StoreError::new(format!("unknown fleet mode {mode:?} in Redis")))?;
     Ok(FleetState {
         generation: u64::try_from(generation).unwrap_or(0),
         mode,
         remaining: remaining(mode, left),
+        manual: kind == ProposalKind::Manual.as_str(),
     })
 }
 
@@ -236,11 +241,11 @@ impl StateStore for RedisStore {
                 .arg(self.ttl_ms())
                 .arg(&self.inner.channel)
                 .arg(breaker);
-            let (accepted, generation, mode, left): (i64, i64, String, i64) =
+            let (accepted, generation, mode, left, kind): (i64, i64, String, i64, String) =
                 self.bounded(invocation.invoke_async(&mut conn)).await?;
             Ok(Proposed {
                 accepted: accepted == 1,
-                state: state(generation, &mode, left)?,
+                state: state(generation, &mode, left, &kind)?,
             })
         })
     }
@@ -250,9 +255,9 @@ impl StateStore for RedisStore {
             let mut conn = self.inner.connection.clone();
             let mut invocation = self.inner.load.key(self.state_key(breaker));
             invocation.arg(self.ttl_ms());
-            let (generation, mode, left): (i64, String, i64) =
+            let (generation, mode, left, kind): (i64, String, i64, String) =
                 self.bounded(invocation.invoke_async(&mut conn)).await?;
-            state(generation, &mode, left)
+            state(generation, &mode, left, &kind)
         })
     }
 
@@ -274,6 +279,35 @@ impl StateStore for RedisStore {
 
     fn subscribe(&self) -> broadcast::Receiver<Notice> {
         self.inner.notices.subscribe()
+    }
+
+    fn add_counts<'a>(
+        &'a self,
+        breaker: &'a str,
+        generation: u64,
+        counts: WindowCounts,
+        window: Duration,
+    ) -> StoreFuture<'a, WindowCounts> {
+        Box::pin(async move {
+            let mut conn = self.inner.connection.clone();
+            let key = format!(
+                "{}:breaker:{breaker}:counts:{generation}",
+                self.inner.prefix
+            );
+            let mut invocation = self.inner.counts.key(key);
+            invocation
+                .arg(counts.calls)
+                .arg(counts.failures)
+                .arg(counts.slow)
+                .arg(ms(window / 10).max(1));
+            let (calls, failures, slow): (u64, u64, u64) =
+                self.bounded(invocation.invoke_async(&mut conn)).await?;
+            Ok(WindowCounts {
+                calls,
+                failures,
+                slow,
+            })
+        })
     }
 }
 
@@ -315,15 +349,16 @@ async fn listen(
     }
 }
 
-/// `"{gen} {mode} {ms left or -1} {name}"` (the name may contain spaces).
+/// `"{gen} {mode} {ms left or -1} {kind} {name}"` (the name may contain spaces).
 fn parse_notice(payload: &[u8]) -> Option<Notice> {
     let text = std::str::from_utf8(payload).ok()?;
-    let mut parts = text.splitn(4, ' ');
+    let mut parts = text.splitn(5, ' ');
     let generation: i64 = parts.next()?.parse().ok()?;
     let mode = parts.next()?;
     let left: i64 = parts.next()?.parse().ok()?;
+    let kind = parts.next()?;
     let name = parts.next()?;
-    let state = state(generation, mode, left).ok()?;
+    let state = state(generation, mode, left, kind).ok()?;
     Some(Notice::Changed {
         breaker: Arc::from(name),
         state,
@@ -346,43 +381,75 @@ end
 }
 
 /// KEYS[1]: state hash. ARGV: base, mode, wait ms (-1: none), kind, ttl ms, channel, name.
-/// Returns {accepted, gen, mode, ms left}.
+/// Returns {accepted, gen, mode, ms left, kind}.
 const PROPOSE: &str = concat!(
     lua_prelude!(),
     r#"
-local cur = redis.call('HMGET', KEYS[1], 'gen', 'mode', 'until')
+local cur = redis.call('HMGET', KEYS[1], 'gen', 'mode', 'until', 'kind')
 local gen = tonumber(cur[1]) or 0
 local mode = cur[2] or 'closed'
 local untl = tonumber(cur[3]) or -1
+local curkind = cur[4] or 'decision'
 local base = tonumber(ARGV[1])
 local kind = ARGV[4]
 local ok = kind == 'manual' or base == gen
   or (kind == 'trip' and (mode == 'closed' or mode == 'rate_limited'))
 if not ok then
-  return {0, gen, mode, left(untl)}
+  return {0, gen, mode, left(untl), curkind}
 end
 local wait = tonumber(ARGV[3])
 local newgen = math.max(gen, base) + 1
 local newuntil = -1
 if wait >= 0 then newuntil = now + wait end
-redis.call('HSET', KEYS[1], 'gen', newgen, 'mode', ARGV[2], 'until', newuntil)
+redis.call('HSET', KEYS[1], 'gen', newgen, 'mode', ARGV[2], 'until', newuntil, 'kind', kind)
 redis.call('PEXPIRE', KEYS[1], ARGV[5])
 local l = left(newuntil)
-redis.call('PUBLISH', ARGV[6], string.format('%d %s %d %s', newgen, ARGV[2], l, ARGV[7]))
-return {1, newgen, ARGV[2], l}
+redis.call('PUBLISH', ARGV[6], string.format('%d %s %d %s %s', newgen, ARGV[2], l, kind, ARGV[7]))
+return {1, newgen, ARGV[2], l, kind}
 "#
 );
 
-/// KEYS[1]: state hash. ARGV: ttl ms. Returns {gen, mode, ms left}; refreshes the expiry.
+/// KEYS[1]: state hash. ARGV: ttl ms. Returns {gen, mode, ms left, kind}; refreshes the
+/// expiry.
 const LOAD: &str = concat!(
     lua_prelude!(),
     r#"
-local cur = redis.call('HMGET', KEYS[1], 'gen', 'mode', 'until')
+local cur = redis.call('HMGET', KEYS[1], 'gen', 'mode', 'until', 'kind')
 if not cur[1] then
-  return {0, 'closed', -1}
+  return {0, 'closed', -1, 'decision'}
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[1])
-return {tonumber(cur[1]), cur[2], left(tonumber(cur[3]) or -1)}
+return {tonumber(cur[1]), cur[2], left(tonumber(cur[3]) or -1), cur[4] or 'decision'}
+"#
+);
+
+/// KEYS[1]: the generation's counts hash (fields `{bucket}:c`, `{bucket}:f`, `{bucket}:s`).
+/// ARGV: calls, failures, slow, bucket ms. Adds to the current bucket, drops buckets older than
+/// ten, returns {calls, failures, slow} over the last ten; expires after two windows.
+const COUNTS: &str = concat!(
+    lua_prelude!(),
+    r#"
+local len = tonumber(ARGV[4])
+local bucket = math.floor(now / len)
+local names = {'c', 'f', 's'}
+for i = 1, 3 do
+  local n = tonumber(ARGV[i])
+  if n > 0 then redis.call('HINCRBY', KEYS[1], bucket .. ':' .. names[i], n) end
+end
+local sum = {0, 0, 0}
+local all = redis.call('HGETALL', KEYS[1])
+for i = 1, #all, 2 do
+  local b, kind = string.match(all[i], '^(%d+):(%a)$')
+  b = tonumber(b)
+  if b == nil or b + 10 <= bucket then
+    redis.call('HDEL', KEYS[1], all[i])
+  elseif kind == 'c' then sum[1] = sum[1] + tonumber(all[i + 1])
+  elseif kind == 'f' then sum[2] = sum[2] + tonumber(all[i + 1])
+  elseif kind == 's' then sum[3] = sum[3] + tonumber(all[i + 1])
+  end
+end
+redis.call('PEXPIRE', KEYS[1], len * 20)
+return sum
 "#
 );
 
@@ -403,29 +470,31 @@ mod tests {
     #[test]
     fn notices_parse() {
         assert_eq!(
-            parse_notice(b"7 open 1500 my breaker"),
+            parse_notice(b"7 open 1500 trip my breaker"),
             Some(Notice::Changed {
                 breaker: Arc::from("my breaker"),
                 state: FleetState {
                     generation: 7,
                     mode: FleetMode::Open,
                     remaining: Some(Duration::from_millis(1500)),
+                    manual: false,
                 },
             })
         );
         assert_eq!(
-            parse_notice(b"8 closed -1 a"),
+            parse_notice(b"8 closed -1 manual a"),
             Some(Notice::Changed {
                 breaker: Arc::from("a"),
                 state: FleetState {
                     generation: 8,
                     mode: FleetMode::Closed,
                     remaining: None,
+                    manual: true,
                 },
             })
         );
-        assert_eq!(parse_notice(b"x open 1 a"), None);
-        assert_eq!(parse_notice(b"1 sideways 1 a"), None);
-        assert_eq!(parse_notice(b"1 open 1"), None);
+        assert_eq!(parse_notice(b"x open 1 trip a"), None);
+        assert_eq!(parse_notice(b"1 sideways 1 trip a"), None);
+        assert_eq!(parse_notice(b"1 open 1 trip"), None);
     }
 }

@@ -6,17 +6,71 @@
 
 use super::{
     FleetMode, FleetState, Notice, Proposal, ProposalKind, SharedState, StateStore, StoreError,
+    WindowCounts,
 };
+use crate::Outcome;
+use crate::circuit_breaker::CircuitBreakerEvent;
 use crate::circuit_breaker::{CircuitBreaker, CircuitState, FleetLink, LocalState, Remote, Shared};
 use crate::config::{Check, ConfigError, MAX_DURATION, MIN_DURATION};
+use crate::events::Listener;
+use std::sync::atomic::AtomicU64;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::time::Instant;
 
+/// The calls a replica recorded since its last report to the fleet's counts (a listener, so
+/// it exists only when `fleet_failure_rate` is set).
+#[derive(Debug, Default)]
+pub(crate) struct WindowTally {
+    calls: AtomicU64,
+    failures: AtomicU64,
+    slow: AtomicU64,
+}
+
+impl WindowTally {
+    /// The counts so far, and zero again.
+    fn take(&self) -> WindowCounts {
+        WindowCounts {
+            calls: self.calls.swap(0, Ordering::AcqRel),
+            failures: self.failures.swap(0, Ordering::AcqRel),
+            slow: self.slow.swap(0, Ordering::AcqRel),
+        }
+    }
+}
+
+impl Listener<CircuitBreakerEvent> for WindowTally {
+    fn on_event(&self, event: &CircuitBreakerEvent) {
+        if let CircuitBreakerEvent::CallRecorded { outcome, slow, .. } = event {
+            if *outcome == Outcome::Ignored {
+                return;
+            }
+            self.calls.fetch_add(1, Ordering::Relaxed);
+            if *outcome == Outcome::Failure {
+                self.failures.fetch_add(1, Ordering::Relaxed);
+            }
+            if *slow {
+                self.slow.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// The tally a breaker built with `config` needs, if any (registered as a listener before the
+/// breaker is built).
+pub(crate) fn tally(config: &SharedState) -> Option<Arc<WindowTally>> {
+    config
+        .fleet_window
+        .map(|_| Arc::new(WindowTally::default()))
+}
+
 /// Checks the settings, links `breaker` to the store and starts its sync task.
-pub(crate) fn spawn(breaker: &CircuitBreaker, config: SharedState) -> Result<(), ConfigError> {
+pub(crate) fn spawn(
+    breaker: &CircuitBreaker,
+    config: SharedState,
+    tally: Option<Arc<WindowTally>>,
+) -> Result<(), ConfigError> {
     let shared = &breaker.shared;
     let check = Check {
         component: breaker.name(),
@@ -33,6 +87,15 @@ pub(crate) fn spawn(breaker: &CircuitBreaker, config: SharedState) -> Result<(),
             check.range_u64("shared_state.probes_per_replica", n as u64, 1, limit as u64)? as u32
         }
         None => limit,
+    };
+    let fleet_window = match config.fleet_window {
+        Some(window) => Some(check.duration(
+            "shared_state.fleet_failure_rate",
+            window,
+            Duration::from_secs(1),
+            MAX_DURATION,
+        )?),
+        None => None,
     };
     let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
         ConfigError::new(
@@ -68,6 +131,7 @@ pub(crate) fn spawn(breaker: &CircuitBreaker, config: SharedState) -> Result<(),
         connected: false,
         next_read: Instant::now(),
         round: None,
+        counts: tally.zip(fleet_window),
     };
     runtime.spawn(driver.run());
     Ok(())
@@ -96,6 +160,8 @@ struct Driver {
     connected: bool,
     next_read: Instant,
     round: Option<Round>,
+    /// With `fleet_failure_rate`: this replica's tally and the fleet window.
+    counts: Option<(Arc<WindowTally>, Duration)>,
 }
 
 /// The fleet's half-open round after an open state.
@@ -170,6 +236,8 @@ impl Driver {
             self.last_state = local.state;
             return;
         }
+        // A new generation: calls counted so far were of the old one.
+        self.forget_counts();
         let manual = self.link.is_manual(local.generation);
         let (mode, kind) = match local.state {
             // The fleet's round running here: nothing to tell until it decides.
@@ -247,7 +315,12 @@ impl Driver {
             .unwrap_or_default()
             .saturating_sub(received.elapsed());
         let (remote, local_state) = match state.mode {
-            FleetMode::Closed => (Remote::Closed { reset: false }, CircuitState::Closed),
+            FleetMode::Closed => (
+                Remote::Closed {
+                    reset: state.manual,
+                },
+                CircuitState::Closed,
+            ),
             FleetMode::Open => (Remote::Open { wait: left }, CircuitState::Open),
             FleetMode::RateLimited => (
                 Remote::RateLimited { wait: left },
@@ -265,6 +338,7 @@ impl Driver {
             "circuit breaker took the fleet's state"
         );
         self.pending = false;
+        self.forget_counts();
         self.fleet_gen = state.generation;
         self.local_gen = Some(generation);
         self.last_state = local_state;
@@ -309,8 +383,46 @@ impl Driver {
                 }
                 Err(e) => self.down(&e),
             }
+            self.report_counts(shared).await;
         }
         self.round_work(shared).await;
+    }
+
+    /// Drops the calls counted toward the fleet's counts so far (they were of an older
+    /// generation, whose counts are no longer read).
+    fn forget_counts(&self) {
+        if let Some((tally, _)) = &self.counts {
+            tally.take();
+        }
+    }
+
+    /// With `fleet_failure_rate`: adds this replica's calls to the fleet's counts, and trips
+    /// when the fleet's counts cross a threshold.
+    async fn report_counts(&mut self, shared: &Shared) {
+        let Some((tally, window)) = &self.counts else {
+            return;
+        };
+        let (tally, window) = (tally.clone(), *window);
+        let counts = tally.take();
+        if shared.local_state().state != CircuitState::Closed || !self.connected {
+            // Only a closed breaker's calls count; while the store is down they are dropped
+            // (the local window still trips on them).
+            return;
+        }
+        match self
+            .store
+            .add_counts(&self.name, self.fleet_gen, counts, window)
+            .await
+        {
+            Ok(fleet) => {
+                if shared.fleet_should_trip(fleet.calls, fleet.failures, fleet.slow) {
+                    tracing::debug!(breaker = %self.name, ?fleet, "fleet counts cross a threshold");
+                    // Published by `on_local` as a trip, like a local one.
+                    shared.trip_for_fleet();
+                }
+            }
+            Err(e) => self.down(&e),
+        }
     }
 
     async fn round_work(&mut self, shared: &Shared) {

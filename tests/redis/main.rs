@@ -463,3 +463,51 @@ async fn keys_are_namespaced_and_expire() {
         "one state hash and one round counter, all under the prefix"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fleet_trips_on_the_fleets_failure_rate() {
+    let Some(server) = RedisServer::shared() else {
+        return;
+    };
+    let prefix = unique("t5");
+    let fleet: Vec<CircuitBreaker> = (0..3)
+        .map(|_| {
+            let store = RedisStore::builder(server.url())
+                .prefix(&prefix)
+                .timeout(TIMEOUT)
+                .build()
+                .expect("store");
+            CircuitBreaker::builder("openai")
+                .sliding_window(SlidingWindow::count_based(100))
+                .minimum_calls(10)
+                .failure_rate_threshold(0.5)
+                .wait_in_open(Duration::from_secs(30))
+                .shared_state(
+                    SharedState::new(store)
+                        .sync_interval(INTERVAL)
+                        .fleet_failure_rate(Duration::from_secs(60)),
+                )
+                .build()
+                .expect("breaker")
+        })
+        .collect();
+    wait_for("three subscriptions", Duration::from_secs(5), || {
+        server.subscribers(&format!("{prefix}:events")) == 3
+    })
+    .await;
+    // 4 calls each, half failed: under each replica's own minimum_calls of 10.
+    for breaker in &fleet {
+        for outcome in [Outcome::Failure, Outcome::Success] {
+            for _ in 0..2 {
+                breaker.try_acquire().expect("closed").record(outcome);
+            }
+        }
+    }
+    assert!(fleet.iter().all(|b| b.state() == CircuitState::Closed));
+    // The counts reach Redis within one sync interval; the trip reaches everyone right after.
+    let took = wait_for("fleet trip", INTERVAL * 2 + BOUND, || {
+        fleet.iter().all(|b| b.state() == CircuitState::Open)
+    })
+    .await;
+    eprintln!("the fleet's failure rate opened all three {took:?} after the calls");
+}

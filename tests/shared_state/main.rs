@@ -284,7 +284,31 @@ async fn manual_states_are_shared_and_always_win() {
     );
     a.reset();
     settle().await;
-    assert_eq!(states(&[a, b, c]), [CircuitState::Closed; 3]);
+    assert_eq!(
+        states(&[a.clone(), b.clone(), c.clone()]),
+        [CircuitState::Closed; 3]
+    );
+    // A reset anywhere empties every replica's window: c's two failures are forgotten.
+    support_fail(&c, 2);
+    assert_eq!(c.metrics().failed_calls, 2);
+    b.reset();
+    settle().await;
+    assert_eq!(c.metrics().failed_calls, 0);
+    support_fail(&c, 2);
+    assert_eq!(
+        c.state(),
+        CircuitState::Closed,
+        "three failures in a row trip, not 2 + 2"
+    );
+}
+
+fn support_fail(breaker: &CircuitBreaker, n: usize) {
+    for _ in 0..n {
+        breaker
+            .try_acquire()
+            .expect("closed")
+            .record(Outcome::Failure);
+    }
 }
 
 #[tokio::test(start_paused = true)]
@@ -346,4 +370,102 @@ fn a_shared_breaker_needs_a_runtime() {
         .build()
         .expect_err("no runtime");
     assert_eq!(err.field(), "shared_state");
+}
+
+fn rate_replica(store: &MemoryStore, fleet_rate: bool) -> CircuitBreaker {
+    let mut shared = SharedState::new(store.clone()).sync_interval(INTERVAL);
+    if fleet_rate {
+        shared = shared.fleet_failure_rate(Duration::from_secs(60));
+    }
+    CircuitBreaker::builder("openai")
+        .sliding_window(SlidingWindow::count_based(100))
+        .failure_rate_threshold(0.5)
+        .minimum_calls(10)
+        .wait_in_open(WAIT)
+        .permitted_calls_in_half_open(1)
+        .shared_state(shared)
+        .build()
+        .expect("valid config")
+}
+
+/// Each replica sees 4 calls, 2 failed: 50 %, but under its own `minimum_calls` of 10.
+fn half_failing(fleet: &[CircuitBreaker]) {
+    for breaker in fleet {
+        support::script(breaker, "FSFS");
+    }
+}
+
+#[path = "../support/mod.rs"]
+mod support;
+
+#[tokio::test(start_paused = true)]
+async fn the_fleet_trips_on_the_fleets_failure_rate() {
+    let store = MemoryStore::new();
+    let fleet: Vec<_> = (0..3).map(|_| rate_replica(&store, true)).collect();
+    settle().await;
+    half_failing(&fleet);
+    assert_eq!(
+        states(&fleet),
+        [CircuitState::Closed; 3],
+        "no replica trips alone"
+    );
+    // Within one sync interval the counts reach the store: 12 calls, 6 failed.
+    tokio::time::sleep(INTERVAL).await;
+    settle().await;
+    assert_eq!(states(&fleet), [CircuitState::Open; 3]);
+    assert_eq!(store.state("openai").mode, FleetMode::Open);
+    // The probe succeeds and the fleet closes: the counts start again from nothing.
+    assert!(acquire_all(&fleet, 1).is_empty());
+    tokio::time::sleep(WAIT).await;
+    settle().await;
+    let probes = acquire_all(&fleet, 1);
+    assert_eq!(probes.len(), 1);
+    probes.into_iter().for_each(|p| p.record(Outcome::Success));
+    settle().await;
+    assert_eq!(states(&fleet), [CircuitState::Closed; 3]);
+    half_failing(&fleet[..2]);
+    tokio::time::sleep(INTERVAL).await;
+    settle().await;
+    assert_eq!(
+        states(&fleet),
+        [CircuitState::Closed; 3],
+        "8 calls since the close"
+    );
+    half_failing(&fleet[2..]);
+    tokio::time::sleep(INTERVAL).await;
+    settle().await;
+    assert_eq!(
+        states(&fleet),
+        [CircuitState::Open; 3],
+        "12 calls since the close"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_fleet_counts_each_replica_decides_on_its_own_calls() {
+    let store = MemoryStore::new();
+    let fleet: Vec<_> = (0..3).map(|_| rate_replica(&store, false)).collect();
+    settle().await;
+    half_failing(&fleet);
+    tokio::time::sleep(INTERVAL * 3).await;
+    settle().await;
+    assert_eq!(states(&fleet), [CircuitState::Closed; 3]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn fleet_counts_age_out_of_the_window() {
+    let store = MemoryStore::new();
+    let fleet: Vec<_> = (0..3).map(|_| rate_replica(&store, true)).collect();
+    settle().await;
+    // 8 calls, 4 failed: under minimum_calls fleet-wide.
+    half_failing(&fleet[..2]);
+    tokio::time::sleep(INTERVAL).await;
+    settle().await;
+    assert_eq!(states(&fleet), [CircuitState::Closed; 3]);
+    // A minute later those have left the fleet window: 4 more calls do not trip.
+    tokio::time::sleep(Duration::from_secs(61)).await;
+    half_failing(&fleet[2..]);
+    tokio::time::sleep(INTERVAL).await;
+    settle().await;
+    assert_eq!(states(&fleet), [CircuitState::Closed; 3]);
 }

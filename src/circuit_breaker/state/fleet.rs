@@ -194,6 +194,40 @@ impl Shared {
         }
     }
 
+    /// The fleet's counts say trip: with this many calls, failures and slow calls over the
+    /// fleet window, do the breaker's thresholds say so? (`minimum_calls` applies to the
+    /// fleet's calls.)
+    pub(crate) fn fleet_should_trip(&self, calls: u64, failures: u64, slow: u64) -> bool {
+        let s = &self.settings;
+        let whole = u32::try_from(calls).unwrap_or(u32::MAX);
+        let part = |n: u64| u32::try_from(n.min(calls)).unwrap_or(u32::MAX);
+        whole >= s.minimum_calls
+            && (super::at_least(part(failures), whole, s.failure_ppm)
+                || (s.slow_call_duration.is_some()
+                    && super::at_least(part(slow), whole, s.slow_ppm)))
+    }
+
+    /// Opens a closed breaker because the fleet's counts crossed a threshold. Returns false
+    /// when the breaker was not closed (nothing to do).
+    pub(crate) fn trip_for_fleet(&self) -> bool {
+        let mut word = self.load();
+        loop {
+            if word.tag() != CLOSED {
+                return false;
+            }
+            let open = self.open_time(self.settings.wait_in_open, 0);
+            let next = Word::new(OPEN, word.next_generation(), self.deadline_ms(open));
+            match self.cas(word, next) {
+                Ok(()) => {
+                    tracing::warn!(breaker = %self.name, "the fleet's failure rate opened the circuit breaker");
+                    self.transitioned(word, next, false);
+                    return true;
+                }
+                Err(actual) => word = actual,
+            }
+        }
+    }
+
     /// True when the breaker is open, its wait is over and it has no probe slot: it waits for
     /// the fleet's round to decide.
     pub(crate) fn waiting_for_fleet(&self) -> bool {
