@@ -126,7 +126,7 @@ pub use self::state::CircuitBreakerMetrics;
 
 pub(crate) use self::state::Shared;
 #[cfg(feature = "shared-state")]
-pub(crate) use self::state::{FleetLink, LocalState, Remote};
+pub(crate) use self::state::{FleetLink, LocalState, Remote, UNBOUNDED};
 use self::state::{Hint, Kind, Ticket};
 use crate::Outcome;
 use std::fmt;

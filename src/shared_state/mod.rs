@@ -361,6 +361,7 @@ pub struct SharedState {
     pub(crate) sync_interval: Duration,
     pub(crate) probes_per_replica: Option<u32>,
     pub(crate) fleet_window: Option<Duration>,
+    pub(crate) share_local_trips: bool,
     /// True while the store is unreachable: shared by the breakers built from this value, so
     /// that an outage is logged once, not once per breaker.
     pub(crate) outage: Arc<std::sync::atomic::AtomicBool>,
@@ -372,6 +373,7 @@ impl fmt::Debug for SharedState {
             .field("sync_interval", &self.sync_interval)
             .field("probes_per_replica", &self.probes_per_replica)
             .field("fleet_window", &self.fleet_window)
+            .field("share_local_trips", &self.share_local_trips)
             .finish_non_exhaustive()
     }
 }
@@ -390,6 +392,7 @@ impl SharedState {
             sync_interval: Duration::from_secs(1),
             probes_per_replica: None,
             fleet_window: None,
+            share_local_trips: true,
             outage: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         }
     }
@@ -411,6 +414,17 @@ impl SharedState {
     /// path pays for one event per call (see `benches/README.md`).
     pub fn fleet_failure_rate(mut self, window: Duration) -> Self {
         self.fleet_window = Some(window);
+        self
+    }
+
+    /// Whether one replica's own trip opens the whole fleet (`true`, the default). With
+    /// `false`, a replica that trips on its own window opens alone and probes alone (its
+    /// failures may be its own: its network path, its connection pool), and the fleet opens
+    /// only on the fleet's failure rate ([`fleet_failure_rate`](Self::fleet_failure_rate)),
+    /// an operator's action, or a rate-limit cool-down. This guards against one bad replica
+    /// opening the breaker for all (the risk Polly's maintainers raise against shared state).
+    pub fn share_local_trips(mut self, share: bool) -> Self {
+        self.share_local_trips = share;
         self
     }
 

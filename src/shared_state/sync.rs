@@ -10,7 +10,9 @@ use super::{
 };
 use crate::Outcome;
 use crate::circuit_breaker::CircuitBreakerEvent;
-use crate::circuit_breaker::{CircuitBreaker, CircuitState, FleetLink, LocalState, Remote, Shared};
+use crate::circuit_breaker::{
+    CircuitBreaker, CircuitState, FleetLink, LocalState, Remote, Shared, UNBOUNDED,
+};
 use crate::config::{Check, ConfigError, MAX_DURATION, MIN_DURATION};
 use crate::events::Listener;
 use std::sync::atomic::AtomicU64;
@@ -132,6 +134,9 @@ pub(crate) fn spawn(
         next_read: Instant::now(),
         round: None,
         counts: tally.zip(fleet_window),
+        share_local_trips: config.share_local_trips,
+        local_only: false,
+        fleet_trip: false,
     };
     runtime.spawn(driver.run());
     Ok(())
@@ -162,6 +167,12 @@ struct Driver {
     round: Option<Round>,
     /// With `fleet_failure_rate`: this replica's tally and the fleet window.
     counts: Option<(Arc<WindowTally>, Duration)>,
+    /// False: this replica's own trips stay local (`share_local_trips`).
+    share_local_trips: bool,
+    /// This replica is open on its own (a local trip that was not shared) until it closes.
+    local_only: bool,
+    /// The next trip is the fleet's failure rate's, to be shared whatever `share_local_trips`.
+    fleet_trip: bool,
 }
 
 /// The fleet's half-open round after an open state.
@@ -259,6 +270,25 @@ impl Driver {
             CircuitState::Disabled => (FleetMode::Disabled, ProposalKind::Manual),
             CircuitState::MetricsOnly => (FleetMode::MetricsOnly, ProposalKind::Manual),
         };
+        let fleet_trip = std::mem::take(&mut self.fleet_trip);
+        let own_trip = mode == FleetMode::Open && kind == ProposalKind::Trip && !fleet_trip;
+        if !self.share_local_trips
+            && kind != ProposalKind::Manual
+            && mode != FleetMode::RateLimited
+            && (own_trip || self.local_only)
+        {
+            // This replica's own trip, and the rounds after it, stay local: it probes with its
+            // own limit and tells nobody until it is closed again.
+            self.local_only = mode != FleetMode::Closed;
+            self.local_gen = Some(local.generation);
+            self.last_state = local.state;
+            self.pending = false;
+            self.round = None;
+            if self.local_only {
+                self.link.set_quota(UNBOUNDED);
+            }
+            return;
+        }
         self.publish(shared, local, mode, kind).await;
     }
 
@@ -338,6 +368,7 @@ impl Driver {
             "circuit breaker took the fleet's state"
         );
         self.pending = false;
+        self.local_only = false;
         self.forget_counts();
         self.fleet_gen = state.generation;
         self.local_gen = Some(generation);
@@ -418,7 +449,7 @@ impl Driver {
                 if shared.fleet_should_trip(fleet.calls, fleet.failures, fleet.slow) {
                     tracing::debug!(breaker = %self.name, ?fleet, "fleet counts cross a threshold");
                     // Published by `on_local` as a trip, like a local one.
-                    shared.trip_for_fleet();
+                    self.fleet_trip = shared.trip_for_fleet();
                 }
             }
             Err(e) => self.down(&e),

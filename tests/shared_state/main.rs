@@ -469,3 +469,77 @@ async fn fleet_counts_age_out_of_the_window() {
     settle().await;
     assert_eq!(states(&fleet), [CircuitState::Closed; 3]);
 }
+
+#[tokio::test(start_paused = true)]
+async fn with_local_trips_kept_local_one_bad_replica_opens_alone() {
+    let store = MemoryStore::new();
+    let fleet: Vec<CircuitBreaker> = (0..3)
+        .map(|_| {
+            CircuitBreaker::builder("openai")
+                .sliding_window(SlidingWindow::consecutive(3))
+                .wait_in_open(WAIT)
+                .permitted_calls_in_half_open(2)
+                .shared_state(
+                    SharedState::new(store.clone())
+                        .sync_interval(INTERVAL)
+                        .share_local_trips(false),
+                )
+                .build()
+                .expect("valid config")
+        })
+        .collect();
+    settle().await;
+    trip(&fleet[0]);
+    settle().await;
+    tokio::time::sleep(INTERVAL * 2).await;
+    assert_eq!(
+        states(&fleet),
+        [
+            CircuitState::Open,
+            CircuitState::Closed,
+            CircuitState::Closed
+        ]
+    );
+    assert_eq!(
+        store.state("openai"),
+        tower_breaker::shared_state::FleetState::UNKNOWN
+    );
+    // It probes alone, with its own limit, and closes alone.
+    tokio::time::sleep(WAIT).await;
+    let probes = acquire_all(&fleet[..1], 5);
+    assert_eq!(probes.len(), 2);
+    probes.into_iter().for_each(|p| p.record(Outcome::Success));
+    settle().await;
+    assert_eq!(states(&fleet), [CircuitState::Closed; 3]);
+    // An operator's action is still shared.
+    fleet[2].force_open();
+    settle().await;
+    assert_eq!(states(&fleet), [CircuitState::ForcedOpen; 3]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn with_local_trips_kept_local_the_fleet_rate_still_opens_the_fleet() {
+    let store = MemoryStore::new();
+    let fleet: Vec<CircuitBreaker> = (0..3)
+        .map(|_| {
+            CircuitBreaker::builder("openai")
+                .sliding_window(SlidingWindow::count_based(100))
+                .failure_rate_threshold(0.5)
+                .minimum_calls(10)
+                .wait_in_open(WAIT)
+                .shared_state(
+                    SharedState::new(store.clone())
+                        .sync_interval(INTERVAL)
+                        .fleet_failure_rate(Duration::from_secs(60))
+                        .share_local_trips(false),
+                )
+                .build()
+                .expect("valid config")
+        })
+        .collect();
+    settle().await;
+    half_failing(&fleet);
+    tokio::time::sleep(INTERVAL).await;
+    settle().await;
+    assert_eq!(states(&fleet), [CircuitState::Open; 3]);
+}
