@@ -39,16 +39,19 @@
 //! Every call is decided by the local breaker, as without a store: one atomic load when
 //! closed. A background task per breaker publishes the breaker's transitions, applies the
 //! fleet's, and reserves probe slots. If the store is slow or down, the breaker keeps working
-//! on its local state (it trips, probes and closes on its own, with its own probe limit); the
-//! store logs the outage once and the task resyncs when the store is back. A store outage
-//! never becomes an error for a caller.
+//! on its local state (it trips, probes and closes on its own; a replica that was waiting for
+//! probe slots uses its own probe limit, one that holds slots keeps to them); `RedisStore`
+//! logs the outage once when it begins and once when it ends, and the task resyncs when the
+//! store is back. A store outage never becomes an error for a caller. If the sync task ends
+//! (its runtime shut down), the breaker goes on as a local one.
 //!
 //! # Consistency
 //!
 //! - **Bounded delay.** A replica learns of another's transition through the store's
 //!   notifications (Redis pub/sub: one round trip, usually under a millisecond on a LAN), and
-//!   at the latest after `sync_interval` (default 1 s) plus one store round trip, by a periodic
-//!   read. Until then it decides on its own state.
+//!   at the latest after `sync_interval` (default 1 s) plus one store timeout, by a periodic
+//!   read (which also covers a subscription that died without notice). Until then it decides
+//!   on its own state.
 //! - **One order of fleet states.** The store keeps one state per breaker with a generation
 //!   that only grows; every change is one compare-and-set against the generation it was based
 //!   on ([`Proposal`]). Two replicas that trip at once agree on one open state; a half-open
@@ -186,10 +189,11 @@ pub struct Proposal {
 #[non_exhaustive]
 pub enum ProposalKind {
     /// A closed replica tripped or was rate-limited: accepted while the fleet is closed or
-    /// rate-limited, or when based on the current generation.
+    /// rate-limited, or when based on the current generation (or a later one: see
+    /// [`Proposal::accepted_over`]).
     Trip,
     /// A half-open round decided (or a stuck round is given up): accepted only when based on
-    /// the current generation.
+    /// the current generation (or a later one).
     Decision,
     /// An operator's choice: always accepted.
     Manual,
@@ -208,7 +212,9 @@ impl ProposalKind {
 
 impl Proposal {
     /// The rule every store applies, atomically with the write: is this proposal accepted
-    /// over the fleet state `current`?
+    /// over the fleet state `current`? A base later than the store's generation means the
+    /// store lost its data (a restart without persistence); such a proposal is accepted so
+    /// that the replicas fill the store again and the generation never goes back.
     ///
     /// ```
     /// use std::time::Duration;
@@ -227,7 +233,9 @@ impl Proposal {
     pub fn accepted_over(&self, current: &FleetState) -> bool {
         match self.kind {
             ProposalKind::Manual => true,
-            _ if self.base == current.generation => true,
+            // Based on the current state, or on a later one than the store has (the store
+            // lost its data: the replicas fill it again, and the generation goes on).
+            _ if self.base >= current.generation => true,
             ProposalKind::Trip => {
                 matches!(current.mode, FleetMode::Closed | FleetMode::RateLimited)
             }
@@ -362,9 +370,6 @@ pub struct SharedState {
     pub(crate) probes_per_replica: Option<u32>,
     pub(crate) fleet_window: Option<Duration>,
     pub(crate) share_local_trips: bool,
-    /// True while the store is unreachable: shared by the breakers built from this value, so
-    /// that an outage is logged once, not once per breaker.
-    pub(crate) outage: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl fmt::Debug for SharedState {
@@ -393,7 +398,6 @@ impl SharedState {
             probes_per_replica: None,
             fleet_window: None,
             share_local_trips: true,
-            outage: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         }
     }
 
@@ -430,6 +434,10 @@ impl SharedState {
 
     /// The most probe slots one replica reserves per round (default: all of
     /// `permitted_calls_in_half_open`). Lower it to spread a round's probes over replicas.
+    /// Each replica decides the round on its own probes (as a breaker whose
+    /// `permitted_calls_in_half_open` is the slots it got), and the first replica to decide
+    /// decides for the fleet: with `probes_per_replica(1)`, one successful probe closes the
+    /// fleet and one failed probe reopens it.
     pub fn probes_per_replica(mut self, slots: u32) -> Self {
         self.probes_per_replica = Some(slots);
         self

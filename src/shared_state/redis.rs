@@ -8,6 +8,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, Script};
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
@@ -27,7 +28,8 @@ use tokio::task::JoinHandle;
 /// Every key expires: a state `key_ttl` (default 24 h) after it was last written or read (each
 /// replica reads it every `sync_interval`, so only abandoned breakers expire), and a round's
 /// reservations `key_ttl` after the round. Every change is one Lua script (`TIME`, compare,
-/// write, `PUBLISH`), so it is atomic; deadlines are in Redis's clock. Needs Redis 5 or later.
+/// write, `PUBLISH`), so it is atomic; deadlines are in Redis's clock. Needs Redis 5 or later,
+/// and a writable primary (every read also refreshes the key's expiry).
 ///
 /// Commands go through a [`ConnectionManager`] that reconnects on its own; each is bounded by
 /// `timeout` (default 250 ms). A second connection subscribes to the channel and is set up
@@ -50,6 +52,8 @@ struct Inner {
     load: Script,
     reserve: Script,
     counts: Script,
+    /// True during an outage (logged once).
+    down: AtomicBool,
 }
 
 impl Drop for Inner {
@@ -101,18 +105,34 @@ impl RedisStore {
         u64::try_from(self.inner.key_ttl.as_millis()).unwrap_or(u64::MAX)
     }
 
+    /// Runs `op` within the timeout; logs an outage once when it begins (and once when it
+    /// ends), for every breaker on this store.
     async fn bounded<T>(
         &self,
         op: impl std::future::Future<Output = redis::RedisResult<T>>,
     ) -> Result<T, StoreError> {
-        match tokio::time::timeout(self.inner.timeout, op).await {
+        let result = match tokio::time::timeout(self.inner.timeout, op).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(e)) => Err(StoreError::new(e)),
             Err(_) => Err(StoreError::new(format!(
                 "no answer from Redis within {:?}",
                 self.inner.timeout
             ))),
+        };
+        match &result {
+            Ok(_) if self.inner.down.swap(false, Ordering::AcqRel) => {
+                tracing::info!(prefix = %self.inner.prefix, "Redis reachable again; breakers resync");
+            }
+            Err(error) if !self.inner.down.swap(true, Ordering::AcqRel) => {
+                tracing::warn!(
+                    prefix = %self.inner.prefix,
+                    %error,
+                    "Redis unreachable; breakers decide on local state until it is back"
+                );
+            }
+            _ => {}
         }
+        result
     }
 }
 
@@ -198,6 +218,7 @@ impl RedisStoreBuilder {
                 load: Script::new(LOAD),
                 reserve: Script::new(RESERVE),
                 counts: Script::new(COUNTS),
+                down: AtomicBool::new(false),
             }),
         })
     }
@@ -228,8 +249,9 @@ impl StateStore for RedisStore {
     fn propose<'a>(&'a self, breaker: &'a str, proposal: Proposal) -> StoreFuture<'a, Proposed> {
         Box::pin(async move {
             let mut conn = self.inner.connection.clone();
-            let wait = match (proposal.mode.has_deadline(), proposal.wait) {
-                (true, wait) => ms(wait.unwrap_or_default()) as i64,
+            let wait: i64 = match (proposal.mode.has_deadline(), proposal.wait) {
+                // Bounded like any configured wait, so the script's numbers stay exact.
+                (true, wait) => ms(wait.unwrap_or_default().min(MAX_DURATION)) as i64,
                 (false, _) => -1,
             };
             let mut invocation = self.inner.propose.key(self.state_key(breaker));
@@ -392,7 +414,7 @@ local untl = tonumber(cur[3]) or -1
 local curkind = cur[4] or 'decision'
 local base = tonumber(ARGV[1])
 local kind = ARGV[4]
-local ok = kind == 'manual' or base == gen
+local ok = kind == 'manual' or base >= gen
   or (kind == 'trip' and (mode == 'closed' or mode == 'rate_limited'))
 if not ok then
   return {0, gen, mode, left(untl), curkind}

@@ -16,7 +16,7 @@ use crate::circuit_breaker::{
 use crate::config::{Check, ConfigError, MAX_DURATION, MIN_DURATION};
 use crate::events::Listener;
 use std::sync::atomic::AtomicU64;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 use tokio::sync::broadcast::{self, error::RecvError};
@@ -117,7 +117,6 @@ pub(crate) fn spawn(
         breaker: Arc::downgrade(shared),
         link,
         store: config.store,
-        outage: config.outage,
         name: Arc::from(breaker.name()),
         interval,
         want,
@@ -127,7 +126,7 @@ pub(crate) fn spawn(
             .unwrap_or(settings.wait_in_open),
         reopen_after: settings.wait_in_open,
         fleet_gen: 0,
-        local_gen: None,
+        known: None,
         last_state: CircuitState::Closed,
         pending: false,
         connected: false,
@@ -146,8 +145,6 @@ struct Driver {
     breaker: Weak<Shared>,
     link: Arc<FleetLink>,
     store: Arc<dyn StateStore>,
-    /// Shared by every breaker of one `SharedState`: the outage is logged once.
-    outage: Arc<AtomicBool>,
     name: Arc<str>,
     interval: Duration,
     want: u32,
@@ -156,8 +153,9 @@ struct Driver {
     reopen_after: Duration,
     /// The fleet generation the local state is in step with.
     fleet_gen: u64,
-    /// The local generation that matches `fleet_gen` (`None`: not known yet).
-    local_gen: Option<u32>,
+    /// The local state that matches `fleet_gen` (`None`: not known yet). Not the generation
+    /// alone: a rate-limit cool-down keeps the generation of the closed state.
+    known: Option<Known>,
     /// The local state last seen, to tell a trip from a half-open decision.
     last_state: CircuitState,
     /// A local change could not be published yet (the store is down).
@@ -175,13 +173,23 @@ struct Driver {
     fleet_trip: bool,
 }
 
+/// A local state as far as sharing goes: its generation, its state, and its deadline (two
+/// cool-downs of one closed generation differ only in it).
+type Known = (u32, CircuitState, u64);
+
+fn known(local: &LocalState) -> Option<Known> {
+    Some((local.generation, local.state, local.until))
+}
+
 /// The fleet's half-open round after an open state.
 #[derive(Debug, Clone, Copy)]
 struct Round {
     /// The fleet generation of the open state.
     generation: u64,
-    /// Slots were asked for, or will not be (one attempt per round).
+    /// Slots were asked for, or will not be (one attempt per round while the store answers).
     reserved: bool,
+    /// Slots the store gave this replica for the round.
+    granted: Option<u32>,
     /// This replica had calls when the round began (it tripped or decided the last round):
     /// it reserves without waiting for rejections.
     demand: bool,
@@ -193,6 +201,9 @@ struct Round {
 
 impl Driver {
     async fn run(mut self) {
+        // However the task ends (the breaker dropped, its runtime shut down, a panic), the
+        // breaker must not wait for slots that nobody will reserve.
+        let _unlink = Unlink(self.link.clone());
         let mut notices = Some(self.store.subscribe());
         loop {
             let wake_at = self.wake_at();
@@ -205,11 +216,17 @@ impl Driver {
                 notice = recv(&mut notices) => {
                     let Some(shared) = self.breaker.upgrade() else { return };
                     match notice {
-                        Ok(Notice::Changed { breaker, state }) => {
-                            if *breaker == *self.name && state.generation > self.fleet_gen {
+                        Ok(Notice::Changed { breaker, state }) if *breaker == *self.name => {
+                            if self.pending {
+                                // Our unpublished change first (an operator's state must not
+                                // be overwritten unseen): the store's compare-and-set decides,
+                                // and a refusal brings the fleet's state with it.
+                                self.on_local(&shared).await;
+                            } else if state.generation > self.fleet_gen {
                                 self.adopt(&shared, state, Instant::now());
                             }
                         }
+                        Ok(Notice::Changed { .. }) => {}
                         Ok(_) | Err(RecvError::Lagged(_)) => self.next_read = Instant::now(),
                         Err(RecvError::Closed) => notices = None,
                     }
@@ -243,17 +260,29 @@ impl Driver {
     /// The breaker changed state (or a publish is pending): publish what is new.
     async fn on_local(&mut self, shared: &Shared) {
         let local = shared.local_state();
-        if self.local_gen == Some(local.generation) {
+        let now_known = known(&local);
+        if self.known == now_known {
             self.last_state = local.state;
             return;
         }
-        // A new generation: calls counted so far were of the old one.
-        self.forget_counts();
+        if self.known.is_some_and(|(generation, state, _)| {
+            generation == local.generation && state == CircuitState::RateLimited
+        }) && local.state == CircuitState::Closed
+        {
+            // A cool-down that ran out: time did it, on every replica alike.
+            self.known = now_known;
+            self.last_state = local.state;
+            return;
+        }
+        if self.known.map(|(generation, ..)| generation) != Some(local.generation) {
+            // A new generation: calls counted so far were of the old one.
+            self.forget_counts();
+        }
         let manual = self.link.is_manual(local.generation);
         let (mode, kind) = match local.state {
             // The fleet's round running here: nothing to tell until it decides.
             CircuitState::HalfOpen => {
-                self.local_gen = Some(local.generation);
+                self.known = now_known;
                 self.last_state = local.state;
                 return;
             }
@@ -280,7 +309,7 @@ impl Driver {
             // This replica's own trip, and the rounds after it, stay local: it probes with its
             // own limit and tells nobody until it is closed again.
             self.local_only = mode != FleetMode::Closed;
-            self.local_gen = Some(local.generation);
+            self.known = now_known;
             self.last_state = local.state;
             self.pending = false;
             self.round = None;
@@ -308,7 +337,7 @@ impl Driver {
         let result = self.store.propose(&self.name, proposal).await;
         match result {
             Ok(proposed) if proposed.accepted => {
-                self.up();
+                self.up(shared);
                 tracing::debug!(
                     breaker = %self.name,
                     state = %mode,
@@ -317,7 +346,7 @@ impl Driver {
                 );
                 self.pending = false;
                 self.fleet_gen = proposed.state.generation;
-                self.local_gen = Some(local.generation);
+                self.known = known(&local);
                 self.last_state = local.state;
                 self.round = (mode == FleetMode::Open).then(|| {
                     let mut round =
@@ -327,7 +356,7 @@ impl Driver {
                 });
             }
             Ok(proposed) => {
-                self.up();
+                self.up(shared);
                 // The fleet has moved on: take its state.
                 self.adopt(shared, proposed.state, Instant::now());
             }
@@ -340,10 +369,13 @@ impl Driver {
 
     /// Applies the fleet's state `state`, read at `received`.
     fn adopt(&mut self, shared: &Shared, state: FleetState, received: Instant) {
+        // A store's answer is bounded like any configured wait (and `Instant` arithmetic
+        // with it cannot overflow).
         let left = state
             .remaining
             .unwrap_or_default()
-            .saturating_sub(received.elapsed());
+            .saturating_sub(received.elapsed())
+            .min(MAX_DURATION);
         let (remote, local_state) = match state.mode {
             FleetMode::Closed => (
                 Remote::Closed {
@@ -360,7 +392,11 @@ impl Driver {
             FleetMode::Disabled => (Remote::Disabled, CircuitState::Disabled),
             FleetMode::MetricsOnly => (Remote::MetricsOnly, CircuitState::MetricsOnly),
         };
-        let generation = shared.apply_remote(remote);
+        if state.mode == FleetMode::Open && self.connected {
+            // No probe may start on an old quota between the transition and the reservation.
+            self.link.set_quota(0);
+        }
+        let applied = shared.apply_remote(remote);
         tracing::debug!(
             breaker = %self.name,
             state = %state.mode,
@@ -371,7 +407,7 @@ impl Driver {
         self.local_only = false;
         self.forget_counts();
         self.fleet_gen = state.generation;
-        self.local_gen = Some(generation);
+        self.known = known(&applied);
         self.last_state = local_state;
         self.round = (state.mode == FleetMode::Open)
             .then(|| self.new_round(shared, state.generation, Some(left)));
@@ -383,9 +419,10 @@ impl Driver {
         Round {
             generation,
             reserved: false,
+            granted: None,
             demand: false,
             rejections: shared.metrics().not_permitted_calls,
-            deadline: Instant::now() + left.unwrap_or_default(),
+            deadline: Instant::now() + left.unwrap_or_default().min(MAX_DURATION),
         }
     }
 
@@ -398,21 +435,26 @@ impl Driver {
         let now = Instant::now();
         if now >= self.next_read {
             self.next_read = now + self.interval;
-            match self.store.load(&self.name).await {
-                Ok(state) => {
-                    self.up();
-                    if state.generation > self.fleet_gen {
-                        self.adopt(shared, state, now);
-                    } else if state.generation < self.fleet_gen {
-                        // The store lost the fleet's state (restarted without persistence):
-                        // fill it again from ours.
-                        tracing::info!(breaker = %self.name, "fleet state missing from the store; publishing ours");
-                        self.fleet_gen = state.generation;
-                        self.local_gen = None;
-                        self.on_local(shared).await;
+            // While a local change waits to be published, the fleet's state must not replace
+            // it unseen: the publish (retried above) comes first.
+            if !self.pending {
+                match self.store.load(&self.name).await {
+                    Ok(state) => {
+                        self.up(shared);
+                        if state.generation > self.fleet_gen {
+                            self.adopt(shared, state, now);
+                        } else if state.generation < self.fleet_gen {
+                            // The store lost the fleet's state (restarted without
+                            // persistence): fill it again from ours. The generation goes on
+                            // from ours (a proposal based on a later generation than the
+                            // store's is accepted), so it never goes back.
+                            tracing::info!(breaker = %self.name, "fleet state missing from the store; publishing ours");
+                            self.known = None;
+                            self.on_local(shared).await;
+                        }
                     }
+                    Err(e) => self.down(&e),
                 }
-                Err(e) => self.down(&e),
             }
             self.report_counts(shared).await;
         }
@@ -485,8 +527,13 @@ impl Driver {
                     .await
                 {
                     Ok(slots) => {
-                        self.up();
+                        self.up(shared);
+                        round.granted = Some(slots);
                         self.link.set_quota(slots);
+                        if slots > 0 {
+                            // Calls held while open may take them now.
+                            shared.changed.notify_waiters();
+                        }
                         tracing::debug!(breaker = %self.name, slots, round = round.generation, "probe slots reserved");
                     }
                     Err(e) => self.down(&e),
@@ -505,7 +552,7 @@ impl Driver {
             };
             match self.store.propose(&self.name, proposal).await {
                 Ok(proposed) => {
-                    self.up();
+                    self.up(shared);
                     self.adopt(shared, proposed.state, now);
                 }
                 Err(e) => self.down(&e),
@@ -513,28 +560,45 @@ impl Driver {
         }
     }
 
-    fn up(&mut self) {
-        if !self.connected {
-            self.connected = true;
-            self.link.set_connected(true);
-            if self.outage.swap(false, Ordering::AcqRel) {
-                tracing::info!(breaker = %self.name, "state store reachable again; breakers resync");
+    fn up(&mut self, shared: &Shared) {
+        if self.connected {
+            return;
+        }
+        self.connected = true;
+        self.link.set_connected(true);
+        tracing::debug!(breaker = %self.name, "state store reachable");
+        // A round under way while the store was away: its probes are bounded by the fleet
+        // again (the slots this replica holds, or a new reservation).
+        if let Some(round) = &mut self.round {
+            if round.generation == self.fleet_gen
+                && shared.local_state().state == CircuitState::Open
+            {
+                match round.granted {
+                    Some(slots) => self.link.set_quota(slots),
+                    None => {
+                        round.reserved = false;
+                        self.link.set_quota(0);
+                    }
+                }
             }
         }
     }
 
     fn down(&mut self, error: &StoreError) {
+        // Logged once per outage by the store itself (`RedisStore`); here only in detail.
+        tracing::debug!(breaker = %self.name, %error, "state store unreachable");
         self.connected = false;
+        // A replica waiting for slots falls back to its own limit; slots it holds stay its.
         self.link.set_connected(false);
-        if !self.outage.swap(true, Ordering::AcqRel) {
-            tracing::warn!(
-                breaker = %self.name,
-                %error,
-                "state store unreachable; breakers decide on local state until it is back"
-            );
-        } else {
-            tracing::debug!(breaker = %self.name, %error, "state store unreachable");
-        }
+    }
+}
+
+/// Unlinks the breaker from its sync task when the task ends.
+struct Unlink(Arc<FleetLink>);
+
+impl Drop for Unlink {
+    fn drop(&mut self) {
+        self.0.set_connected(false);
     }
 }
 

@@ -543,3 +543,230 @@ async fn with_local_trips_kept_local_the_fleet_rate_still_opens_the_fleet() {
     settle().await;
     assert_eq!(states(&fleet), [CircuitState::Open; 3]);
 }
+
+#[tokio::test(start_paused = true)]
+async fn every_cool_down_is_shared_not_only_the_first() {
+    let store = MemoryStore::new();
+    let [a, b, c] = fleet(&store, 2);
+    settle().await;
+    for round in 0..2 {
+        a.try_acquire()
+            .expect("closed")
+            .record_rate_limited(Some(Duration::from_secs(5)));
+        settle().await;
+        for other in [&b, &c] {
+            let err = other
+                .try_acquire()
+                .expect_err(&format!("cooling down, round {round}"));
+            assert_eq!(err.state(), CircuitState::RateLimited);
+        }
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        settle().await;
+        for x in [&a, &b, &c] {
+            x.try_acquire().expect("over").record(Outcome::Success);
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_probe_bound_holds_after_a_store_blip() {
+    let store = MemoryStore::new();
+    let fleet = fleet(&store, 2);
+    settle().await;
+    trip(&fleet[0]);
+    settle().await;
+    assert!(acquire_all(&fleet, 1).is_empty()); // demand everywhere
+    tokio::time::sleep(WAIT - INTERVAL + Duration::from_millis(100)).await;
+    settle().await;
+    let round = store.state("openai").generation;
+    assert_eq!(store.reserved_probes("openai", round), 2, "reserved ahead");
+    // A blip of one sync interval, well before the round starts.
+    store.set_available(false);
+    tokio::time::sleep(INTERVAL).await;
+    settle().await;
+    store.set_available(true);
+    settle().await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    settle().await;
+    // The store is up again and the fleet state unchanged; the round starts.
+    assert_eq!(store.state("openai").generation, round);
+    let probes = acquire_all(&fleet, 5);
+    assert_eq!(probes.len(), 2, "fleet-wide bound while the store is up");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_manual_state_set_during_an_outage_wins_when_the_store_is_back() {
+    let store = MemoryStore::new();
+    let [a, b, c] = fleet(&store, 2);
+    settle().await;
+    store.set_available(false);
+    tokio::time::sleep(INTERVAL * 2).await;
+    settle().await;
+    c.force_open(); // operator, during the outage
+    trip(&a); // a trips locally during the outage
+    settle().await;
+    store.set_available(true);
+    for _ in 0..5 {
+        tokio::time::sleep(INTERVAL).await;
+        settle().await;
+    }
+    assert_eq!(
+        states(&[a, b, c]),
+        [CircuitState::ForcedOpen; 3],
+        "manual states always win: {:?}",
+        store.state("openai")
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_manual_state_set_during_an_outage_wins_in_every_order() {
+    for (m, t) in [(0usize, 1usize), (0, 2), (1, 0), (1, 2), (2, 0), (2, 1)] {
+        let store = MemoryStore::new();
+        let fleet = fleet(&store, 2);
+        settle().await;
+        store.set_available(false);
+        tokio::time::sleep(INTERVAL * 2).await;
+        settle().await;
+        fleet[m].force_open();
+        trip(&fleet[t]);
+        settle().await;
+        store.set_available(true);
+        for _ in 0..5 {
+            tokio::time::sleep(INTERVAL).await;
+            settle().await;
+        }
+        assert_eq!(
+            states(&fleet),
+            [CircuitState::ForcedOpen; 3],
+            "manual {m}, trip {t}"
+        );
+    }
+}
+
+mod flaky {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Duration;
+    use tower_breaker::shared_state::*;
+    /// One replica's view of a shared MemoryStore whose commands can fail while its
+    /// notifications still arrive (a replica whose command connection is down).
+    #[derive(Clone)]
+    pub struct Flaky(pub MemoryStore, pub Arc<AtomicBool>);
+    fn err<T>() -> Result<T, StoreError> {
+        Err(StoreError::new("down"))
+    }
+    impl StateStore for Flaky {
+        fn propose<'a>(&'a self, b: &'a str, p: Proposal) -> StoreFuture<'a, Proposed> {
+            if self.1.load(Ordering::SeqCst) {
+                Box::pin(async { err() })
+            } else {
+                self.0.propose(b, p)
+            }
+        }
+        fn load<'a>(&'a self, b: &'a str) -> StoreFuture<'a, FleetState> {
+            if self.1.load(Ordering::SeqCst) {
+                Box::pin(async { err() })
+            } else {
+                self.0.load(b)
+            }
+        }
+        fn reserve_probes<'a>(
+            &'a self,
+            b: &'a str,
+            r: u64,
+            w: u32,
+            l: u32,
+        ) -> StoreFuture<'a, u32> {
+            if self.1.load(Ordering::SeqCst) {
+                Box::pin(async { err() })
+            } else {
+                self.0.reserve_probes(b, r, w, l)
+            }
+        }
+        fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Notice> {
+            self.0.subscribe()
+        }
+        fn add_counts<'a>(
+            &'a self,
+            b: &'a str,
+            g: u64,
+            c: WindowCounts,
+            w: Duration,
+        ) -> StoreFuture<'a, WindowCounts> {
+            if self.1.load(Ordering::SeqCst) {
+                Box::pin(async { err() })
+            } else {
+                self.0.add_counts(b, g, c, w)
+            }
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_pending_manual_state_is_not_overwritten_by_a_notice() {
+    use std::sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    };
+    let store = MemoryStore::new();
+    let down = Arc::new(AtomicBool::new(false));
+    let a = replica(&store, 2);
+    let c = CircuitBreaker::builder("openai")
+        .sliding_window(SlidingWindow::consecutive(3))
+        .wait_in_open(WAIT)
+        .shared_state(
+            SharedState::new(flaky::Flaky(store.clone(), down.clone())).sync_interval(INTERVAL),
+        )
+        .build()
+        .unwrap();
+    settle().await;
+    down.store(true, Ordering::SeqCst);
+    c.force_open(); // the operator's choice cannot be published yet
+    settle().await;
+    trip(&a); // published; c is told by notification
+    settle().await;
+    down.store(false, Ordering::SeqCst);
+    for _ in 0..3 {
+        tokio::time::sleep(INTERVAL).await;
+        settle().await;
+    }
+    assert_eq!(
+        store.state("openai").mode,
+        FleetMode::ForcedOpen,
+        "manual states always win"
+    );
+    assert_eq!(states(&[a, c]), [CircuitState::ForcedOpen; 2]);
+}
+
+#[test]
+fn a_breaker_outlives_its_sync_task() {
+    let store = MemoryStore::new();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let breaker = runtime.block_on(async {
+        let breaker = CircuitBreaker::builder("openai")
+            .sliding_window(SlidingWindow::consecutive(3))
+            .wait_in_open(Duration::from_millis(1))
+            .shared_state(SharedState::new(store.clone()).sync_interval(Duration::from_millis(10)))
+            .build()
+            .expect("valid config");
+        // The first read: the sync task has seen the store answer.
+        while store.subscribers() == 0 || breaker.metrics().not_permitted_calls > 0 {
+            tokio::task::yield_now().await;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        breaker
+    });
+    // A runtime used only to build the breaker: its sync task ends with it.
+    drop(runtime);
+    trip(&breaker);
+    // Open for 1 ms; then the breaker probes on its own limit instead of waiting forever for
+    // slots that no task will reserve. (Real time: no runtime is left to pause.)
+    let start = std::time::Instant::now();
+    while breaker.try_acquire().is_err() {
+        assert!(start.elapsed() < Duration::from_secs(5), "still rejecting");
+        std::thread::yield_now();
+    }
+}

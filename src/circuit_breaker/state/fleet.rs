@@ -50,8 +50,9 @@ impl FleetLink {
     pub(crate) fn set_connected(&self, connected: bool) {
         self.connected
             .store(connected, std::sync::atomic::Ordering::Release);
-        if !connected {
-            // The fleet cannot bound probes now: fall back to the local limit.
+        if !connected && self.quota() == 0 {
+            // Waiting for slots that the fleet cannot hand out now: the local limit applies.
+            // (Slots already held stay held: the store counted them.)
             self.set_quota(UNBOUNDED);
         }
     }
@@ -102,6 +103,9 @@ pub(crate) struct LocalState {
     pub(crate) generation: u32,
     /// The rest of the open wait or cool-down (zero when over).
     pub(crate) remaining: Option<Duration>,
+    /// The open wait's or cool-down's end as stored (0 otherwise): tells two cool-downs of
+    /// one generation apart.
+    pub(crate) until: u64,
 }
 
 impl Shared {
@@ -129,25 +133,33 @@ impl Shared {
     }
 
     pub(crate) fn local_state(&self) -> LocalState {
-        let word = self.load();
-        let remaining = match word.tag() {
-            OPEN | RATE_LIMITED => Some(self.remaining(word.payload()).unwrap_or_default()),
-            _ => None,
+        self.local_of(self.load())
+    }
+
+    fn local_of(&self, word: Word) -> LocalState {
+        let (remaining, until) = match word.tag() {
+            OPEN | RATE_LIMITED => (
+                Some(self.remaining(word.payload()).unwrap_or_default()),
+                word.payload(),
+            ),
+            _ => (None, 0),
         };
         LocalState {
             state: word.state(),
             generation: word.generation(),
             remaining,
+            until,
         }
     }
 
-    /// Moves to the state the fleet agreed on; returns the local generation after.
-    pub(crate) fn apply_remote(&self, remote: Remote) -> u32 {
+    /// Moves to the state the fleet agreed on; returns the local state it made (whatever
+    /// happened after).
+    pub(crate) fn apply_remote(&self, remote: Remote) -> LocalState {
         let mut word = self.load();
         loop {
             let next = match remote {
                 Remote::Closed { reset: false } if word.tag() == CLOSED => {
-                    return word.generation();
+                    return self.local_of(word);
                 }
                 Remote::Closed { .. } => Word::new(CLOSED, word.next_generation(), 0),
                 Remote::Open { wait } => {
@@ -167,13 +179,13 @@ impl Shared {
                 Remote::MetricsOnly => Word::new(METRICS_ONLY, word.next_generation(), 0),
             };
             if next == word {
-                return word.generation();
+                return self.local_of(word);
             }
             match self.cas(word, next) {
                 Ok(()) => {
                     tracing::debug!(breaker = %self.name, state = %next.state(), "fleet state applied");
                     self.transitioned(word, next, false);
-                    return next.generation();
+                    return self.local_of(next);
                 }
                 Err(actual) => word = actual,
             }
