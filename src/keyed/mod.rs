@@ -10,6 +10,12 @@
 //! wait is over is evicted, with a warning. If nothing can be evicted, calls for new keys share
 //! one overflow breaker (named `<name>:overflow`) until room is made.
 //!
+//! A template built with [`shared_state`](crate::circuit_breaker::Builder::shared_state)
+//! (feature `shared-state`) gives every key its own fleet-shared breaker, named
+//! `<name>:<key>` in the store: one replica's trip for a model opens that model on every
+//! replica. A breaker built for a key that is already open elsewhere takes the fleet's state
+//! at its first read of the store (right away, in the background).
+//!
 //! ```
 //! use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
 //! use tower_breaker::circuit_breaker::{CircuitBreaker, CircuitOpen, CircuitState, SlidingWindow};

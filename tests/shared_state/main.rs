@@ -770,3 +770,33 @@ fn a_breaker_outlives_its_sync_task() {
         std::thread::yield_now();
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn keyed_breakers_share_each_key_with_the_fleet() {
+    use tower_breaker::keyed::KeyedCircuitBreakers;
+    let store = MemoryStore::new();
+    let registry = || {
+        let template = CircuitBreaker::builder("model")
+            .sliding_window(SlidingWindow::consecutive(3))
+            .wait_in_open(WAIT)
+            .shared_state(SharedState::new(store.clone()).sync_interval(INTERVAL));
+        KeyedCircuitBreakers::builder(template)
+            .build()
+            .expect("valid config")
+    };
+    let (one, two) = (registry(), registry());
+    let key = |k: &str| k.to_owned();
+    let _ = two.get(&key("gpt-big"));
+    settle().await;
+    trip(&one.get(&key("gpt-big")));
+    settle().await;
+    assert_eq!(two.state(&key("gpt-big")), Some(CircuitState::Open));
+    // Another key is another fleet breaker.
+    assert!(two.get(&key("gpt-small")).try_acquire().is_ok());
+    // A replica that meets the key later reads the fleet's state first.
+    let three = registry();
+    let late = three.get(&key("gpt-big"));
+    assert_eq!(late.state(), CircuitState::Closed);
+    settle().await;
+    assert_eq!(late.state(), CircuitState::Open);
+}
