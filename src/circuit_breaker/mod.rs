@@ -218,13 +218,7 @@ impl CircuitBreaker {
     #[inline]
     pub fn try_acquire(&self) -> Result<Permit, CircuitOpen> {
         let ticket = self.shared.acquire()?;
-        let start = self.shared.times_calls().then(Instant::now);
-        Ok(Permit {
-            shared: self.shared.clone(),
-            ticket,
-            start,
-            settled: false,
-        })
+        Ok(Permit::new(&self.shared, ticket))
     }
 
     /// True when a call would be admitted now. Reserves nothing: use it to choose between
@@ -301,10 +295,22 @@ pub struct Permit {
 }
 
 impl Permit {
+    /// A permit for `ticket`, its slow-call clock (if the breaker times calls) started now.
+    #[inline]
+    pub(crate) fn new(shared: &Arc<Shared>, ticket: Ticket) -> Self {
+        Self {
+            start: shared.times_calls().then(Instant::now),
+            shared: shared.clone(),
+            ticket,
+            settled: false,
+        }
+    }
+
     /// Records the call's outcome.
     #[inline]
-    pub fn record(self, outcome: Outcome) {
-        self.settle(outcome, Hint::None);
+    pub fn record(mut self, outcome: Outcome) {
+        self.settled = true;
+        self.shared.record(self.ticket, outcome, self.start);
     }
 
     /// Records an outcome that came with the server's own wait (for example a 503 with
@@ -338,20 +344,6 @@ impl Permit {
     /// True when this permit holds a half-open probe slot.
     pub fn is_probe(&self) -> bool {
         self.ticket.kind == Kind::Probe
-    }
-
-    /// True when the breaker has not changed state since this permit was admitted.
-    #[inline]
-    pub(crate) fn is_current(&self) -> bool {
-        self.shared.is_current(self.ticket)
-    }
-
-    /// Starts the slow-call clock again (for a call that starts later than its permit).
-    #[inline]
-    pub(crate) fn restart_clock(&mut self) {
-        if self.start.is_some() {
-            self.start = Some(Instant::now());
-        }
     }
 }
 

@@ -19,10 +19,12 @@
 //! and the round is decided exactly once.
 
 use super::config::{Settings, WindowKind};
+use super::error::ErrorName;
 use super::events::CircuitBreakerEvent;
 use super::window::{Consecutive, CountWindow, Counts, TimeWindow, Window};
 use super::{CircuitOpen, CircuitState};
 use crate::Outcome;
+use crate::counter::Counter;
 use crate::events::Listeners;
 use crate::sync::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -161,6 +163,8 @@ enum Decision {
 
 pub(crate) struct Shared {
     pub(crate) name: Arc<str>,
+    /// The name as rejections carry it (see `ErrorName`).
+    error_name: ErrorName,
     pub(crate) settings: Settings,
     state: AtomicU64,
     window: Window,
@@ -178,7 +182,8 @@ pub(crate) struct Shared {
     transitions: AtomicU64,
     reopens: AtomicU64,
     rng: AtomicU64,
-    not_permitted: AtomicU64,
+    /// Exact, and cheap on the rejection path (see `Counter`).
+    not_permitted: Counter,
     ignored: AtomicU64,
     listeners: Listeners<CircuitBreakerEvent>,
     /// Woken on every transition, for calls held while the breaker is open.
@@ -257,6 +262,7 @@ impl Shared {
         };
         let seed = settings.seed;
         Self {
+            error_name: ErrorName::new(&name),
             name,
             settings,
             state: AtomicU64::new(Word::new(CLOSED, 0, 0).0),
@@ -267,7 +273,7 @@ impl Shared {
             transitions: AtomicU64::new(0),
             reopens: AtomicU64::new(0),
             rng: AtomicU64::new(seed),
-            not_permitted: AtomicU64::new(0),
+            not_permitted: Counter::new(),
             ignored: AtomicU64::new(0),
             listeners,
             changed: tokio::sync::Notify::new(),
@@ -318,6 +324,14 @@ impl Shared {
         (until > now).then(|| until - now)
     }
 
+    /// The time `until_ms` stands for, or `None` once it has come. Cheaper than `remaining`:
+    /// two `Instant`s compare without the division that `as_millis` of an elapsed time costs.
+    #[inline]
+    fn not_yet(&self, until_ms: u64) -> Option<Instant> {
+        let until = self.origin + Duration::from_millis(until_ms);
+        (Instant::now() < until).then_some(until)
+    }
+
     /// True when the current half-open round (generation `generation`) is past its deadline.
     fn half_open_expired(&self, generation: u32) -> bool {
         let stored = self.half_open_deadline.load(Ordering::Acquire);
@@ -355,6 +369,14 @@ impl Shared {
     /// the listener list, no atomic, no clock.
     #[inline]
     fn permitted(&self, word: Word) {
+        if self.listeners.is_active() {
+            self.emit_permitted(word);
+        }
+    }
+
+    // Out of line: building the event would make `acquire` too big to inline into callers.
+    #[cold]
+    fn emit_permitted(&self, word: Word) {
         self.listeners.emit(|| CircuitBreakerEvent::CallPermitted {
             name: self.name.clone(),
             state: word.state(),
@@ -383,8 +405,8 @@ impl Shared {
                 }
                 FORCED_OPEN => return Err(self.reject(CircuitState::ForcedOpen, None)),
                 RATE_LIMITED => {
-                    if let Some(wait) = self.remaining(word.payload()) {
-                        return Err(self.reject(CircuitState::RateLimited, Some(wait)));
+                    if let Some(until) = self.not_yet(word.payload()) {
+                        return Err(self.reject(CircuitState::RateLimited, Some(until)));
                     }
                     // The cool-down is over: closed again, in the same generation.
                     let next = Word::new(CLOSED, word.generation(), 0);
@@ -397,8 +419,8 @@ impl Shared {
                     }
                 }
                 OPEN => {
-                    if let Some(wait) = self.remaining(word.payload()) {
-                        return Err(self.reject(CircuitState::Open, Some(wait)));
+                    if let Some(until) = self.not_yet(word.payload()) {
+                        return Err(self.reject(CircuitState::Open, Some(until)));
                     }
                     // The wait is over: this call becomes the first probe of a new round.
                     let probes = Probes {
@@ -466,20 +488,31 @@ impl Shared {
     }
 
     #[cold]
-    fn reject(&self, state: CircuitState, retry_after: Option<Duration>) -> CircuitOpen {
-        self.not_permitted.fetch_add(1, Ordering::Relaxed);
+    fn reject(&self, state: CircuitState, retry_at: Option<Instant>) -> CircuitOpen {
+        self.not_permitted.increment();
         tracing::debug!(breaker = %self.name, state = %state, "call rejected by circuit breaker");
         self.listeners.emit(|| CircuitBreakerEvent::CallRejected {
             name: self.name.clone(),
             state,
         });
-        CircuitOpen::new(self.name.clone(), state, retry_after)
+        CircuitOpen::new(self.error_name.clone(), state, retry_at)
     }
 
     // -- outcomes -----------------------------------------------------------------------------
 
-    /// Records the outcome of an admitted call.
+    /// Records the outcome of an admitted call that came with no hint (`Permit::record`, the
+    /// service's recorder). The common case (a closed breaker, no slow-call rule, no listener)
+    /// is small enough to inline; everything else takes `settle`.
     #[inline]
+    pub(crate) fn record(&self, ticket: Ticket, outcome: Outcome, start: Option<Instant>) {
+        if ticket.kind == Kind::Normal && start.is_none() && !self.listeners.is_active() {
+            self.settle_normal(ticket, outcome, Hint::None, false);
+        } else {
+            self.settle(ticket, outcome, Hint::None, start);
+        }
+    }
+
+    /// Records the outcome of an admitted call.
     pub(crate) fn settle(
         &self,
         ticket: Ticket,
@@ -838,6 +871,7 @@ impl Shared {
     }
 
     /// True when a permit of `ticket` is still of the current generation.
+    #[inline]
     pub(crate) fn is_current(&self, ticket: Ticket) -> bool {
         self.load().generation() == ticket.generation
     }
@@ -895,7 +929,7 @@ impl Shared {
             slow_calls: counts.slow,
             failure_rate: rate(counts.failures),
             slow_call_rate: rate(counts.slow),
-            not_permitted_calls: self.not_permitted.load(Ordering::Relaxed),
+            not_permitted_calls: self.not_permitted.sum(),
             ignored_calls: self.ignored.load(Ordering::Relaxed),
             probes_in_flight: probes,
             consecutive_reopens: self.reopens.load(Ordering::Relaxed),
