@@ -110,13 +110,22 @@ impl std::error::Error for CircuitOpen {}
 /// read-modify-writes, a large part of a rejection's cost. A longer name is shared.
 #[derive(Clone)]
 pub(crate) enum ErrorName {
-    Inline { len: u8, bytes: [u8; INLINE_NAME] },
+    Inline(InlineName),
     Shared(Arc<str>),
 }
 
-/// The longest name kept in place: 22 bytes keep `ErrorName` as small as an `Arc<str>` and
-/// its tag, 24 bytes.
-const INLINE_NAME: usize = 22;
+/// Up to `INLINE_NAME` bytes of name, in whole aligned words: copied as three 8-byte moves.
+/// (Packed at odd offsets, the copy was made of overlapping moves that the CPU cannot forward
+/// to the next read, which cost more than the reference count it saves.)
+#[derive(Clone, Copy)]
+#[repr(C, align(8))]
+pub(crate) struct InlineName {
+    len: u8,
+    bytes: [u8; INLINE_NAME],
+}
+
+/// The longest name kept in place.
+const INLINE_NAME: usize = 23;
 
 impl ErrorName {
     pub(crate) fn new(name: &Arc<str>) -> Self {
@@ -125,7 +134,7 @@ impl ErrorName {
             Ok(short) if len <= INLINE_NAME => {
                 let mut bytes = [0; INLINE_NAME];
                 bytes[..len].copy_from_slice(name.as_bytes());
-                ErrorName::Inline { len: short, bytes }
+                ErrorName::Inline(InlineName { len: short, bytes })
             }
             _ => ErrorName::Shared(name.clone()),
         }
@@ -134,8 +143,8 @@ impl ErrorName {
     pub(crate) fn as_str(&self) -> &str {
         match self {
             // The bytes are a whole `str` (never cut), so this is always `Ok`.
-            ErrorName::Inline { len, bytes } => {
-                std::str::from_utf8(&bytes[..*len as usize]).unwrap_or_default()
+            ErrorName::Inline(inline) => {
+                std::str::from_utf8(&inline.bytes[..inline.len as usize]).unwrap_or_default()
             }
             ErrorName::Shared(name) => name,
         }
