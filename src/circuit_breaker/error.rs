@@ -67,8 +67,9 @@ impl CircuitOpen {
         }
     }
 
-    /// How long until the breaker lets a probe through; `None` when no probe is scheduled
-    /// (forced open) or the wait depends on probes in flight (half-open).
+    /// How long from now until the breaker lets a probe through (zero once that time has
+    /// come, so an error held for a while still tells the truth); `None` when no probe is
+    /// scheduled (forced open) or the wait depends on probes in flight (half-open).
     pub fn retry_after(&self) -> Option<Duration> {
         self.retry_at
             .map(|at| at.saturating_duration_since(Instant::now()))
