@@ -498,16 +498,23 @@ impl Shared {
         }
     }
 
-    // Inline into its callers, which are all cold: a call more costs the open path 5%.
-    #[inline]
+    // Inline into its callers, which are all cold: a call more cost the open path 5%.
+    #[inline(always)]
     fn reject(&self, state: CircuitState, retry_at: Option<Instant>) -> CircuitOpen {
         self.not_permitted.increment();
         tracing::debug!(breaker = %self.name, state = %state, "call rejected by circuit breaker");
+        if self.listeners.is_active() {
+            self.emit_rejected(state);
+        }
+        CircuitOpen::new(self.error_name.clone(), state, retry_at)
+    }
+
+    #[cold]
+    fn emit_rejected(&self, state: CircuitState) {
         self.listeners.emit(|| CircuitBreakerEvent::CallRejected {
             name: self.name.clone(),
             state,
         });
-        CircuitOpen::new(self.error_name.clone(), state, retry_at)
     }
 
     // -- outcomes -----------------------------------------------------------------------------
