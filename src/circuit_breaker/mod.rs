@@ -217,8 +217,8 @@ impl CircuitBreaker {
     /// Closed: one atomic load, no allocation. Open: the same load, a clock read and an error.
     #[inline]
     pub fn try_acquire(&self) -> Result<Permit, CircuitOpen> {
-        let ticket = self.shared.acquire()?;
-        Ok(Permit::new(&self.shared, ticket))
+        self.shared
+            .acquire_as(|ticket| Permit::new(&self.shared, ticket))
     }
 
     /// True when a call would be admitted now. Reserves nothing: use it to choose between

@@ -351,29 +351,45 @@ impl Shared {
     /// Admits one call or says why not. Closed: one atomic load.
     #[inline]
     pub(crate) fn acquire(&self) -> Result<Ticket, CircuitOpen> {
+        self.acquire_as(|ticket| ticket)
+    }
+
+    /// `acquire`, with the ticket made into a `T` (a `Permit`) where it is admitted. An open
+    /// breaker's rejection is then written straight into the caller's `Result`: copied there
+    /// from a `Result<Ticket, _>`, it was read back in wider moves than it had just been
+    /// written with, which the CPU cannot forward, a stall on every rejection.
+    // Always: small, on every call's path, and LLVM would otherwise keep it a call.
+    #[inline(always)]
+    pub(crate) fn acquire_as<T>(&self, make: impl FnOnce(Ticket) -> T) -> Result<T, CircuitOpen> {
         let word = self.load();
         match word.tag() {
             CLOSED | METRICS_ONLY => {
                 self.permitted(word);
-                Ok(Ticket {
+                Ok(make(Ticket {
                     generation: word.generation(),
                     kind: Kind::Normal,
                     epoch: 0,
-                })
+                }))
             }
-            OPEN => self.acquire_open(word),
-            _ => self.acquire_slow(word),
+            _ => self.acquire_open(word, make),
         }
     }
 
-    /// Open: the rejection, without the loop of `acquire_slow` (whose set-up costs as much
-    /// as the check). Once the wait is over, `acquire_slow` makes the call a probe.
+    /// Not closed. Open: the rejection, without the loop of `acquire_slow` (whose set-up
+    /// costs as much as the check). Once the wait is over, and in every other state,
+    /// `acquire_slow` decides.
     #[cold]
-    fn acquire_open(&self, word: Word) -> Result<Ticket, CircuitOpen> {
-        match self.not_yet(word.payload()) {
-            Some(until) => Err(self.reject(CircuitState::Open, Some(until))),
-            None => self.acquire_slow(word),
+    fn acquire_open<T>(
+        &self,
+        word: Word,
+        make: impl FnOnce(Ticket) -> T,
+    ) -> Result<T, CircuitOpen> {
+        if word.tag() == OPEN {
+            if let Some(until) = self.not_yet(word.payload()) {
+                return Err(self.reject(CircuitState::Open, Some(until)));
+            }
         }
+        self.acquire_slow(word).map(make)
     }
 
     /// Reports an admitted call, in the state `word` says. Without a listener: one check of
