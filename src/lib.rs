@@ -96,6 +96,7 @@ pub mod backoff;
 pub mod bulkhead;
 pub mod circuit_breaker;
 pub mod config;
+mod counter;
 pub mod events;
 pub mod failover;
 pub mod fallback;

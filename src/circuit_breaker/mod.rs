@@ -220,14 +220,8 @@ impl CircuitBreaker {
     /// Closed: one atomic load, no allocation. Open: the same load, a clock read and an error.
     #[inline]
     pub fn try_acquire(&self) -> Result<Permit, CircuitOpen> {
-        let ticket = self.shared.acquire()?;
-        let start = self.shared.times_calls().then(Instant::now);
-        Ok(Permit {
-            shared: self.shared.clone(),
-            ticket,
-            start,
-            settled: false,
-        })
+        self.shared
+            .acquire_as(|ticket| Permit::new(&self.shared, ticket))
     }
 
     /// True when a call would be admitted now. Reserves nothing: use it to choose between
@@ -297,17 +291,30 @@ impl CircuitBreaker {
 /// half-open probe slot back.
 #[must_use = "a permit records the call's outcome; dropping it counts the call as Ignored"]
 pub struct Permit {
-    shared: Arc<Shared>,
+    /// `None` once settled, so that `Drop` does nothing. (Not a separate flag: with one,
+    /// a permit grew from 40 to 48 bytes, and it is moved several times per call.)
+    shared: Option<Arc<Shared>>,
     ticket: Ticket,
     start: Option<Instant>,
-    settled: bool,
 }
 
 impl Permit {
+    /// A permit for `ticket`, its slow-call clock (if the breaker times calls) started now.
+    #[inline]
+    pub(crate) fn new(shared: &Arc<Shared>, ticket: Ticket) -> Self {
+        Self {
+            start: shared.times_calls().then(Instant::now),
+            shared: Some(shared.clone()),
+            ticket,
+        }
+    }
+
     /// Records the call's outcome.
     #[inline]
-    pub fn record(self, outcome: Outcome) {
-        self.settle(outcome, Hint::None);
+    pub fn record(mut self, outcome: Outcome) {
+        if let Some(shared) = self.shared.take() {
+            shared.record(self.ticket, outcome, self.start);
+        }
     }
 
     /// Records an outcome that came with the server's own wait (for example a 503 with
@@ -329,40 +336,27 @@ impl Permit {
 
     #[inline]
     fn settle(mut self, outcome: Outcome, hint: Hint) {
-        self.settled = true;
-        self.shared.settle(self.ticket, outcome, hint, self.start);
+        if let Some(shared) = self.shared.take() {
+            shared.settle(self.ticket, outcome, hint, self.start);
+        }
     }
 
     /// The name of the breaker this permit belongs to.
     pub fn breaker_name(&self) -> &str {
-        &self.shared.name
+        // Always `Some`: only settling takes it, and settling consumes the permit.
+        self.shared.as_deref().map_or("", |shared| &shared.name)
     }
 
     /// True when this permit holds a half-open probe slot.
     pub fn is_probe(&self) -> bool {
         self.ticket.kind == Kind::Probe
     }
-
-    /// True when the breaker has not changed state since this permit was admitted.
-    #[inline]
-    pub(crate) fn is_current(&self) -> bool {
-        self.shared.is_current(self.ticket)
-    }
-
-    /// Starts the slow-call clock again (for a call that starts later than its permit).
-    #[inline]
-    pub(crate) fn restart_clock(&mut self) {
-        if self.start.is_some() {
-            self.start = Some(Instant::now());
-        }
-    }
 }
 
 impl Drop for Permit {
     fn drop(&mut self) {
-        if !self.settled {
-            self.shared
-                .settle(self.ticket, Outcome::Ignored, Hint::None, None);
+        if let Some(shared) = self.shared.take() {
+            shared.settle(self.ticket, Outcome::Ignored, Hint::None, None);
         }
     }
 }
@@ -370,7 +364,7 @@ impl Drop for Permit {
 impl fmt::Debug for Permit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Permit")
-            .field("breaker", &self.shared.name)
+            .field("breaker", &self.breaker_name())
             .field("generation", &self.ticket.generation)
             .field("probe", &self.is_probe())
             .finish()

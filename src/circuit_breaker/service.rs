@@ -1,8 +1,9 @@
 use super::CircuitState;
 use super::future::{Rejection, ResponseFuture};
 use super::hold::{Held, HoldPolicy, HoldRejected};
+use super::state::{Hint, Ticket};
 use super::{CircuitBreaker, CircuitBreakerLayer, CircuitOpen, ClassifyNow, Permit, RecordOutcome};
-use crate::BoxError;
+use crate::{BoxError, Outcome};
 use std::fmt;
 use std::task::{Context, Poll};
 use tower_service::Service;
@@ -18,19 +19,64 @@ use tower_service::Service;
 /// Cloning gives a service that shares the breaker but not the reservation.
 pub struct CircuitBreakerService<S, R = ClassifyNow> {
     inner: S,
-    breaker: CircuitBreaker,
+    reserved: Reserved,
     recorder: R,
-    reservation: Reservation,
     pub(crate) hold: Option<HoldPolicy>,
     held: Option<Held>,
 }
 
+/// The breaker and what `poll_ready` reserved on it. An admitted call is kept as its ticket
+/// (16 bytes, no reference count) and becomes a `Permit` only in `call`: a permit moved
+/// through the reservation on every call cost more than the rest of the service. A separate
+/// type so that a reserved ticket (a half-open probe slot) is given back when the service is
+/// dropped, while `into_inner` can still move the inner service out.
+struct Reserved {
+    breaker: CircuitBreaker,
+    reservation: Reservation,
+}
+
 enum Reservation {
     None,
-    Admitted(Permit),
+    Admitted(Ticket),
     Rejected(CircuitOpen),
     // Boxed: a cold path, and it would double the size of every service and reservation.
     HoldFailed(Box<HoldRejected>),
+}
+
+impl Reserved {
+    fn new(breaker: CircuitBreaker) -> Self {
+        Self {
+            breaker,
+            reservation: Reservation::None,
+        }
+    }
+
+    /// Takes the reservation out, leaving none.
+    #[inline]
+    fn take(&mut self) -> Reservation {
+        std::mem::replace(&mut self.reservation, Reservation::None)
+    }
+
+    /// Gives back an admitted ticket unused, as a permit dropped unrecorded does (`Ignored`:
+    /// a probe slot is freed).
+    fn release(&self, ticket: Ticket) {
+        self.breaker
+            .shared
+            .settle(ticket, Outcome::Ignored, Hint::None, None);
+    }
+
+    /// Gives back whatever is reserved.
+    fn clear(&mut self) {
+        if let Reservation::Admitted(ticket) = self.take() {
+            self.release(ticket);
+        }
+    }
+}
+
+impl Drop for Reserved {
+    fn drop(&mut self) {
+        self.clear();
+    }
 }
 
 impl<S> CircuitBreakerService<S> {
@@ -51,9 +97,8 @@ impl<S, R> CircuitBreakerService<S, R> {
     pub fn with_recorder(inner: S, breaker: CircuitBreaker, recorder: R) -> Self {
         Self {
             inner,
-            breaker,
+            reserved: Reserved::new(breaker),
             recorder,
-            reservation: Reservation::None,
             hold: None,
             held: None,
         }
@@ -61,7 +106,7 @@ impl<S, R> CircuitBreakerService<S, R> {
 
     /// The breaker.
     pub fn breaker(&self) -> &CircuitBreaker {
-        &self.breaker
+        &self.reserved.breaker
     }
 
     /// The inner service.
@@ -91,11 +136,11 @@ where
     type Future = ResponseFuture<S::Future, R>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        while !matches!(self.reservation, Reservation::Admitted(_)) {
+        while !matches!(self.reserved.reservation, Reservation::Admitted(_)) {
             // Ask again even after a rejection: the breaker may have moved on.
-            let open = match self.breaker.try_acquire() {
-                Ok(permit) => {
-                    self.reservation = Reservation::Admitted(permit);
+            let open = match self.reserved.breaker.shared.acquire() {
+                Ok(ticket) => {
+                    self.reserved.reservation = Reservation::Admitted(ticket);
                     if self.held.is_some() {
                         self.held = None;
                     }
@@ -108,29 +153,29 @@ where
                 _ => {
                     // Not held (or no longer): give back any place in the hold.
                     self.held = None;
-                    self.reservation = Reservation::Rejected(open);
+                    self.reserved.reservation = Reservation::Rejected(open);
                     return Poll::Ready(Ok(()));
                 }
             };
             let held = match &mut self.held {
                 Some(held) => held,
-                None => match Held::enter(&self.breaker.shared, &policy, open.clone()) {
+                None => match Held::enter(&self.reserved.breaker.shared, &policy, open.clone()) {
                     Ok(held) => self.held.insert(held),
                     Err(rejected) => {
-                        self.reservation = Reservation::HoldFailed(Box::new(rejected));
+                        self.reserved.reservation = Reservation::HoldFailed(Box::new(rejected));
                         return Poll::Ready(Ok(()));
                     }
                 },
             };
             match held.poll_wait(cx, &policy, &open) {
                 Poll::Pending => {
-                    self.reservation = Reservation::None;
+                    self.reserved.reservation = Reservation::None;
                     return Poll::Pending;
                 }
                 Poll::Ready(Ok(())) => {}
                 Poll::Ready(Err(rejected)) => {
                     self.held = None;
-                    self.reservation = Reservation::HoldFailed(Box::new(rejected));
+                    self.reserved.reservation = Reservation::HoldFailed(Box::new(rejected));
                     return Poll::Ready(Ok(()));
                 }
             }
@@ -140,21 +185,23 @@ where
             Poll::Ready(Ok(())) => Poll::Ready(Ok(())),
             Poll::Ready(Err(err)) => {
                 // The call will not happen: give the permit back (Ignored).
-                self.reservation = Reservation::None;
+                self.reserved.clear();
                 Poll::Ready(Err(err.into()))
             }
         }
     }
 
     fn call(&mut self, req: Req) -> Self::Future {
-        let permit = match std::mem::replace(&mut self.reservation, Reservation::None) {
+        let reservation = self.reserved.take();
+        let shared = &self.reserved.breaker.shared;
+        let ticket = match reservation {
             // The breaker may have tripped since `poll_ready` (the inner service was not ready
             // at once): a permit of an earlier generation must not reach the upstream.
-            Reservation::Admitted(permit) if permit.is_current() => permit,
+            Reservation::Admitted(ticket) if shared.is_current(ticket) => ticket,
             Reservation::Admitted(stale) => {
-                drop(stale);
-                match self.breaker.try_acquire() {
-                    Ok(permit) => permit,
+                self.reserved.release(stale);
+                match shared.acquire() {
+                    Ok(ticket) => ticket,
                     Err(open) => return ResponseFuture::rejected(open),
                 }
             }
@@ -164,13 +211,13 @@ where
             }
             // `call` without `poll_ready` breaks the `Service` contract; rather than panic,
             // ask the breaker now.
-            Reservation::None => match self.breaker.try_acquire() {
-                Ok(permit) => permit,
+            Reservation::None => match shared.acquire() {
+                Ok(ticket) => ticket,
                 Err(open) => return ResponseFuture::rejected(open),
             },
         };
-        let mut permit = permit;
-        permit.restart_clock();
+        // The slow-call clock starts now, when the call does.
+        let permit = Permit::new(shared, ticket);
         ResponseFuture::called(self.inner.call(req), permit, self.recorder.clone())
     }
 }
@@ -179,10 +226,9 @@ impl<S: Clone, R: Clone> Clone for CircuitBreakerService<S, R> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
-            breaker: self.breaker.clone(),
-            recorder: self.recorder.clone(),
             // A clone has not been polled ready: it holds no reservation.
-            reservation: Reservation::None,
+            reserved: Reserved::new(self.reserved.breaker.clone()),
+            recorder: self.recorder.clone(),
             hold: self.hold,
             held: None,
         }
@@ -193,10 +239,10 @@ impl<S: fmt::Debug, R> fmt::Debug for CircuitBreakerService<S, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CircuitBreakerService")
             .field("inner", &self.inner)
-            .field("breaker", &self.breaker.name())
+            .field("breaker", &self.reserved.breaker.name())
             .field(
                 "reservation",
-                &match self.reservation {
+                &match self.reserved.reservation {
                     Reservation::None => "none",
                     Reservation::Admitted(_) => "admitted",
                     Reservation::Rejected(_) => "rejected",

@@ -19,10 +19,12 @@
 //! and the round is decided exactly once.
 
 use super::config::{Settings, WindowKind};
+use super::error::ErrorName;
 use super::events::CircuitBreakerEvent;
 use super::window::{Consecutive, CountWindow, Counts, TimeWindow, Window};
 use super::{CircuitOpen, CircuitState};
 use crate::Outcome;
+use crate::counter::Counter;
 use crate::events::Listeners;
 use crate::sync::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -167,6 +169,8 @@ enum Decision {
 
 pub(crate) struct Shared {
     pub(crate) name: Arc<str>,
+    /// The name as rejections carry it (see `ErrorName`).
+    error_name: ErrorName,
     pub(crate) settings: Settings,
     state: AtomicU64,
     window: Window,
@@ -184,7 +188,8 @@ pub(crate) struct Shared {
     transitions: AtomicU64,
     reopens: AtomicU64,
     rng: AtomicU64,
-    not_permitted: AtomicU64,
+    /// Exact, and cheap on the rejection path (see `Counter`).
+    not_permitted: Counter,
     ignored: AtomicU64,
     listeners: Listeners<CircuitBreakerEvent>,
     /// Woken on every transition, for calls held while the breaker is open.
@@ -265,6 +270,7 @@ impl Shared {
         };
         let seed = settings.seed;
         Self {
+            error_name: ErrorName::new(&name),
             name,
             settings,
             state: AtomicU64::new(Word::new(CLOSED, 0, 0).0),
@@ -275,7 +281,7 @@ impl Shared {
             transitions: AtomicU64::new(0),
             reopens: AtomicU64::new(0),
             rng: AtomicU64::new(seed),
-            not_permitted: AtomicU64::new(0),
+            not_permitted: Counter::new(),
             ignored: AtomicU64::new(0),
             listeners,
             changed: tokio::sync::Notify::new(),
@@ -327,6 +333,14 @@ impl Shared {
         (until > now).then(|| until - now)
     }
 
+    /// The time `until_ms` stands for, or `None` once it has come. Cheaper than `remaining`:
+    /// two `Instant`s compare without the division that `as_millis` of an elapsed time costs.
+    #[inline]
+    fn not_yet(&self, until_ms: u64) -> Option<Instant> {
+        let until = self.origin + Duration::from_millis(until_ms);
+        (Instant::now() < until).then_some(until)
+    }
+
     /// True when the current half-open round (generation `generation`) is past its deadline.
     fn half_open_expired(&self, generation: u32) -> bool {
         let stored = self.half_open_deadline.load(Ordering::Acquire);
@@ -346,24 +360,59 @@ impl Shared {
     /// Admits one call or says why not. Closed: one atomic load.
     #[inline]
     pub(crate) fn acquire(&self) -> Result<Ticket, CircuitOpen> {
+        self.acquire_as(|ticket| ticket)
+    }
+
+    /// `acquire`, with the ticket made into a `T` (a `Permit`) where it is admitted. An open
+    /// breaker's rejection is then written straight into the caller's `Result`: copied there
+    /// from a `Result<Ticket, _>`, it was read back in wider moves than it had just been
+    /// written with, which the CPU cannot forward, a stall on every rejection.
+    // Always: small, on every call's path, and LLVM would otherwise keep it a call.
+    #[inline(always)]
+    pub(crate) fn acquire_as<T>(&self, make: impl FnOnce(Ticket) -> T) -> Result<T, CircuitOpen> {
         let word = self.load();
         match word.tag() {
             CLOSED | METRICS_ONLY => {
                 self.permitted(word);
-                Ok(Ticket {
+                Ok(make(Ticket {
                     generation: word.generation(),
                     kind: Kind::Normal,
                     epoch: 0,
-                })
+                }))
             }
-            _ => self.acquire_slow(word),
+            _ => self.acquire_open(word, make),
         }
+    }
+
+    /// Not closed. Open: the rejection, without the loop of `acquire_slow` (whose set-up
+    /// costs as much as the check). Once the wait is over, and in every other state,
+    /// `acquire_slow` decides.
+    #[cold]
+    fn acquire_open<T>(
+        &self,
+        word: Word,
+        make: impl FnOnce(Ticket) -> T,
+    ) -> Result<T, CircuitOpen> {
+        if word.tag() == OPEN {
+            if let Some(until) = self.not_yet(word.payload()) {
+                return Err(self.reject(CircuitState::Open, Some(until)));
+            }
+        }
+        self.acquire_slow(word).map(make)
     }
 
     /// Reports an admitted call, in the state `word` says. Without a listener: one check of
     /// the listener list, no atomic, no clock.
     #[inline]
     fn permitted(&self, word: Word) {
+        if self.listeners.is_active() {
+            self.emit_permitted(word);
+        }
+    }
+
+    // Out of line: building the event would make `acquire` too big to inline into callers.
+    #[cold]
+    fn emit_permitted(&self, word: Word) {
         self.listeners.emit(|| CircuitBreakerEvent::CallPermitted {
             name: self.name.clone(),
             state: word.state(),
@@ -392,8 +441,8 @@ impl Shared {
                 }
                 FORCED_OPEN => return Err(self.reject(CircuitState::ForcedOpen, None)),
                 RATE_LIMITED => {
-                    if let Some(wait) = self.remaining(word.payload()) {
-                        return Err(self.reject(CircuitState::RateLimited, Some(wait)));
+                    if let Some(until) = self.not_yet(word.payload()) {
+                        return Err(self.reject(CircuitState::RateLimited, Some(until)));
                     }
                     // The cool-down is over: closed again, in the same generation.
                     let next = Word::new(CLOSED, word.generation(), 0);
@@ -406,8 +455,8 @@ impl Shared {
                     }
                 }
                 OPEN => {
-                    if let Some(wait) = self.remaining(word.payload()) {
-                        return Err(self.reject(CircuitState::Open, Some(wait)));
+                    if let Some(until) = self.not_yet(word.payload()) {
+                        return Err(self.reject(CircuitState::Open, Some(until)));
                     }
                     if self.probe_limit() == 0 {
                         // Shared with a fleet and this replica holds no slot of the fleet's
@@ -479,21 +528,40 @@ impl Shared {
         }
     }
 
-    #[cold]
-    fn reject(&self, state: CircuitState, retry_after: Option<Duration>) -> CircuitOpen {
-        self.not_permitted.fetch_add(1, Ordering::Relaxed);
+    // Inline into its callers, which are all cold: a call more cost the open path 5%.
+    #[inline(always)]
+    fn reject(&self, state: CircuitState, retry_at: Option<Instant>) -> CircuitOpen {
+        self.not_permitted.increment();
         tracing::debug!(breaker = %self.name, state = %state, "call rejected by circuit breaker");
+        if self.listeners.is_active() {
+            self.emit_rejected(state);
+        }
+        CircuitOpen::new(self.error_name.clone(), state, retry_at)
+    }
+
+    #[cold]
+    fn emit_rejected(&self, state: CircuitState) {
         self.listeners.emit(|| CircuitBreakerEvent::CallRejected {
             name: self.name.clone(),
             state,
         });
-        CircuitOpen::new(self.name.clone(), state, retry_after)
     }
 
     // -- outcomes -----------------------------------------------------------------------------
 
-    /// Records the outcome of an admitted call.
+    /// Records the outcome of an admitted call that came with no hint (`Permit::record`, the
+    /// service's recorder). The common case (a closed breaker, no slow-call rule, no listener)
+    /// is small enough to inline; everything else takes `settle`.
     #[inline]
+    pub(crate) fn record(&self, ticket: Ticket, outcome: Outcome, start: Option<Instant>) {
+        if ticket.kind == Kind::Normal && start.is_none() && !self.listeners.is_active() {
+            self.settle_normal(ticket, outcome, Hint::None, false);
+        } else {
+            self.settle(ticket, outcome, Hint::None, start);
+        }
+    }
+
+    /// Records the outcome of an admitted call.
     pub(crate) fn settle(
         &self,
         ticket: Ticket,
@@ -855,6 +923,7 @@ impl Shared {
     }
 
     /// True when a permit of `ticket` is still of the current generation.
+    #[inline]
     pub(crate) fn is_current(&self, ticket: Ticket) -> bool {
         self.load().generation() == ticket.generation
     }
@@ -913,7 +982,7 @@ impl Shared {
             slow_calls: counts.slow,
             failure_rate: rate(counts.failures),
             slow_call_rate: rate(counts.slow),
-            not_permitted_calls: self.not_permitted.load(Ordering::Relaxed),
+            not_permitted_calls: self.not_permitted.sum(),
             ignored_calls: self.ignored.load(Ordering::Relaxed),
             probes_in_flight: probes,
             consecutive_reopens: self.reopens.load(Ordering::Relaxed),

@@ -138,6 +138,32 @@ async fn a_clone_does_not_share_the_reservation() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_reserved_slot_comes_back_from_a_dropped_clone_and_from_into_inner() {
+    // `poll_ready` keeps only a ticket (no permit) until `call`: every way the service can go
+    // away with it must still give the probe slot back.
+    let breaker = one_strike(1);
+    trip_via(&breaker).await;
+    let (inner, mut handle) = mock::pair::<&str, &str>();
+    let svc = breaker.layer().layer(inner);
+    handle.allow(2);
+    let mut clone = svc.clone();
+    std::future::poll_fn(|cx| clone.poll_ready(cx))
+        .await
+        .unwrap();
+    assert_eq!(breaker.metrics().probes_in_flight, 1);
+    drop(clone);
+    assert_eq!(breaker.metrics().probes_in_flight, 0);
+
+    let mut svc = svc;
+    std::future::poll_fn(|cx| svc.poll_ready(cx)).await.unwrap();
+    assert_eq!(breaker.metrics().probes_in_flight, 1);
+    let _inner = svc.into_inner();
+    assert_eq!(breaker.metrics().probes_in_flight, 0);
+    assert_eq!(breaker.state(), CircuitState::HalfOpen);
+    assert!(breaker.try_acquire().is_ok());
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_poll_ready_error_gives_the_permit_back() {
     let breaker = one_strike(1);
     trip_via(&breaker).await;
