@@ -27,18 +27,24 @@ loom::thread_local! {
     static THREAD_ID: Cell<u64> = Cell::new(0);
 }
 
-/// This thread's id, never 0 and never reused.
+/// This thread's id, never reused; 0 when the thread's locals are already gone (a count made
+/// from another thread-local's destructor), which counts through the shared count.
 #[inline]
 fn thread_id() -> u64 {
-    let id = THREAD_ID.with(Cell::get);
-    if id != 0 { id } else { new_thread_id() }
+    match THREAD_ID.try_with(Cell::get) {
+        Ok(0) => new_thread_id(),
+        Ok(id) => id,
+        Err(_) => 0,
+    }
 }
 
 #[cold]
 fn new_thread_id() -> u64 {
     let id = NEXT_THREAD_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    THREAD_ID.with(|cell| cell.set(id));
-    id
+    match THREAD_ID.try_with(|cell| cell.set(id)) {
+        Ok(()) => id,
+        Err(_) => 0,
+    }
 }
 
 struct Slot {
@@ -70,7 +76,7 @@ impl Counter {
     pub(crate) fn increment(&self) {
         let id = thread_id();
         let slot = &self.slots[id as usize % SLOTS];
-        if slot.owner.load(Ordering::Relaxed) == id {
+        if id != 0 && slot.owner.load(Ordering::Relaxed) == id {
             // Only this thread writes this count: a load and a store lose nothing.
             let n = slot.count.load(Ordering::Relaxed);
             slot.count.store(n.wrapping_add(1), Ordering::Relaxed);
@@ -81,10 +87,11 @@ impl Counter {
 
     #[cold]
     fn increment_unowned(&self, slot: &Slot, id: u64) {
-        let claimed = slot
-            .owner
-            .compare_exchange(0, id, Ordering::Relaxed, Ordering::Relaxed)
-            .is_ok();
+        let claimed = id != 0
+            && slot
+                .owner
+                .compare_exchange(0, id, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok();
         let count = if claimed { &slot.count } else { &self.shared };
         // Also the first increment of a new owner: no other thread writes its count.
         count.fetch_add(1, Ordering::Relaxed);
