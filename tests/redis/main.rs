@@ -23,6 +23,9 @@ use tower_breaker::Outcome;
 use tower_breaker::circuit_breaker::{CircuitBreaker, CircuitOpen, CircuitState, SlidingWindow};
 use tower_breaker::shared_state::{RedisStore, SharedState};
 
+#[path = "../support/mod.rs"]
+mod support;
+
 const INTERVAL: Duration = Duration::from_millis(200);
 const TIMEOUT: Duration = Duration::from_millis(250);
 /// The documented bound on how late a replica learns of a change: one periodic read.
@@ -228,12 +231,7 @@ async fn wait_for(what: &str, limit: Duration, mut condition: impl FnMut() -> bo
 }
 
 fn trip(breaker: &CircuitBreaker) {
-    for _ in 0..3 {
-        breaker
-            .try_acquire()
-            .expect("closed")
-            .record(Outcome::Failure);
-    }
+    support::record(breaker, Outcome::Failure, 3);
     assert_eq!(breaker.state(), CircuitState::Open);
 }
 

@@ -11,14 +11,35 @@ const WAIT: Duration = Duration::from_secs(10);
 const INTERVAL: Duration = Duration::from_secs(1);
 
 fn replica(store: &MemoryStore, probes: u32) -> CircuitBreaker {
+    replica_with(store, probes, |shared| shared)
+}
+
+/// A replica (consecutive(3), 10 s open, `probes` per round) with sharing set by `configure`.
+fn replica_with(
+    store: &MemoryStore,
+    probes: u32,
+    configure: impl Fn(SharedState) -> SharedState,
+) -> CircuitBreaker {
     CircuitBreaker::builder("openai")
         .sliding_window(SlidingWindow::consecutive(3))
         .wait_in_open(WAIT)
         .permitted_calls_in_half_open(probes)
         .max_wait_in_half_open(Some(Duration::from_secs(30)))
-        .shared_state(SharedState::new(store.clone()).sync_interval(INTERVAL))
+        .shared_state(configure(
+            SharedState::new(store.clone()).sync_interval(INTERVAL),
+        ))
         .build()
         .expect("valid config")
+}
+
+fn fleet_with(
+    store: &MemoryStore,
+    probes: u32,
+    configure: impl Fn(SharedState) -> SharedState,
+) -> Vec<CircuitBreaker> {
+    (0..3)
+        .map(|_| replica_with(store, probes, &configure))
+        .collect()
 }
 
 fn fleet(store: &MemoryStore, probes: u32) -> [CircuitBreaker; 3] {
@@ -37,12 +58,7 @@ async fn settle() {
 }
 
 fn trip(breaker: &CircuitBreaker) {
-    for _ in 0..3 {
-        breaker
-            .try_acquire()
-            .expect("closed")
-            .record(Outcome::Failure);
-    }
+    support::record(breaker, Outcome::Failure, 3);
     assert_eq!(breaker.state(), CircuitState::Open);
 }
 
@@ -131,21 +147,7 @@ async fn probes_are_bounded_fleet_wide_and_their_success_closes_the_fleet() {
 #[tokio::test(start_paused = true)]
 async fn slots_spread_over_replicas_and_a_failed_probe_reopens_the_fleet() {
     let store = MemoryStore::new();
-    let fleet: Vec<CircuitBreaker> = (0..3)
-        .map(|_| {
-            CircuitBreaker::builder("openai")
-                .sliding_window(SlidingWindow::consecutive(3))
-                .wait_in_open(WAIT)
-                .permitted_calls_in_half_open(2)
-                .shared_state(
-                    SharedState::new(store.clone())
-                        .sync_interval(INTERVAL)
-                        .probes_per_replica(1),
-                )
-                .build()
-                .expect("valid config")
-        })
-        .collect();
+    let fleet = fleet_with(&store, 2, |shared| shared.probes_per_replica(1));
     settle().await;
     trip(&fleet[1]);
     settle().await;
@@ -289,26 +291,17 @@ async fn manual_states_are_shared_and_always_win() {
         [CircuitState::Closed; 3]
     );
     // A reset anywhere empties every replica's window: c's two failures are forgotten.
-    support_fail(&c, 2);
+    support::record(&c, Outcome::Failure, 2);
     assert_eq!(c.metrics().failed_calls, 2);
     b.reset();
     settle().await;
     assert_eq!(c.metrics().failed_calls, 0);
-    support_fail(&c, 2);
+    support::record(&c, Outcome::Failure, 2);
     assert_eq!(
         c.state(),
         CircuitState::Closed,
         "three failures in a row trip, not 2 + 2"
     );
-}
-
-fn support_fail(breaker: &CircuitBreaker, n: usize) {
-    for _ in 0..n {
-        breaker
-            .try_acquire()
-            .expect("closed")
-            .record(Outcome::Failure);
-    }
 }
 
 #[tokio::test(start_paused = true)]
@@ -373,17 +366,29 @@ fn a_shared_breaker_needs_a_runtime() {
 }
 
 fn rate_replica(store: &MemoryStore, fleet_rate: bool) -> CircuitBreaker {
-    let mut shared = SharedState::new(store.clone()).sync_interval(INTERVAL);
-    if fleet_rate {
-        shared = shared.fleet_failure_rate(Duration::from_secs(60));
-    }
+    rate_replica_with(store, |shared| {
+        if fleet_rate {
+            shared.fleet_failure_rate(Duration::from_secs(60))
+        } else {
+            shared
+        }
+    })
+}
+
+/// A replica with a rate window (50 % of at least 10 calls) and sharing set by `configure`.
+fn rate_replica_with(
+    store: &MemoryStore,
+    configure: impl Fn(SharedState) -> SharedState,
+) -> CircuitBreaker {
     CircuitBreaker::builder("openai")
         .sliding_window(SlidingWindow::count_based(100))
         .failure_rate_threshold(0.5)
         .minimum_calls(10)
         .wait_in_open(WAIT)
         .permitted_calls_in_half_open(1)
-        .shared_state(shared)
+        .shared_state(configure(
+            SharedState::new(store.clone()).sync_interval(INTERVAL),
+        ))
         .build()
         .expect("valid config")
 }
@@ -473,21 +478,7 @@ async fn fleet_counts_age_out_of_the_window() {
 #[tokio::test(start_paused = true)]
 async fn with_local_trips_kept_local_one_bad_replica_opens_alone() {
     let store = MemoryStore::new();
-    let fleet: Vec<CircuitBreaker> = (0..3)
-        .map(|_| {
-            CircuitBreaker::builder("openai")
-                .sliding_window(SlidingWindow::consecutive(3))
-                .wait_in_open(WAIT)
-                .permitted_calls_in_half_open(2)
-                .shared_state(
-                    SharedState::new(store.clone())
-                        .sync_interval(INTERVAL)
-                        .share_local_trips(false),
-                )
-                .build()
-                .expect("valid config")
-        })
-        .collect();
+    let fleet = fleet_with(&store, 2, |shared| shared.share_local_trips(false));
     settle().await;
     trip(&fleet[0]);
     settle().await;
@@ -520,21 +511,13 @@ async fn with_local_trips_kept_local_one_bad_replica_opens_alone() {
 #[tokio::test(start_paused = true)]
 async fn with_local_trips_kept_local_the_fleet_rate_still_opens_the_fleet() {
     let store = MemoryStore::new();
-    let fleet: Vec<CircuitBreaker> = (0..3)
+    let fleet: Vec<_> = (0..3)
         .map(|_| {
-            CircuitBreaker::builder("openai")
-                .sliding_window(SlidingWindow::count_based(100))
-                .failure_rate_threshold(0.5)
-                .minimum_calls(10)
-                .wait_in_open(WAIT)
-                .shared_state(
-                    SharedState::new(store.clone())
-                        .sync_interval(INTERVAL)
-                        .fleet_failure_rate(Duration::from_secs(60))
-                        .share_local_trips(false),
-                )
-                .build()
-                .expect("valid config")
+            rate_replica_with(&store, |shared| {
+                shared
+                    .fleet_failure_rate(Duration::from_secs(60))
+                    .share_local_trips(false)
+            })
         })
         .collect();
     settle().await;
