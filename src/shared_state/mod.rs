@@ -233,9 +233,14 @@ impl Proposal {
     pub fn accepted_over(&self, current: &FleetState) -> bool {
         match self.kind {
             ProposalKind::Manual => true,
-            // Based on the current state, or on a later one than the store has (the store
-            // lost its data: the replicas fill it again, and the generation goes on).
-            _ if self.base >= current.generation => true,
+            _ if self.base == current.generation => true,
+            // Based on a later generation than the store has: the store lost its data and the
+            // replicas fill it again (the generation goes on from theirs). Not a close over a
+            // newer open state, though: that one was set after the loss.
+            _ if self.base > current.generation => {
+                self.mode != FleetMode::Closed
+                    || matches!(current.mode, FleetMode::Closed | FleetMode::RateLimited)
+            }
             ProposalKind::Trip => {
                 matches!(current.mode, FleetMode::Closed | FleetMode::RateLimited)
             }

@@ -414,8 +414,10 @@ local untl = tonumber(cur[3]) or -1
 local curkind = cur[4] or 'decision'
 local base = tonumber(ARGV[1])
 local kind = ARGV[4]
-local ok = kind == 'manual' or base >= gen
-  or (kind == 'trip' and (mode == 'closed' or mode == 'rate_limited'))
+local open = not (mode == 'closed' or mode == 'rate_limited')
+local ok = kind == 'manual' or base == gen
+  or (base > gen and not (ARGV[2] == 'closed' and open))
+  or (kind == 'trip' and not open)
 if not ok then
   return {0, gen, mode, left(untl), curkind}
 end

@@ -136,6 +136,7 @@ pub(crate) fn spawn(
         share_local_trips: config.share_local_trips,
         local_only: false,
         fleet_trip: false,
+        republish: false,
     };
     runtime.spawn(driver.run());
     Ok(())
@@ -171,6 +172,8 @@ struct Driver {
     local_only: bool,
     /// The next trip is the fleet's failure rate's, to be shared whatever `share_local_trips`.
     fleet_trip: bool,
+    /// The next publish fills a store that lost its data.
+    republish: bool,
 }
 
 /// A local state as far as sharing goes: its generation, its state, and its deadline (two
@@ -279,6 +282,7 @@ impl Driver {
             self.forget_counts();
         }
         let manual = self.link.is_manual(local.generation);
+        let republish = std::mem::take(&mut self.republish);
         let (mode, kind) = match local.state {
             // The fleet's round running here: nothing to tell until it decides.
             CircuitState::HalfOpen => {
@@ -286,7 +290,11 @@ impl Driver {
                 self.last_state = local.state;
                 return;
             }
-            CircuitState::Closed if manual => (FleetMode::Closed, ProposalKind::Manual),
+            // A reset told again to a store that lost its data is no longer an operator's act
+            // of now: it must not undo a trip made since.
+            CircuitState::Closed if manual && !republish => {
+                (FleetMode::Closed, ProposalKind::Manual)
+            }
             CircuitState::Closed => (FleetMode::Closed, ProposalKind::Decision),
             CircuitState::Open
                 if matches!(self.last_state, CircuitState::Open | CircuitState::HalfOpen) =>
@@ -450,6 +458,7 @@ impl Driver {
                             // store's is accepted), so it never goes back.
                             tracing::info!(breaker = %self.name, "fleet state missing from the store; publishing ours");
                             self.known = None;
+                            self.republish = true;
                             self.on_local(shared).await;
                         }
                     }

@@ -783,3 +783,58 @@ async fn keyed_breakers_share_each_key_with_the_fleet() {
     settle().await;
     assert_eq!(late.state(), CircuitState::Open);
 }
+
+#[tokio::test(start_paused = true)]
+async fn slots_of_a_finished_round_do_not_bound_a_local_round_in_an_outage() {
+    let store = MemoryStore::new();
+    let fleet = fleet_with(&store, 3, |shared| shared.probes_per_replica(1));
+    settle().await;
+    trip(&fleet[0]);
+    settle().await;
+    assert!(acquire_all(&fleet, 1).is_empty());
+    tokio::time::sleep(WAIT).await;
+    settle().await;
+    // A fleet round of one slot per replica closes the fleet.
+    for permit in acquire_all(&fleet, 5) {
+        permit.record(Outcome::Success);
+    }
+    settle().await;
+    assert_eq!(states(&fleet), [CircuitState::Closed; 3]);
+    // Then the store goes away and a replica trips: its round is local, on its own limit of 3.
+    store.set_available(false);
+    tokio::time::sleep(INTERVAL * 2).await;
+    trip(&fleet[0]);
+    settle().await;
+    tokio::time::sleep(WAIT).await;
+    let probes = acquire_all(&fleet[..1], 5);
+    assert_eq!(
+        probes.len(),
+        3,
+        "the local limit, not the old round's one slot"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn after_data_loss_an_old_close_does_not_undo_a_newer_trip() {
+    let store = MemoryStore::new();
+    let fleet = fleet(&store, 2);
+    settle().await;
+    // The fleet trips and closes again: its generation is past 1.
+    fleet[0].force_open();
+    settle().await;
+    fleet[0].reset();
+    settle().await;
+    assert!(store.state("openai").generation >= 2);
+    // The store loses its data; a replica that knows nothing older trips first.
+    store.clear();
+    let newcomer = replica(&store, 2);
+    settle().await;
+    trip(&newcomer);
+    settle().await;
+    assert_eq!(store.state("openai").mode, FleetMode::Open);
+    // The old replicas find the store behind them: their closed state must not undo the trip.
+    tokio::time::sleep(INTERVAL * 2).await;
+    settle().await;
+    assert_eq!(store.state("openai").mode, FleetMode::Open);
+    assert_eq!(states(&fleet), [CircuitState::Open; 3]);
+}

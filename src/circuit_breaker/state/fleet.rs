@@ -10,7 +10,9 @@
 //! - [`Shared::apply_remote`] moves the local state word to a state the fleet agreed on, as
 //!   one compare-and-swap and a new local generation, like any other transition.
 
-use super::{CLOSED, DISABLED, FORCED_OPEN, METRICS_ONLY, OPEN, RATE_LIMITED, Shared, Word};
+use super::{
+    CLOSED, DISABLED, FORCED_OPEN, HALF_OPEN, METRICS_ONLY, OPEN, RATE_LIMITED, Shared, Word,
+};
 use crate::circuit_breaker::CircuitState;
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
@@ -68,9 +70,15 @@ impl FleetLink {
 
     /// Called after every transition this replica won.
     fn transitioned(&self, to: u64) {
-        if to == OPEN && self.connected.load(std::sync::atomic::Ordering::Acquire) {
+        match to {
             // No probes until the fleet's round has given this replica slots.
-            self.set_quota(0);
+            OPEN if self.connected.load(std::sync::atomic::Ordering::Acquire) => self.set_quota(0),
+            // Opened while the store is away: a local round, on the breaker's own limit.
+            OPEN => self.set_quota(UNBOUNDED),
+            // The round's own probes: its slots stay as they are.
+            HALF_OPEN => {}
+            // The round is over: its slots mean nothing to the next one.
+            _ => self.set_quota(UNBOUNDED),
         }
         self.wake.notify_one();
     }
