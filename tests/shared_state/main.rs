@@ -62,6 +62,16 @@ fn trip(breaker: &CircuitBreaker) {
     assert_eq!(breaker.state(), CircuitState::Open);
 }
 
+/// Trips `tripper`; every replica then gets a call (rejected: calls are waiting for the
+/// round) and the open time runs out.
+async fn open_until_the_round(fleet: &[CircuitBreaker], tripper: &CircuitBreaker) {
+    trip(tripper);
+    settle().await;
+    assert!(acquire_all(fleet, 1).is_empty(), "open fleet-wide");
+    tokio::time::sleep(WAIT).await;
+    settle().await;
+}
+
 fn states(fleet: &[CircuitBreaker]) -> Vec<CircuitState> {
     fleet.iter().map(CircuitBreaker::state).collect()
 }
@@ -124,12 +134,7 @@ async fn probes_are_bounded_fleet_wide_and_their_success_closes_the_fleet() {
     let store = MemoryStore::new();
     let fleet = fleet(&store, 2);
     settle().await;
-    trip(&fleet[0]);
-    settle().await;
-    // Calls keep coming on every replica while open (demand for probes).
-    assert!(acquire_all(&fleet, 1).is_empty());
-    tokio::time::sleep(WAIT).await;
-    settle().await;
+    open_until_the_round(&fleet, &fleet[0]).await;
     // Each replica tries 5 probes: 2 in the whole fleet get through.
     let probes = acquire_all(&fleet, 5);
     assert_eq!(probes.len(), 2, "fleet-wide probe limit");
@@ -149,11 +154,7 @@ async fn slots_spread_over_replicas_and_a_failed_probe_reopens_the_fleet() {
     let store = MemoryStore::new();
     let fleet = fleet_with(&store, 2, |shared| shared.probes_per_replica(1));
     settle().await;
-    trip(&fleet[1]);
-    settle().await;
-    assert!(acquire_all(&fleet, 1).is_empty());
-    tokio::time::sleep(WAIT).await;
-    settle().await;
+    open_until_the_round(&fleet, &fleet[1]).await;
     let probes = acquire_all(&fleet, 5);
     assert_eq!(probes.len(), 2, "one slot each for two replicas");
     let mut probes = probes.into_iter();
@@ -789,11 +790,7 @@ async fn slots_of_a_finished_round_do_not_bound_a_local_round_in_an_outage() {
     let store = MemoryStore::new();
     let fleet = fleet_with(&store, 3, |shared| shared.probes_per_replica(1));
     settle().await;
-    trip(&fleet[0]);
-    settle().await;
-    assert!(acquire_all(&fleet, 1).is_empty());
-    tokio::time::sleep(WAIT).await;
-    settle().await;
+    open_until_the_round(&fleet, &fleet[0]).await;
     // A fleet round of one slot per replica closes the fleet.
     for permit in acquire_all(&fleet, 5) {
         permit.record(Outcome::Success);
