@@ -24,6 +24,8 @@ use std::time::Duration;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SlidingWindow {
     pub(crate) kind: WindowKind,
+    /// True once `buckets` was called: only then is the bucket count checked as given.
+    explicit_buckets: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,19 +42,22 @@ impl SlidingWindow {
     pub fn count_based(calls: u32) -> Self {
         Self {
             kind: WindowKind::Count(calls),
+            explicit_buckets: false,
         }
     }
 
-    /// The calls of the last `length` (1 ms to 24 h), kept in 10 buckets of `length / 10`:
-    /// a call leaves the window between `length - length / 10` and `length` after it was
-    /// recorded, whether or not other calls arrive. Trips on the failure or slow-call rate once
-    /// the window holds `minimum_calls`.
+    /// The calls of the last `length` (1 ms to 24 h), kept in 10 buckets of `length / 10`
+    /// (a window shorter than 10 ms: one bucket per whole millisecond, since a bucket is at
+    /// least 1 ms): a call leaves the window between `length - length / 10` and `length` after
+    /// it was recorded, whether or not other calls arrive. Trips on the failure or slow-call
+    /// rate once the window holds `minimum_calls`.
     pub fn time_based(length: Duration) -> Self {
         Self {
             kind: WindowKind::Time {
                 length,
-                buckets: 10,
+                buckets: DEFAULT_BUCKETS,
             },
+            explicit_buckets: false,
         }
     }
 
@@ -61,19 +66,24 @@ impl SlidingWindow {
     pub fn consecutive(failures: u32) -> Self {
         Self {
             kind: WindowKind::Consecutive(failures),
+            explicit_buckets: false,
         }
     }
 
-    /// For a time-based window: how many buckets it is kept in (1 to 64, default 10). More
-    /// buckets age calls out more smoothly; each record still touches one bucket.
-    /// Has no effect on other windows.
+    /// For a time-based window: how many buckets it is kept in (1 to 64, default 10), each at
+    /// least 1 ms long. More buckets age calls out more smoothly; each record still touches
+    /// one bucket. Has no effect on other windows.
     pub fn buckets(mut self, buckets: u32) -> Self {
         if let WindowKind::Time { length, .. } = self.kind {
             self.kind = WindowKind::Time { length, buckets };
+            self.explicit_buckets = true;
         }
         self
     }
 }
+
+/// The buckets of a time window unless `buckets` says otherwise.
+const DEFAULT_BUCKETS: u32 = 10;
 
 impl Default for SlidingWindow {
     /// The last 100 calls.
@@ -399,6 +409,14 @@ impl Builder {
             }
             WindowKind::Time { length, buckets } => {
                 check.duration("sliding_window", length, MIN_DURATION, MAX_DURATION)?;
+                let buckets = if self.window.explicit_buckets {
+                    buckets
+                } else {
+                    // The default, for a window too short for 10 buckets of 1 ms: one per ms
+                    // (at least 1, since `length` is at least 1 ms).
+                    let whole_ms = u32::try_from(length.as_millis()).unwrap_or(u32::MAX);
+                    buckets.min(whole_ms).max(1)
+                };
                 check.range_u64(
                     "sliding_window.buckets",
                     buckets as u64,

@@ -184,3 +184,30 @@ fn the_issue_example_builds() {
             .is_ok()
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn every_documented_time_window_length_builds_with_the_default_buckets() {
+    use tower_breaker::Outcome;
+    use tower_breaker::circuit_breaker::CircuitState;
+    for length in (1..=12)
+        .map(Duration::from_millis)
+        .chain([Duration::from_secs(60), Duration::from_secs(24 * 60 * 60)])
+    {
+        let breaker = CircuitBreaker::builder("cfg")
+            .sliding_window(SlidingWindow::time_based(length))
+            .minimum_calls(2)
+            .build()
+            .unwrap_or_else(|e| panic!("time_based({length:?}): {e}"));
+        assert_eq!(breaker.time_window(), Some(length));
+        // The window works: two failures within it trip the breaker.
+        breaker.try_acquire().unwrap().record(Outcome::Failure);
+        breaker.try_acquire().unwrap().record(Outcome::Failure);
+        assert_eq!(breaker.state(), CircuitState::Open, "{length:?}");
+    }
+    // Buckets asked for explicitly are still checked: a bucket is at least 1 ms.
+    let err = CircuitBreaker::builder("cfg")
+        .sliding_window(SlidingWindow::time_based(Duration::from_millis(5)).buckets(10))
+        .build()
+        .unwrap_err();
+    assert_eq!(err.field(), "sliding_window.buckets");
+}
