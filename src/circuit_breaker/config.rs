@@ -335,9 +335,12 @@ impl Builder {
         self
     }
 
-    /// The breaker reopens if the half-open round has not decided within this time (probes
-    /// that hang). `None` waits forever. Default `Some(120 s)`, since a hung probe would
-    /// otherwise hold the breaker half-open for good; allowed 1 ms to 24 h.
+    /// The breaker reopens if the half-open round has every slot taken and has not decided
+    /// within this time (probes that hang), as of the round's deadline, as a failed round.
+    /// Every reader of the breaker applies this rule (`try_acquire`, `is_call_permitted`,
+    /// `retry_after`, `state`, `metrics`, held calls, failover), so no call is needed to see
+    /// it. `None` waits forever. Default `Some(120 s)`, since a hung probe would otherwise hold
+    /// the breaker half-open for good; allowed 1 ms to 24 h.
     pub fn max_wait_in_half_open(mut self, wait: Option<Duration>) -> Self {
         self.max_wait_in_half_open = wait;
         self

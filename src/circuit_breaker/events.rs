@@ -8,7 +8,7 @@ use std::time::Duration;
 ///
 /// | what happened | event |
 /// |---|---|
-/// | a call was let through | [`CallPermitted`](Self::CallPermitted) |
+/// | a call was let through (for a service: when `call` makes it, not when `poll_ready` reserves it) | [`CallPermitted`](Self::CallPermitted) |
 /// | a call was rejected | [`CallRejected`](Self::CallRejected) |
 /// | a call succeeded, failed, or was ignored (or its permit dropped) | [`CallRecorded`](Self::CallRecorded), by `outcome` |
 /// | a call was slow | [`CallRecorded`](Self::CallRecorded) with `slow: true` |

@@ -97,6 +97,8 @@ impl Held {
         policy: &HoldPolicy,
         rejection: CircuitOpen,
     ) -> Result<Self, HoldRejected> {
+        // The count only bounds itself (no other memory is published through it): each
+        // update is atomic, which is all `max_held` needs; AcqRel is kept for clarity.
         let taken = shared
             .held
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
@@ -140,9 +142,11 @@ impl Held {
             }));
         }
         let wait = self.wait.get_or_insert_with(|| {
-            let until = rejection
-                .retry_after()
-                .and_then(|wait| Instant::now().checked_add(wait))
+            // Ask again when the breaker may let the call through without another call moving
+            // it: its open wait or cool-down ends, or a stuck half-open round expires.
+            let until = self
+                .shared
+                .next_change()
                 .map_or(deadline, |at| at.min(deadline));
             Box::pin(changed_or(self.shared.clone(), until))
         });
@@ -158,6 +162,7 @@ impl Held {
 
 impl Drop for Held {
     fn drop(&mut self) {
+        // Pairs with `enter`'s update (see there).
         self.shared.held.fetch_sub(1, Ordering::AcqRel);
     }
 }

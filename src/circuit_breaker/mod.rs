@@ -94,10 +94,13 @@
 //! - **Half-open**: at most `permitted_calls_in_half_open` probes per round. With a rate window
 //!   the round closes the breaker when the probes' rates are under the thresholds and reopens it
 //!   otherwise, deciding as soon as the result cannot change; with the consecutive rule any
-//!   failed probe reopens and that many successes close. If the round has not decided within
-//!   `max_wait_in_half_open`, the breaker reopens.
+//!   failed probe reopens and that many successes close. If the round has every slot taken and
+//!   has not decided within `max_wait_in_half_open`, the breaker reopens as of that deadline;
+//!   every reader (`state`, `is_call_permitted`, `retry_after`, held calls, failover) applies
+//!   this one rule.
 //! - **Generations**: each transition starts a generation; an outcome from an earlier one (a
-//!   slow call admitted before the breaker opened) changes nothing.
+//!   slow call admitted before the breaker opened) changes nothing, however many transitions
+//!   came in between.
 //! - **Manual control**: [`force_open`](CircuitBreaker::force_open),
 //!   [`disable`](CircuitBreaker::disable), [`metrics_only`](CircuitBreaker::metrics_only),
 //!   [`reset`](CircuitBreaker::reset).
@@ -221,7 +224,7 @@ impl CircuitBreaker {
     #[inline]
     pub fn try_acquire(&self) -> Result<Permit, CircuitOpen> {
         self.shared
-            .acquire_as(|ticket| Permit::new(&self.shared, ticket))
+            .acquire_as::<_, true>(|ticket| Permit::new(&self.shared, ticket))
     }
 
     /// True when a call would be admitted now. Reserves nothing: use it to choose between
@@ -246,7 +249,9 @@ impl CircuitBreaker {
     }
 
     /// The current state. An open breaker whose wait is over still reads `Open` until the next
-    /// call moves it to half-open.
+    /// call moves it to half-open. A half-open round past `max_wait_in_half_open` with every
+    /// slot taken reads `Open`: reading the state applies the expiry rule (and may make that
+    /// transition).
     pub fn state(&self) -> CircuitState {
         self.shared.state()
     }
@@ -271,8 +276,9 @@ impl CircuitBreaker {
         self.shared.force(state::METRICS_ONLY);
     }
 
-    /// Back to closed with an empty window and a new generation: outcomes of calls admitted
-    /// before the reset are dropped.
+    /// Back to closed with an empty window and a new generation (from any state, a
+    /// rate-limit cool-down included): outcomes of calls admitted before the reset are
+    /// dropped.
     pub fn reset(&self) {
         self.shared.force(state::CLOSED);
     }

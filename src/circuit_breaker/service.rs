@@ -1,9 +1,9 @@
 use super::CircuitState;
 use super::future::{Rejection, ResponseFuture};
 use super::hold::{Held, HoldPolicy, HoldRejected};
-use super::state::{Hint, Ticket};
+use super::state::Ticket;
 use super::{CircuitBreaker, CircuitBreakerLayer, CircuitOpen, ClassifyNow, Permit, RecordOutcome};
-use crate::{BoxError, Outcome};
+use crate::BoxError;
 use std::fmt;
 use std::task::{Context, Poll};
 use tower_service::Service;
@@ -15,6 +15,30 @@ use tower_service::Service;
 /// `poll_ready` still reports ready, without polling the inner service, and the call's future
 /// fails at once with [`CircuitOpen`] (or [`RateLimited`](super::RateLimited) during a
 /// rate-limit cool-down); the inner service is never called. Errors are [`BoxError`]s.
+///
+/// # When the breaker moves between `poll_ready` and `call`
+///
+/// The breaker can trip (or be reset) after `poll_ready` has reserved a permit, most often
+/// while the inner service was not ready at once (a bulkhead's queue). `call` checks the
+/// permit again: a permit of a finished generation never reaches the upstream. If the breaker
+/// admits the call anew, it goes through on the inner service's readiness. If it rejects it,
+/// the inner service has been made ready for a call that will not happen, and may be holding
+/// a reservation for it (a bulkhead slot, a connection): tower has no way to undo
+/// `poll_ready`, so the service drops its ready inner service and keeps a clone of it in its
+/// place, which by tower's convention holds no reservation (as tower's `Retry` takes a ready
+/// service out with `std::mem::replace`). That is why the inner service must be [`Clone`],
+/// which every tower stack that shares a client already is.
+///
+/// # Reservations and reports
+///
+/// A reserved permit (a half-open probe slot) is given back when the service is dropped,
+/// when the inner service's `poll_ready` fails, and when a stale permit is replaced. A call
+/// let through is reported ([`CallPermitted`](super::CircuitBreakerEvent::CallPermitted))
+/// when it is made, in `call`: a service made ready and then dropped reports nothing and
+/// counts nothing, since no call ran. A rejection is counted and reported
+/// ([`CallRejected`](super::CircuitBreakerEvent::CallRejected)) when `poll_ready` meets it,
+/// once per call even when the call is then held (see
+/// [`hold_while_open`](CircuitBreakerLayer::hold_while_open)).
 ///
 /// Cloning gives a service that shares the breaker but not the reservation.
 pub struct CircuitBreakerService<S, R = ClassifyNow> {
@@ -57,12 +81,10 @@ impl Reserved {
         std::mem::replace(&mut self.reservation, Reservation::None)
     }
 
-    /// Gives back an admitted ticket unused, as a permit dropped unrecorded does (`Ignored`:
-    /// a probe slot is freed).
+    /// Gives back an admitted ticket unused: a probe slot is freed; nothing is recorded or
+    /// reported, since no call ran.
     fn release(&self, ticket: Ticket) {
-        self.breaker
-            .shared
-            .settle(ticket, Outcome::Ignored, Hint::None, None);
+        self.breaker.shared.release(ticket);
     }
 
     /// Gives back whatever is reserved.
@@ -127,7 +149,7 @@ impl<S, R> CircuitBreakerService<S, R> {
 
 impl<S, R, Req> Service<Req> for CircuitBreakerService<S, R>
 where
-    S: Service<Req>,
+    S: Service<Req> + Clone,
     S::Error: Into<BoxError>,
     R: RecordOutcome<S::Response, S::Error> + Clone,
 {
@@ -138,7 +160,7 @@ where
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         while !matches!(self.reserved.reservation, Reservation::Admitted(_)) {
             // Ask again even after a rejection: the breaker may have moved on.
-            let open = match self.reserved.breaker.shared.acquire() {
+            let open = match self.reserved.breaker.shared.reserve() {
                 Ok(ticket) => {
                     self.reserved.reservation = Reservation::Admitted(ticket);
                     if self.held.is_some() {
@@ -146,7 +168,10 @@ where
                     }
                     break;
                 }
-                Err(open) => open,
+                Err(open) => {
+                    self.reserved.breaker.shared.report_rejected(open.state());
+                    open
+                }
             };
             let policy = match self.hold {
                 Some(policy) if open.state() != CircuitState::ForcedOpen => policy,
@@ -184,7 +209,7 @@ where
             Poll::Pending => Poll::Pending,
             Poll::Ready(Ok(())) => Poll::Ready(Ok(())),
             Poll::Ready(Err(err)) => {
-                // The call will not happen: give the permit back (Ignored).
+                // The call will not happen: give the permit back (nothing is recorded).
                 self.reserved.clear();
                 Poll::Ready(Err(err.into()))
             }
@@ -195,14 +220,21 @@ where
         let reservation = self.reserved.take();
         let shared = &self.reserved.breaker.shared;
         let ticket = match reservation {
-            // The breaker may have tripped since `poll_ready` (the inner service was not ready
-            // at once): a permit of an earlier generation must not reach the upstream.
             Reservation::Admitted(ticket) if shared.is_current(ticket) => ticket,
+            // The breaker moved on since `poll_ready` (see the type's docs): a permit of an
+            // earlier generation must not reach the upstream.
             Reservation::Admitted(stale) => {
-                self.reserved.release(stale);
-                match shared.acquire() {
+                shared.release(stale);
+                match shared.reserve() {
                     Ok(ticket) => ticket,
-                    Err(open) => return ResponseFuture::rejected(open),
+                    Err(open) => {
+                        // Drop the ready inner service, and whatever it reserved for this
+                        // call; its clone reserves nothing.
+                        let fresh = self.inner.clone();
+                        drop(std::mem::replace(&mut self.inner, fresh));
+                        shared.report_rejected(open.state());
+                        return ResponseFuture::rejected(open);
+                    }
                 }
             }
             Reservation::Rejected(open) => return ResponseFuture::rejected(open),
@@ -211,11 +243,15 @@ where
             }
             // `call` without `poll_ready` breaks the `Service` contract; rather than panic,
             // ask the breaker now.
-            Reservation::None => match shared.acquire() {
+            Reservation::None => match shared.reserve() {
                 Ok(ticket) => ticket,
-                Err(open) => return ResponseFuture::rejected(open),
+                Err(open) => {
+                    shared.report_rejected(open.state());
+                    return ResponseFuture::rejected(open);
+                }
             },
         };
+        shared.report_permitted(ticket);
         // The slow-call clock starts now, when the call does.
         let permit = Permit::new(shared, ticket);
         ResponseFuture::called(self.inner.call(req), permit, self.recorder.clone())

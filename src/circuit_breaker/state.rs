@@ -54,9 +54,10 @@ const PROBE_BITS: u32 = 10;
 const PROBE_MASK: u64 = (1 << PROBE_BITS) - 1;
 const DEADLINE_GEN_SHIFT: u32 = 43;
 const DEADLINE_MS_MASK: u64 = (1 << DEADLINE_GEN_SHIFT) - 1;
-/// A probe admitted this many transitions ago or more is dropped: the 21-bit generation
-/// could have wrapped around to its round's.
-const MAX_PROBE_AGE: u64 = 1 << 20;
+/// A permit admitted this many generations ago or more is stale, whatever the 21-bit
+/// generation in the state word says (it may have wrapped around to the permit's). See
+/// `Shared::is_stale` for why this makes the check exact.
+const MAX_TICKET_AGE: u64 = 1 << 20;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Word(u64);
@@ -157,8 +158,19 @@ pub(crate) enum Hint {
 pub(crate) struct Ticket {
     pub(crate) generation: u32,
     pub(crate) kind: Kind,
-    /// For probes: the transition count when admitted (see `Shared::transitions`).
+    /// The count of generations (`Core::generations`, 64 bits) when admitted.
     pub(crate) epoch: u64,
+}
+
+/// The state word and the count of generations, side by side: every admission reads both and
+/// only transitions write them, so the second read hits the cache line the first one brought
+/// in. (Aligned to 16 bytes so that the two never straddle two lines.)
+#[repr(C, align(16))]
+struct Core {
+    state: AtomicU64,
+    /// Generations started since the breaker was built (64 bits: never wraps). Bumped by the
+    /// winner of each transition that starts a generation, just after its compare-and-swap.
+    generations: AtomicU64,
 }
 
 enum Decision {
@@ -172,20 +184,20 @@ pub(crate) struct Shared {
     /// The name as rejections carry it (see `ErrorName`).
     error_name: ErrorName,
     pub(crate) settings: Settings,
-    state: AtomicU64,
+    core: Core,
     window: Window,
     origin: Instant,
     /// The current half-open round's deadline: its generation (bits 43..) and the time in ms
-    /// since the breaker was built (bits 0..43). Stored by the thread that opened the round,
-    /// after winning that transition, so a late store can never shorten a newer round.
+    /// since the breaker was built (bits 0..43). Published by the thread that opened the round,
+    /// after winning that transition, and only while the state word is still of that round
+    /// (`publish`): a late store can never replace a newer round's deadline.
     half_open_deadline: AtomicU64,
-    /// The generation whose window is in place: set after the window is cleared for a new
-    /// closed (or metrics-only) generation, so that a record made between the transition and
-    /// the end of the clear cannot read the old window and trip the breaker again.
+    /// The generation whose window is in place: published after the window is cleared for a
+    /// new closed (or metrics-only) generation, so that a record made between the transition
+    /// and the end of the clear cannot read the old window and trip the breaker again.
+    /// Published forward only (`publish`), so two overlapping closes cannot leave the older
+    /// generation in place, which would drop every later record.
     window_generation: AtomicU64,
-    /// Transitions since the breaker was built (64 bits, never wraps): a probe older than 2^20
-    /// transitions is dropped, so the 21-bit generation in the state word cannot wrap into it.
-    transitions: AtomicU64,
     reopens: AtomicU64,
     rng: AtomicU64,
     /// Exact, and cheap on the rejection path (see `Counter`).
@@ -273,12 +285,14 @@ impl Shared {
             error_name: ErrorName::new(&name),
             name,
             settings,
-            state: AtomicU64::new(Word::new(CLOSED, 0, 0).0),
+            core: Core {
+                state: AtomicU64::new(Word::new(CLOSED, 0, 0).0),
+                generations: AtomicU64::new(0),
+            },
             window,
             origin,
             half_open_deadline: AtomicU64::new(0),
             window_generation: AtomicU64::new(0),
-            transitions: AtomicU64::new(0),
             reopens: AtomicU64::new(0),
             rng: AtomicU64::new(seed),
             not_permitted: Counter::new(),
@@ -290,20 +304,86 @@ impl Shared {
         }
     }
 
+    /// The state word as stored. Acquire: pairs with the Release half of the transition's
+    /// compare-and-swap, so whatever the winner wrote before it (the half-open deadline of an
+    /// earlier round, a cleared window) is visible to the reader of the new word.
     #[inline]
     fn load(&self) -> Word {
-        Word(self.state.load(Ordering::Acquire))
+        Word(self.core.state.load(Ordering::Acquire))
     }
 
+    /// The count of generations, read just after the state word: with it a ticket's age is
+    /// known exactly (see `is_stale`). Acquire: a bump made before another transition that
+    /// this thread has seen is seen too.
+    #[inline]
+    fn generations(&self) -> u64 {
+        self.core.generations.load(Ordering::Acquire)
+    }
+
+    /// Every transition is this one compare-and-swap. AcqRel on success: the winner sees
+    /// everything published before the word it replaces, and publishes the new word to every
+    /// later `load`. Acquire on failure: the word returned is as fresh as a `load`.
     fn cas(&self, current: Word, new: Word) -> Result<(), Word> {
-        self.state
+        self.core
+            .state
             .compare_exchange(current.0, new.0, Ordering::AcqRel, Ordering::Acquire)
             .map(|_| ())
             .map_err(Word)
     }
 
+    /// The state word with the one expiry rule applied (see `expire`): what every reader of
+    /// the state uses, so that none of them sees a half-open round that is over.
+    #[inline]
+    fn current(&self) -> Word {
+        let word = self.load();
+        if word.tag() == HALF_OPEN {
+            self.expire(word)
+        } else {
+            word
+        }
+    }
+
     pub(crate) fn state(&self) -> CircuitState {
-        self.load().state()
+        self.current().state()
+    }
+
+    /// True when `ticket` belongs to a finished generation, given the state word `word`.
+    ///
+    /// Exact, although the state word keeps only 21 bits of the generation: a ticket also
+    /// carries the 64-bit count of generations, read just before the word that admitted it,
+    /// and one admitted `MAX_TICKET_AGE` (2^20) generations ago or more is stale. The count is
+    /// bumped by each winner just after its compare-and-swap, so it lags the state word by at
+    /// most the transitions whose winners have not bumped it yet: one per thread, and far
+    /// fewer than 2^20 threads ever run. So if the 21-bit generation came round to the
+    /// ticket's, at least 2^21 generations passed since the ticket's count was read, and the
+    /// count read now is more than 2^21 - 2^20 = 2^20 past it: stale. A ticket of the current
+    /// generation has seen the count move only by such lagging bumps (a cool-down keeps the
+    /// generation and does not bump it): under 2^20, current. (Read after the word instead,
+    /// the count could be that of a thread preempted for 2^21 transitions in between.)
+    #[inline]
+    fn is_stale(&self, word: Word, ticket: Ticket) -> bool {
+        word.generation() != ticket.generation
+            || self.generations().wrapping_sub(ticket.epoch) >= MAX_TICKET_AGE
+    }
+
+    /// Publishes `value` into `slot` for the generation `generation`: only while the state
+    /// word is still of that generation, by compare-and-swap, so a thread preempted after its
+    /// transition can never overwrite what the winner of a newer transition has published.
+    /// (If a newer transition lands after the check, its winner publishes after it, or our
+    /// swap fails because it already did and the check runs again.)
+    fn publish(&self, slot: &AtomicU64, value: u64, generation: u32) {
+        // Acquire/AcqRel: the value is read by `load`s that pair with it (Acquire); the loop
+        // sees another publisher's value before deciding.
+        let mut current = slot.load(Ordering::Acquire);
+        loop {
+            if self.load().generation() != generation {
+                return;
+            }
+            match slot.compare_exchange(current, value, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return,
+                Err(actual) => current = actual,
+            }
+        }
     }
 
     /// Time since the breaker was built.
@@ -341,12 +421,54 @@ impl Shared {
         (Instant::now() < until).then_some(until)
     }
 
-    /// True when the current half-open round (generation `generation`) is past its deadline.
-    fn half_open_expired(&self, generation: u32) -> bool {
+    /// The deadline (ms since the breaker was built) of the half-open round of generation
+    /// `generation`, once its opener has published it.
+    fn round_deadline(&self, generation: u32) -> Option<u64> {
+        self.settings.max_wait_in_half_open?;
+        // Acquire: pairs with the publisher's compare-and-swap.
         let stored = self.half_open_deadline.load(Ordering::Acquire);
-        self.settings.max_wait_in_half_open.is_some()
-            && (stored >> DEADLINE_GEN_SHIFT) as u32 == generation
-            && self.now_ms() >= stored & DEADLINE_MS_MASK
+        ((stored >> DEADLINE_GEN_SHIFT) as u32 == generation).then_some(stored & DEADLINE_MS_MASK)
+    }
+
+    /// The one expiry rule for half-open rounds, which every reader of the state applies
+    /// (`current`): a round whose every slot is taken and that has not decided by its deadline
+    /// (`max_wait_in_half_open`) is over, and the breaker reopens as of that deadline, as a
+    /// failed round (open-time growth applies). A round with a free slot is not stuck: the
+    /// next call takes the slot. Returns the word after (whoever won the reopen).
+    #[cold]
+    fn expire(&self, mut word: Word) -> Word {
+        while word.tag() == HALF_OPEN && word.probes().admitted >= self.probe_limit() {
+            let Some(deadline) = self.round_deadline(word.generation()) else {
+                break;
+            };
+            if self.now_ms() < deadline {
+                break;
+            }
+            let next = self.reopen_word(word, None, Some(deadline));
+            match self.cas(word, next) {
+                Ok(()) => {
+                    self.transitioned(word, next, true);
+                    return next;
+                }
+                Err(actual) => word = actual,
+            }
+        }
+        word
+    }
+
+    /// When the state may next change without a call: the end of the open wait or cool-down,
+    /// or the deadline of a half-open round whose every slot is taken. For held calls, which
+    /// must ask again then.
+    pub(crate) fn next_change(&self) -> Option<Instant> {
+        let word = self.current();
+        let at_ms = match word.tag() {
+            OPEN | RATE_LIMITED => word.payload(),
+            HALF_OPEN if word.probes().admitted >= self.probe_limit() => {
+                self.round_deadline(word.generation())?
+            }
+            _ => return None,
+        };
+        Some(self.origin + Duration::from_millis(at_ms))
     }
 
     /// True when a slow-call rule is set, so calls must be timed.
@@ -357,30 +479,42 @@ impl Shared {
 
     // -- admission ----------------------------------------------------------------------------
 
-    /// Admits one call or says why not. Closed: one atomic load.
+    /// Reserves one call for a service, or says why not, and reports neither: the service
+    /// reports the call when it is made (`report_permitted`, `report_rejected`), so that a
+    /// service made ready and then dropped reports no call that never ran.
     #[inline]
-    pub(crate) fn acquire(&self) -> Result<Ticket, CircuitOpen> {
-        self.acquire_as(|ticket| ticket)
+    pub(crate) fn reserve(&self) -> Result<Ticket, CircuitOpen> {
+        self.acquire_as::<_, false>(|ticket| ticket)
     }
 
-    /// `acquire`, with the ticket made into a `T` (a `Permit`) where it is admitted. An open
+    /// Admits one call or says why not, and reports it; with `REPORT` false, reports nothing
+    /// (`reserve`). The ticket is made into a `T` (a `Permit`) where it is admitted. An open
     /// breaker's rejection is then written straight into the caller's `Result`: copied there
     /// from a `Result<Ticket, _>`, it was read back in wider moves than it had just been
-    /// written with, which the CPU cannot forward, a stall on every rejection.
+    /// written with, which the CPU cannot forward, a stall on every rejection. Closed: two
+    /// atomic loads from one cache line.
     // Always: small, on every call's path, and LLVM would otherwise keep it a call.
     #[inline(always)]
-    pub(crate) fn acquire_as<T>(&self, make: impl FnOnce(Ticket) -> T) -> Result<T, CircuitOpen> {
+    pub(crate) fn acquire_as<T, const REPORT: bool>(
+        &self,
+        make: impl FnOnce(Ticket) -> T,
+    ) -> Result<T, CircuitOpen> {
+        // The count first: a ticket's count must not be newer than its generation (see
+        // `is_stale`). Both loads are Acquire, so they are done in this order.
+        let epoch = self.generations();
         let word = self.load();
         match word.tag() {
             CLOSED | METRICS_ONLY => {
-                self.permitted(word);
+                if REPORT {
+                    self.permitted(word);
+                }
                 Ok(make(Ticket {
                     generation: word.generation(),
                     kind: Kind::Normal,
-                    epoch: 0,
+                    epoch,
                 }))
             }
-            _ => self.acquire_open(word, make),
+            _ => self.acquire_open::<T, REPORT>(word, make),
         }
     }
 
@@ -388,17 +522,17 @@ impl Shared {
     /// costs as much as the check). Once the wait is over, and in every other state,
     /// `acquire_slow` decides.
     #[cold]
-    fn acquire_open<T>(
+    fn acquire_open<T, const REPORT: bool>(
         &self,
         word: Word,
         make: impl FnOnce(Ticket) -> T,
     ) -> Result<T, CircuitOpen> {
         if word.tag() == OPEN {
             if let Some(until) = self.not_yet(word.payload()) {
-                return Err(self.reject(CircuitState::Open, Some(until)));
+                return Err(self.reject::<REPORT>(CircuitState::Open, Some(until)));
             }
         }
-        self.acquire_slow(word).map(make)
+        self.acquire_slow::<REPORT>(word).map(make)
     }
 
     /// Reports an admitted call, in the state `word` says. Without a listener: one check of
@@ -406,43 +540,77 @@ impl Shared {
     #[inline]
     fn permitted(&self, word: Word) {
         if self.listeners.is_active() {
-            self.emit_permitted(word);
+            self.emit_permitted(word.state());
+        }
+    }
+
+    /// Reports a call a service reserved with `reserve` and is making now.
+    #[inline]
+    pub(crate) fn report_permitted(&self, ticket: Ticket) {
+        if self.listeners.is_active() {
+            let state = match ticket.kind {
+                Kind::Probe => CircuitState::HalfOpen,
+                Kind::Passthrough => CircuitState::Disabled,
+                Kind::Normal => {
+                    let word = self.load();
+                    if word.tag() == METRICS_ONLY && word.generation() == ticket.generation {
+                        CircuitState::MetricsOnly
+                    } else {
+                        CircuitState::Closed
+                    }
+                }
+            };
+            self.emit_permitted(state);
         }
     }
 
     // Out of line: building the event would make `acquire` too big to inline into callers.
     #[cold]
-    fn emit_permitted(&self, word: Word) {
+    fn emit_permitted(&self, state: CircuitState) {
         self.listeners.emit(|| CircuitBreakerEvent::CallPermitted {
             name: self.name.clone(),
-            state: word.state(),
+            state,
         });
     }
 
+    /// A ticket for a call admitted in `word`, with `epoch`, the count of generations read
+    /// before `word` was (see `is_stale`).
+    #[inline]
+    fn ticket(word: Word, kind: Kind, epoch: u64) -> Ticket {
+        Ticket {
+            generation: word.generation(),
+            kind,
+            epoch,
+        }
+    }
+
     #[cold]
-    fn acquire_slow(&self, mut word: Word) -> Result<Ticket, CircuitOpen> {
+    fn acquire_slow<const REPORT: bool>(&self, mut word: Word) -> Result<Ticket, CircuitOpen> {
         loop {
+            // Read before the word that admits the call: the word below is `word` loaded
+            // again, or the one a compare-and-swap replaces.
+            let epoch = self.generations();
             match word.tag() {
-                CLOSED | METRICS_ONLY => {
-                    self.permitted(word);
-                    return Ok(Ticket {
-                        generation: word.generation(),
-                        kind: Kind::Normal,
-                        epoch: 0,
-                    });
+                CLOSED | METRICS_ONLY | DISABLED => {
+                    let now = self.load();
+                    if now != word {
+                        word = now;
+                        continue;
+                    }
+                    if REPORT {
+                        self.permitted(word);
+                    }
+                    let kind = if word.tag() == DISABLED {
+                        Kind::Passthrough
+                    } else {
+                        Kind::Normal
+                    };
+                    return Ok(Self::ticket(word, kind, epoch));
                 }
-                DISABLED => {
-                    self.permitted(word);
-                    return Ok(Ticket {
-                        generation: word.generation(),
-                        kind: Kind::Passthrough,
-                        epoch: 0,
-                    });
-                }
-                FORCED_OPEN => return Err(self.reject(CircuitState::ForcedOpen, None)),
+                FORCED_OPEN => return Err(self.reject::<REPORT>(CircuitState::ForcedOpen, None)),
                 RATE_LIMITED => {
                     if let Some(until) = self.not_yet(word.payload()) {
-                        return Err(self.reject(CircuitState::RateLimited, Some(until)));
+                        return Err(self.reject::<REPORT>(CircuitState::RateLimited, Some(until)));
                     }
                     // The cool-down is over: closed again, in the same generation.
                     let next = Word::new(CLOSED, word.generation(), 0);
@@ -456,12 +624,12 @@ impl Shared {
                 }
                 OPEN => {
                     if let Some(until) = self.not_yet(word.payload()) {
-                        return Err(self.reject(CircuitState::Open, Some(until)));
+                        return Err(self.reject::<REPORT>(CircuitState::Open, Some(until)));
                     }
                     if self.probe_limit() == 0 {
                         // Shared with a fleet and this replica holds no slot of the fleet's
                         // round: wait for the round to decide.
-                        return Err(self.reject(CircuitState::Open, None));
+                        return Err(self.reject::<REPORT>(CircuitState::Open, None));
                     }
                     // The wait is over: this call becomes the first probe of a new round.
                     let probes = Probes {
@@ -473,18 +641,18 @@ impl Shared {
                         Ok(()) => {
                             if let Some(max) = self.settings.max_wait_in_half_open {
                                 let deadline = self.deadline_ms(max) & DEADLINE_MS_MASK;
-                                self.half_open_deadline.store(
-                                    ((next.generation() as u64) << DEADLINE_GEN_SHIFT) | deadline,
-                                    Ordering::Release,
+                                let generation = next.generation();
+                                self.publish(
+                                    &self.half_open_deadline,
+                                    ((generation as u64) << DEADLINE_GEN_SHIFT) | deadline,
+                                    generation,
                                 );
                             }
                             self.transitioned(word, next, false);
-                            self.permitted(next);
-                            return Ok(Ticket {
-                                generation: next.generation(),
-                                kind: Kind::Probe,
-                                epoch: self.transitions.load(Ordering::Acquire),
-                            });
+                            if REPORT {
+                                self.permitted(next);
+                            }
+                            return Ok(Self::ticket(next, Kind::Probe, epoch));
                         }
                         Err(actual) => word = actual,
                     }
@@ -497,12 +665,10 @@ impl Shared {
                         let next = Word::new(HALF_OPEN, word.generation(), probes.pack());
                         match self.cas(word, next) {
                             Ok(()) => {
-                                self.permitted(next);
-                                return Ok(Ticket {
-                                    generation: word.generation(),
-                                    kind: Kind::Probe,
-                                    epoch: self.transitions.load(Ordering::Acquire),
-                                });
+                                if REPORT {
+                                    self.permitted(next);
+                                }
+                                return Ok(Self::ticket(next, Kind::Probe, epoch));
                             }
                             Err(actual) => {
                                 word = actual;
@@ -510,19 +676,13 @@ impl Shared {
                             }
                         }
                     }
-                    // Every slot is taken. Have the probes been stuck for too long?
-                    if self.half_open_expired(word.generation()) {
-                        let next = self.reopen_word(word, None);
-                        match self.cas(word, next) {
-                            Ok(()) => {
-                                self.transitioned(word, next, true);
-                                word = next;
-                            }
-                            Err(actual) => word = actual,
-                        }
+                    // Every slot is taken. Is the round over (the one expiry rule)?
+                    let after = self.expire(word);
+                    if after != word {
+                        word = after;
                         continue;
                     }
-                    return Err(self.reject(CircuitState::HalfOpen, None));
+                    return Err(self.reject::<REPORT>(CircuitState::HalfOpen, None));
                 }
             }
         }
@@ -530,13 +690,26 @@ impl Shared {
 
     // Inline into its callers, which are all cold: a call more cost the open path 5%.
     #[inline(always)]
-    fn reject(&self, state: CircuitState, retry_at: Option<Instant>) -> CircuitOpen {
+    fn reject<const REPORT: bool>(
+        &self,
+        state: CircuitState,
+        retry_at: Option<Instant>,
+    ) -> CircuitOpen {
+        if REPORT {
+            self.report_rejected(state);
+        }
+        CircuitOpen::new(self.error_name.clone(), state, retry_at)
+    }
+
+    /// Counts and reports a rejected call (at once for `try_acquire`; when the call is made
+    /// for a service).
+    #[inline(always)]
+    pub(crate) fn report_rejected(&self, state: CircuitState) {
         self.not_permitted.increment();
         tracing::debug!(breaker = %self.name, state = %state, "call rejected by circuit breaker");
         if self.listeners.is_active() {
             self.emit_rejected(state);
         }
-        CircuitOpen::new(self.error_name.clone(), state, retry_at)
     }
 
     #[cold]
@@ -592,21 +765,25 @@ impl Shared {
     #[inline]
     fn settle_normal(&self, ticket: Ticket, outcome: Outcome, hint: Hint, slow: bool) {
         if let Hint::RateLimited(wait) = hint {
+            // Relaxed: a statistic, read on its own.
             self.ignored.fetch_add(1, Ordering::Relaxed);
             self.cool_down(ticket, wait);
             return;
         }
         if outcome == Outcome::Ignored {
+            // Relaxed: a statistic, read on its own.
             self.ignored.fetch_add(1, Ordering::Relaxed);
             return;
         }
         let word = self.load();
-        if word.generation() != ticket.generation {
+        if self.is_stale(word, ticket) {
             // Admitted before a transition: this outcome belongs to a finished generation.
             // (A record that races with the transition itself may still land in the new
             // window; it can never close a breaker, which only half-open probes do.)
             return;
         }
+        // Acquire: pairs with `publish`, which comes after the clear, so a record that sees
+        // this generation here records into the cleared window.
         if self.window_generation.load(Ordering::Acquire) != ticket.generation as u64 {
             // The window of this generation is still being cleared: recording now could read
             // the old window's counts and trip the breaker that has just closed.
@@ -715,24 +892,17 @@ impl Shared {
     }
 
     fn settle_probe(&self, ticket: Ticket, outcome: Outcome, hint: Hint, slow: bool) {
-        if self
-            .transitions
-            .load(Ordering::Acquire)
-            .wrapping_sub(ticket.epoch)
-            >= MAX_PROBE_AGE
-        {
-            // Admitted so many transitions ago that its generation may have wrapped around to
-            // the current round's: it must not touch that round.
-            return;
+        if outcome == Outcome::Ignored || matches!(hint, Hint::RateLimited(_)) {
+            // Relaxed: a statistic, read on its own.
+            self.ignored.fetch_add(1, Ordering::Relaxed);
         }
         if let Hint::RateLimited(wait) = hint {
             // The upstream is up but asks us to wait: reopen for its wait, without counting
             // a failed round (no open-time growth), rather than let more probes hit the limit.
-            self.ignored.fetch_add(1, Ordering::Relaxed);
             let wait = self.server_wait(wait.unwrap_or(self.settings.rate_limit_cooldown));
             let until = self.deadline_ms(wait);
             let mut word = self.load();
-            while word.tag() == HALF_OPEN && word.generation() == ticket.generation {
+            while word.tag() == HALF_OPEN && !self.is_stale(word, ticket) {
                 let next = Word::new(OPEN, word.next_generation(), until);
                 match self.cas(word, next) {
                     Ok(()) => {
@@ -744,12 +914,10 @@ impl Shared {
             }
             return;
         }
-        if outcome == Outcome::Ignored {
-            self.ignored.fetch_add(1, Ordering::Relaxed);
-        }
         let mut word = self.load();
         loop {
-            if word.tag() != HALF_OPEN || word.generation() != ticket.generation {
+            // Only the round the probe was admitted to (`is_stale` is exact across wraps).
+            if word.tag() != HALF_OPEN || self.is_stale(word, ticket) {
                 return;
             }
             let mut probes = word.probes();
@@ -766,7 +934,7 @@ impl Shared {
             let next = match decision {
                 Decision::Undecided => Word::new(HALF_OPEN, word.generation(), probes.pack()),
                 Decision::Close => Word::new(CLOSED, word.next_generation(), 0),
-                Decision::Reopen => self.reopen_word(word, Some(hint)),
+                Decision::Reopen => self.reopen_word(word, Some(hint), None),
             };
             match self.cas(word, next) {
                 Ok(()) => {
@@ -812,12 +980,19 @@ impl Shared {
         }
     }
 
-    /// The word for a reopen from half-open: open time grown by the reopen count.
-    fn reopen_word(&self, word: Word, hint: Option<Hint>) -> Word {
-        let reopens = self.reopens.load(Ordering::Acquire) + 1;
+    /// The word for a reopen from half-open: open time grown by the reopen count, from now,
+    /// or from `since_ms` (an expired round's deadline, in ms since the breaker was built).
+    fn reopen_word(&self, word: Word, hint: Option<Hint>, since_ms: Option<u64>) -> Word {
+        // Relaxed: the count only sizes the open time. It is bumped just after the previous
+        // reopen's compare-and-swap, at least one open wait (>= 1 ms) before this round began.
+        let reopens = self.reopens.load(Ordering::Relaxed) + 1;
         let open = self.open_time(self.settings.wait_in_open, reopens);
         let open = self.at_least_server_wait(open, hint.unwrap_or(Hint::None));
-        Word::new(OPEN, word.next_generation(), self.deadline_ms(open))
+        let until = match since_ms {
+            Some(since) => since.saturating_add(ceil_ms(open)),
+            None => self.deadline_ms(open),
+        };
+        Word::new(OPEN, word.next_generation(), until)
     }
 
     /// `base`, grown for the `reopens`-th consecutive reopen and jittered.
@@ -838,6 +1013,7 @@ impl Shared {
 
     /// A uniform number in `[0, 1)` (splitmix64 over an atomic counter: lock-free, seeded).
     fn random(&self) -> f64 {
+        // Relaxed: each caller only needs a distinct counter value.
         let mut z = self
             .rng
             .fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed)
@@ -852,22 +1028,38 @@ impl Shared {
     /// that counts toward open-time growth.
     fn transitioned(&self, from: Word, to: Word, failed_round: bool) {
         let to_word = to;
-        self.transitions.fetch_add(1, Ordering::AcqRel);
+        let new_generation = to.generation() != from.generation();
+        if new_generation {
+            // AcqRel: ordered after our compare-and-swap, so a reader that sees the bump has
+            // the new word too (see `is_stale` for why the lag does not matter).
+            self.core.generations.fetch_add(1, Ordering::AcqRel);
+        }
         match to.tag() {
-            // The end of a cool-down keeps the window: it is the same closed generation.
-            CLOSED if from.tag() != RATE_LIMITED => {
-                self.window.clear();
-                self.reopens.store(0, Ordering::Release);
+            // A new closed generation starts with an empty window: after a half-open round,
+            // and after a `reset` (even of a cool-down, locally or from the fleet). The end
+            // of a cool-down keeps its generation, and the window with it.
+            CLOSED if new_generation => {
+                // Skipped when a newer transition has already happened: its window is not
+                // ours to clear. (One landing between this check and the clear may lose a few
+                // records of that newer generation; it cannot trip or close anything.)
+                if self.load().generation() == to.generation() {
+                    self.window.clear();
+                }
+                // Relaxed: see `reopen_word`.
+                self.reopens.store(0, Ordering::Relaxed);
             }
             OPEN if failed_round => {
-                self.reopens.fetch_add(1, Ordering::AcqRel);
+                self.reopens.fetch_add(1, Ordering::Relaxed);
             }
             _ => {}
         }
         if matches!(to.tag(), CLOSED | METRICS_ONLY) {
             // After the clear: records of this generation may use the window from now on.
-            self.window_generation
-                .store(to.generation() as u64, Ordering::Release);
+            self.publish(
+                &self.window_generation,
+                to.generation() as u64,
+                to.generation(),
+            );
         }
         let (from, to) = (from.state(), to.state());
         if from == to {
@@ -925,12 +1117,33 @@ impl Shared {
     /// True when a permit of `ticket` is still of the current generation.
     #[inline]
     pub(crate) fn is_current(&self, ticket: Ticket) -> bool {
-        self.load().generation() == ticket.generation
+        !self.is_stale(self.load(), ticket)
+    }
+
+    /// Gives back a ticket a service reserved and never used: a probe's slot is freed (and
+    /// held calls woken to take it). Nothing is recorded, counted or reported: no call ran.
+    pub(crate) fn release(&self, ticket: Ticket) {
+        if ticket.kind != Kind::Probe {
+            return;
+        }
+        let mut word = self.load();
+        while word.tag() == HALF_OPEN && !self.is_stale(word, ticket) {
+            let mut probes = word.probes();
+            probes.admitted = probes.admitted.saturating_sub(1);
+            let next = Word::new(HALF_OPEN, word.generation(), probes.pack());
+            match self.cas(word, next) {
+                Ok(()) => {
+                    self.changed.notify_waiters();
+                    return;
+                }
+                Err(actual) => word = actual,
+            }
+        }
     }
 
     /// True when a call would be admitted now (does not reserve anything).
     pub(crate) fn would_permit(&self) -> bool {
-        let word = self.load();
+        let word = self.current();
         match word.tag() {
             CLOSED | METRICS_ONLY | DISABLED => true,
             FORCED_OPEN => false,
@@ -941,7 +1154,7 @@ impl Shared {
     }
 
     pub(crate) fn retry_after(&self) -> Option<Duration> {
-        let word = self.load();
+        let word = self.current();
         match word.tag() {
             OPEN | RATE_LIMITED => self.remaining(word.payload()),
             _ => None,
@@ -953,7 +1166,7 @@ impl Shared {
         // The state word is read again after the window: if a transition came in between, the
         // window is read again (a few times at most), so that the state and the counts are of
         // one generation.
-        let mut word = self.load();
+        let mut word = self.current();
         let mut counts = self.window.counts(now);
         for _ in 0..3 {
             let after = self.load();
@@ -983,6 +1196,7 @@ impl Shared {
             failure_rate: rate(counts.failures),
             slow_call_rate: rate(counts.slow),
             not_permitted_calls: self.not_permitted.sum(),
+            // Relaxed: statistics, documented as read just after the state.
             ignored_calls: self.ignored.load(Ordering::Relaxed),
             probes_in_flight: probes,
             consecutive_reopens: self.reopens.load(Ordering::Relaxed),

@@ -4,10 +4,12 @@
 mod support;
 
 mod config;
+mod expiry;
 mod half_open;
 mod manual;
 mod model;
 mod rate_limit;
 mod regressions;
+mod reservations;
 mod rules;
 mod service;

@@ -123,3 +123,29 @@ async fn the_service_returns_a_distinct_rate_limited_error() {
     assert_eq!(limited.name(), "llm");
     assert_eq!(limited.retry_after(), Some(secs(2)));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_reset_during_a_cool_down_starts_an_empty_window() {
+    let b = CircuitBreaker::builder("llm")
+        .sliding_window(SlidingWindow::consecutive(2))
+        .build()
+        .unwrap();
+    script(&b, "F");
+    b.try_acquire().unwrap().record_rate_limited(Some(secs(30)));
+    assert_eq!(b.state(), CircuitState::RateLimited);
+    b.reset();
+    assert_eq!(b.state(), CircuitState::Closed);
+    assert_eq!(
+        b.metrics().calls,
+        0,
+        "the operator's reset empties the window"
+    );
+    // One failure after the reset is one, not the second of a run.
+    script(&b, "F");
+    assert_eq!(b.state(), CircuitState::Closed);
+    // The end of a cool-down, by contrast, keeps the window.
+    b.try_acquire().unwrap().record_rate_limited(Some(secs(1)));
+    advance(secs(1)).await;
+    script(&b, "F");
+    assert_eq!(b.state(), CircuitState::Open);
+}

@@ -214,3 +214,27 @@ async fn generation_wrap_lets_stale_probe_in() {
     let r = b.try_acquire();
     assert!(r.is_err(), "second probe admitted with N = 1");
 }
+
+/// A closed-state permit held across 2^21 transitions (the state word's generation has come
+/// round to its own) is still stale: its outcome changes nothing.
+#[tokio::test(start_paused = true)]
+async fn a_permit_from_a_generation_ago_records_nothing_even_after_the_generation_wraps() {
+    let b = CircuitBreaker::builder("g")
+        .sliding_window(SlidingWindow::consecutive(1))
+        .build()
+        .unwrap();
+    let old = b.try_acquire().unwrap();
+    for _ in 0..(1u32 << 21) {
+        b.reset();
+    }
+    old.record(Outcome::Failure);
+    assert_eq!(
+        b.state(),
+        CircuitState::Closed,
+        "a stale failure tripped the breaker"
+    );
+    assert_eq!(b.metrics().calls, 0);
+    // A permit of the current generation still counts.
+    b.try_acquire().unwrap().record(Outcome::Failure);
+    assert_eq!(b.state(), CircuitState::Open);
+}

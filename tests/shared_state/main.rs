@@ -329,6 +329,35 @@ async fn rate_limit_cool_downs_are_shared() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_reset_during_a_shared_cool_down_empties_every_replicas_window() {
+    let store = MemoryStore::new();
+    let [a, b, c] = fleet(&store, 2);
+    settle().await;
+    // Two failures of three on `b`: no trip yet.
+    support::record(&b, Outcome::Failure, 2);
+    a.try_acquire()
+        .expect("closed")
+        .record_rate_limited(Some(Duration::from_secs(30)));
+    settle().await;
+    assert_eq!(
+        states(&[a.clone(), b.clone(), c.clone()]),
+        [CircuitState::RateLimited; 3]
+    );
+    // The operator resets during the cool-down: every replica starts from an empty window.
+    a.reset();
+    settle().await;
+    assert_eq!(
+        states(&[a.clone(), b.clone(), c.clone()]),
+        [CircuitState::Closed; 3]
+    );
+    assert_eq!(b.metrics().calls, 0, "b's window was emptied by the reset");
+    // One failure after the reset is one, not the third of a run: nobody opens.
+    support::record(&b, Outcome::Failure, 1);
+    settle().await;
+    assert_eq!(states(&[a, b, c]), [CircuitState::Closed; 3]);
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_dropped_breaker_ends_its_sync_task() {
     let store = MemoryStore::new();
     let a = replica(&store, 2);

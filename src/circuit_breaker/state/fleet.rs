@@ -41,6 +41,8 @@ impl FleetLink {
         }
     }
 
+    /// Acquire/Release: the quota is set by the sync task after it reserved the slots in the
+    /// store; a caller that sees it also sees what the task wrote before.
     pub(crate) fn quota(&self) -> u32 {
         self.quota.load(Ordering::Acquire)
     }
@@ -64,6 +66,8 @@ impl FleetLink {
         self.manual.load(Ordering::Acquire) == generation as u64 + 1
     }
 
+    /// Release, paired with `is_manual`'s Acquire: written right after the manual transition's
+    /// compare-and-swap and before the sync task is woken for it.
     fn mark_manual(&self, generation: u32) {
         self.manual.store(generation as u64 + 1, Ordering::Release);
     }
@@ -141,7 +145,8 @@ impl Shared {
     }
 
     pub(crate) fn local_state(&self) -> LocalState {
-        self.local_of(self.load())
+        // With the expiry rule applied, as every reader of the state does.
+        self.local_of(self.current())
     }
 
     fn local_of(&self, word: Word) -> LocalState {
@@ -168,6 +173,11 @@ impl Shared {
             let next = match remote {
                 Remote::Closed { reset: false } if word.tag() == CLOSED => {
                     return self.local_of(word);
+                }
+                // The fleet's cool-down is over: closed in the same generation, with the
+                // window, as a local one ends. (A reset starts a new one: next arm.)
+                Remote::Closed { reset: false } if word.tag() == RATE_LIMITED => {
+                    Word::new(CLOSED, word.generation(), 0)
                 }
                 Remote::Closed { .. } => Word::new(CLOSED, word.next_generation(), 0),
                 Remote::Open { wait } => {
