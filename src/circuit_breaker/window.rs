@@ -68,6 +68,12 @@ impl Window {
 // interleaving. The aggregate packs three 21-bit fields, each offset by `BIAS`, so that a field
 // that dips below zero for an instant (two records racing on one slot) cannot borrow from its
 // neighbour; a reader clamps each field to `0..=N`.
+//
+// Orderings: the invariant rests on each swap and fetch_add being atomic read-modify-writes,
+// which any ordering gives; no other memory is published through the window. The Acquire
+// loads and AcqRel updates below only keep one thread's record, clear and read in program
+// order with the others' (the loom models check the invariant with them). The ticket is
+// Relaxed: it only spreads records over the slots.
 
 const FIELD_BITS: u32 = 21;
 const FIELD_MASK: u64 = (1 << FIELD_BITS) - 1;
@@ -193,6 +199,11 @@ impl CountWindow {
 // only buckets whose tag lies inside the window at their own `now`, so the window ages out even
 // when no calls arrive. A bucket that reaches 65,535 calls stops counting for the rest of its
 // epoch: the rates stay exact for the calls sampled.
+//
+// Orderings: `last_epoch` is advanced (AcqRel) before the buckets it passed over are swept,
+// and every bucket update is a compare-and-swap of the whole word (tag and counts), so a
+// record can never add to a bucket of another epoch whatever ordering it sees; Acquire on the
+// loads of `last_epoch` gives `rotate` a sweep at least as recent as the one it reasons about.
 
 const TAG_SHIFT: u32 = 48;
 const COUNT_MASK: u64 = 0xFFFF;
@@ -383,7 +394,9 @@ impl TimeWindow {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Consecutive failures: one counter, reset by any success.
+// Consecutive failures: one counter, reset by any success. (Orderings: the counter publishes
+// nothing else; a success's store racing a failure's increment loses one or the other, as two
+// calls finishing together may in either order.)
 
 pub(crate) struct Consecutive {
     failures: AtomicU64,

@@ -5,6 +5,7 @@
 #![cfg(tower_breaker_loom)]
 
 mod bulkhead;
+mod transitions;
 
 use loom::thread;
 use std::time::Duration;
@@ -12,7 +13,7 @@ use tower_breaker::Outcome;
 use tower_breaker::circuit_breaker::{CircuitBreaker, CircuitState, SlidingWindow};
 
 /// A breaker that has tripped and whose (1 ms) wait is over: the next call starts a round.
-fn ready_to_probe(probes: u32, window: SlidingWindow) -> CircuitBreaker {
+pub(crate) fn ready_to_probe(probes: u32, window: SlidingWindow) -> CircuitBreaker {
     let breaker = CircuitBreaker::builder("loom")
         .sliding_window(window)
         .minimum_calls(1)
