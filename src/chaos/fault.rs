@@ -49,7 +49,8 @@ impl Fault {
         }
     }
 
-    /// A delay drawn uniformly from `min ..= max` (with the layer's seeded generator).
+    /// A delay drawn uniformly from `min ..= max` in whole milliseconds past `min` (tokio's
+    /// timer resolution), with the layer's seeded generator.
     pub fn latency_between(min: Duration, max: Duration) -> Fault {
         Fault::Latency { min, max }
     }

@@ -88,8 +88,12 @@ impl Decision {
     fn add(&mut self, fault: &Fault, draw: f64) -> bool {
         match fault {
             Fault::Latency { min, max } => {
+                // Whole milliseconds (tokio's timer resolution), `min ..= max` inclusive: the
+                // reported delay is the one the caller waits.
                 let span = max.saturating_sub(*min);
-                self.delay += *min + span.mul_f64(draw);
+                let steps = span.as_millis().saturating_add(1) as f64;
+                let offset = Duration::from_millis((draw * steps) as u64).min(span);
+                self.delay += *min + offset;
                 true
             }
             Fault::Error(_) => self.answer_with(fault),

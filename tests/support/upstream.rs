@@ -23,7 +23,9 @@
 //! Any layer: `Upstream::with_chaos(ChaosLayer::http("name").inject(..).build()?)`; options:
 //! `Upstream::builder().chunks(6).chunk_interval(ms(2)).plan(..).start().await`.
 //! A [`Fault::error`](tower_breaker::chaos::Fault::error) closes the connection without an
-//! answer (the client sees a transport error); a stream cut with `reset` aborts the body.
+//! answer (the client sees a transport error); a stream cut with `reset` aborts the body
+//! (give the upstream a `chunk_interval` so the head is flushed before the reset; otherwise
+//! the client may see a send error instead of a body error).
 //! The server stops when the `Upstream` is dropped. Keep this API additive: other test
 //! binaries and examples use it.
 #![allow(dead_code)]
