@@ -53,7 +53,8 @@ pub struct Options {
     pub chunk_interval: Duration,
     /// The pause before a healthy answer's head.
     pub latency: Duration,
-    /// The assistant's text; chunk `i` is `"{reply} {i}"`.
+    /// The assistant's whole answer. A streamed answer splits it into `chunks` pieces whose
+    /// concatenation is this text.
     pub reply: String,
 }
 
@@ -63,7 +64,7 @@ impl Default for Options {
             chunks: 5,
             chunk_interval: Duration::ZERO,
             latency: Duration::ZERO,
-            reply: "token".to_string(),
+            reply: "Hello from the mock upstream.".to_string(),
         }
     }
 }
@@ -71,6 +72,8 @@ impl Default for Options {
 /// A request as the upstream received it (before any fault).
 #[derive(Debug, Clone)]
 pub struct Received {
+    /// When it arrived (tokio time, so paused time works).
+    pub at: tokio::time::Instant,
     pub method: Method,
     pub uri: Uri,
     pub headers: HeaderMap,
@@ -228,6 +231,7 @@ impl Upstream {
                     hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
                         hits.fetch_add(1, Ordering::SeqCst);
                         received.lock().unwrap().push(Received {
+                            at: tokio::time::Instant::now(),
                             method: req.method().clone(),
                             uri: req.uri().clone(),
                             headers: req.headers().clone(),
@@ -288,6 +292,14 @@ pub fn app(options: Options, answered: Arc<AtomicUsize>) -> Router {
         )
 }
 
+/// `text` in `n` pieces of nearly equal length (in characters) whose concatenation is `text`.
+pub fn pieces(text: &str, n: usize) -> Vec<String> {
+    let chars: Vec<char> = text.chars().collect();
+    (0..n)
+        .map(|i| chars[i * chars.len() / n..(i + 1) * chars.len() / n].iter().collect())
+        .collect()
+}
+
 struct Asked {
     stream: bool,
     model: String,
@@ -328,9 +340,6 @@ async fn chat(options: &Options, body: &str) -> Response {
     }
     let id = "chatcmpl-mock";
     if !asked.stream {
-        let content: Vec<String> = (0..options.chunks)
-            .map(|i| format!("{} {i}", options.reply))
-            .collect();
         return json(serde_json::json!({
             "id": id,
             "object": "chat.completion",
@@ -338,7 +347,7 @@ async fn chat(options: &Options, body: &str) -> Response {
             "model": asked.model,
             "choices": [{
                 "index": 0,
-                "message": {"role": "assistant", "content": content.join(" ")},
+                "message": {"role": "assistant", "content": options.reply},
                 "finish_reason": "stop"
             }],
             "usage": {"prompt_tokens": 1, "completion_tokens": options.chunks, "total_tokens": options.chunks + 1}
@@ -358,12 +367,11 @@ async fn chat(options: &Options, body: &str) -> Response {
         serde_json::json!({"role": "assistant", "content": ""}),
         None,
     )];
-    events.extend((0..options.chunks).map(|i| {
-        chunk(
-            serde_json::json!({"content": format!("{} {i} ", options.reply)}),
-            None,
-        )
-    }));
+    events.extend(
+        pieces(&options.reply, options.chunks)
+            .into_iter()
+            .map(|piece| chunk(serde_json::json!({ "content": piece }), None)),
+    );
     events.push(chunk(serde_json::json!({}), Some("stop")));
     events.push("data: [DONE]\n\n".to_string());
     sse(events, options.chunk_interval)
@@ -374,16 +382,13 @@ async fn messages(options: &Options, body: &str) -> Response {
     if !options.latency.is_zero() {
         tokio::time::sleep(options.latency).await;
     }
-    let text: Vec<String> = (0..options.chunks)
-        .map(|i| format!("{} {i}", options.reply))
-        .collect();
     if !asked.stream {
         return json(serde_json::json!({
             "id": "msg_mock",
             "type": "message",
             "role": "assistant",
             "model": asked.model,
-            "content": [{"type": "text", "text": text.join(" ")}],
+            "content": [{"type": "text", "text": options.reply}],
             "stop_reason": "end_turn",
             "usage": {"input_tokens": 1, "output_tokens": options.chunks}
         }));
@@ -402,11 +407,11 @@ async fn messages(options: &Options, body: &str) -> Response {
                 "content_block": {"type": "text", "text": ""}}),
         ),
     ];
-    events.extend(text.iter().map(|t| {
+    events.extend(pieces(&options.reply, options.chunks).into_iter().map(|piece| {
         event(
             "content_block_delta",
             serde_json::json!({"type": "content_block_delta", "index": 0,
-                "delta": {"type": "text_delta", "text": format!("{t} ")}}),
+                "delta": {"type": "text_delta", "text": piece}}),
         )
     }));
     events.push(event(
