@@ -191,14 +191,15 @@ async fn faults_follow_a_request_header_and_a_switch_flipped_at_run_time() {
 
 #[tokio::test(start_paused = true)]
 async fn the_healthy_upstream_speaks_openai_json_and_sse() {
-    let upstream = Upstream::builder().chunks(3).reply("one two three").start().await;
+    let upstream = Upstream::builder()
+        .chunks(3)
+        .reply("one two three")
+        .start()
+        .await;
     let json = post(&upstream.chat_url(), r#"{"model":"gpt-x"}"#).await;
     let json: serde_json::Value = serde_json::from_str(&json.text().await.unwrap()).unwrap();
     assert_eq!(json["model"], "gpt-x");
-    assert_eq!(
-        json["choices"][0]["message"]["content"],
-        "one two three"
-    );
+    assert_eq!(json["choices"][0]["message"]["content"], "one two three");
     let sse = post(&upstream.chat_url(), r#"{"stream":true}"#).await;
     assert_eq!(sse.headers()["content-type"], "text/event-stream");
     let text = sse.text().await.unwrap();
@@ -213,10 +214,16 @@ async fn the_healthy_upstream_speaks_openai_json_and_sse() {
         .iter()
         .map(|e| {
             let chunk: serde_json::Value = serde_json::from_str(&e["data: ".len()..]).unwrap();
-            chunk["choices"][0]["delta"]["content"].as_str().unwrap().to_string()
+            chunk["choices"][0]["delta"]["content"]
+                .as_str()
+                .unwrap()
+                .to_string()
         })
         .collect();
-    assert_eq!(streamed, "one two three", "the pieces make the whole answer");
+    assert_eq!(
+        streamed, "one two three",
+        "the pieces make the whole answer"
+    );
     let messages = post(&upstream.messages_url(), r#"{"stream":true}"#)
         .await
         .text()

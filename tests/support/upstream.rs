@@ -1,5 +1,5 @@
-//! A mock LLM upstream on 127.0.0.1 for tests and examples: OpenAI-compatible
-//! `POST /v1/chat/completions` (JSON, or SSE `data: {chunk}` ... `data: [DONE]` when the body
+//! A mock LLM upstream on 127.0.0.1 for tests and examples: OpenAI-compatible `GET /v1/models`
+//! and `POST /v1/chat/completions` (JSON, or SSE `data: {chunk}` ... `data: [DONE]` when the body
 //! says `"stream": true`) and Anthropic-style `POST /v1/messages` (JSON, or SSE ending with
 //! `event: message_stop`), with a [`ChaosLayer`] in front of the healthy app.
 //!
@@ -271,6 +271,15 @@ pub fn app(options: Options, answered: Arc<AtomicUsize>) -> Router {
     let (o2, a2) = (options.clone(), answered.clone());
     Router::new()
         .route(
+            "/v1/models",
+            axum::routing::get(|| async {
+                json(
+                    serde_json::json!({"data": [{"id": "mock-model", "object": "model",
+                    "owned_by": "tower-breaker"}], "object": "list"}),
+                )
+            }),
+        )
+        .route(
             "/v1/chat/completions",
             post(move |body: String| {
                 let (options, answered) = (options.clone(), answered.clone());
@@ -296,7 +305,11 @@ pub fn app(options: Options, answered: Arc<AtomicUsize>) -> Router {
 pub fn pieces(text: &str, n: usize) -> Vec<String> {
     let chars: Vec<char> = text.chars().collect();
     (0..n)
-        .map(|i| chars[i * chars.len() / n..(i + 1) * chars.len() / n].iter().collect())
+        .map(|i| {
+            chars[i * chars.len() / n..(i + 1) * chars.len() / n]
+                .iter()
+                .collect()
+        })
         .collect()
 }
 
@@ -407,13 +420,17 @@ async fn messages(options: &Options, body: &str) -> Response {
                 "content_block": {"type": "text", "text": ""}}),
         ),
     ];
-    events.extend(pieces(&options.reply, options.chunks).into_iter().map(|piece| {
-        event(
-            "content_block_delta",
-            serde_json::json!({"type": "content_block_delta", "index": 0,
+    events.extend(
+        pieces(&options.reply, options.chunks)
+            .into_iter()
+            .map(|piece| {
+                event(
+                    "content_block_delta",
+                    serde_json::json!({"type": "content_block_delta", "index": 0,
                 "delta": {"type": "text_delta", "text": piece}}),
-        )
-    }));
+                )
+            }),
+    );
     events.push(event(
         "content_block_stop",
         serde_json::json!({"type": "content_block_stop", "index": 0}),
