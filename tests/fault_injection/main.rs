@@ -8,4 +8,5 @@ mod support;
 mod config;
 mod http;
 mod rates;
+mod service;
 mod stream;
