@@ -78,9 +78,9 @@
 //!
 //! The HTTP layer needs a service of `http::Request` to `http::Response`: a hyper-util client,
 //! or the server side (an axum app, a staging mock of the provider). A `reqwest::Client` is a
-//! `Service<reqwest::Request>`: in front of it the generic layer (`ChaosLayer::<reqwest::Request>
-//! ::builder`) injects errors and latency; for statuses and stream faults, put the HTTP layer
-//! on the server your client calls.
+//! `Service<reqwest::Request>`: in front of it the generic layer
+//! (`ChaosLayer::<reqwest::Request>::builder`) injects errors and latency; for statuses and
+//! stream faults, put the HTTP layer on the server your client calls.
 //!
 //! # How faults combine
 //!
