@@ -82,8 +82,9 @@
 //!   exact, from two reads; a call changing hands between them can be in both or neither. The
 //!   rejection counters are read after. See [`BulkheadMetrics`](crate::bulkhead::BulkheadMetrics).
 //! - [`KeyedCircuitBreakers::metrics`](crate::keyed::KeyedCircuitBreakers::metrics): one
-//!   breaker snapshot per key, taken one after the other under the registry's read lock (keys
-//!   are neither added nor evicted meanwhile), not all at one instant; it allocates the list.
+//!   breaker snapshot per key, taken one after the other, one shard of the registry at a time
+//!   under its read lock (keys of that shard are neither added nor evicted meanwhile), not all
+//!   at one instant; it allocates the list.
 //!
 //! The listeners' series are the running totals of the events, so they can differ from a
 //! snapshot by the calls in flight.
