@@ -143,6 +143,7 @@ impl<Res> MarkFallback<Res> for NoMark {
 /// What a fallback answer replaced. Inserted as an extension on HTTP responses by
 /// [`MarkExtension`] (feature `http`).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct FallbackServed {
     /// The fallback's name.
     pub name: Arc<str>,
