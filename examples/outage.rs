@@ -940,6 +940,8 @@ fn write_svg(
         CircuitState::HalfOpen => 1.0,
         CircuitState::RateLimited => 1.5,
         CircuitState::Open | CircuitState::ForcedOpen => 2.0,
+        // A state added later: drawn as open until this chart learns it.
+        _ => 2.0,
     };
     let mut states = ChartBuilder::on(&bottom)
         .caption(

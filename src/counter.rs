@@ -18,11 +18,11 @@ const SLOTS: usize = 4;
 /// Thread ids start at 1; 0 marks a free slot and a thread that has no id yet.
 static NEXT_THREAD_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
-#[cfg(not(tower_breaker_loom))]
+#[cfg(not(all(test, tower_breaker_loom)))]
 std::thread_local! {
     static THREAD_ID: Cell<u64> = const { Cell::new(0) };
 }
-#[cfg(tower_breaker_loom)]
+#[cfg(all(test, tower_breaker_loom))]
 loom::thread_local! {
     static THREAD_ID: Cell<u64> = Cell::new(0);
 }

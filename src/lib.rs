@@ -56,6 +56,13 @@
 //!   with `http` statuses with rate-limit headers and SSE stream faults.
 //! - [`health`]: a registry and report of breakers and bulkheads; an axum `/health` handler.
 //! - `stack` (feature `stack`): `StandardResilience`, the whole client stack in one call.
+//! - [`shared_state`] (feature `shared-state`): breakers shared across replicas: a trip on one
+//!   opens the breaker on every replica. The [`StateStore`](shared_state::StateStore) trait,
+//!   an in-process [`MemoryStore`](shared_state::MemoryStore), and the
+//!   [`SharedState`](shared_state::SharedState) settings a breaker builder takes.
+//! - [`RedisStore`](shared_state::RedisStore) (feature `redis`, in [`shared_state`]): the
+//!   fleet's state in Redis, with a reconnecting connection and pub/sub notices; over TLS
+//!   (`rediss://`) with feature `redis-tls`.
 //! - [`outcome`]: [`Outcome`] and the [`Classify`] trait that turns results into outcomes.
 //! - [`events`]: the [`Listener`](events::Listener) trait every component reports to.
 //!
@@ -85,6 +92,9 @@
 //! | `chaos` | [`chaos`]: [`ChaosLayer`](chaos::ChaosLayer), fault injection with per-fault injection rates, switches, seeds and scripted plans; with `http`, statuses (429 with rate-limit headers, 503, 529) and SSE body faults |
 //! | `serde` | `Serialize` / `Deserialize` for [`health`] reports |
 //! | `axum` | an axum `/health` handler answering 200, or 503 when unhealthy (implies `serde`) |
+//! | `shared-state` | [`shared_state`]: breakers shared across replicas through a [`StateStore`](shared_state::StateStore), with an in-process [`MemoryStore`](shared_state::MemoryStore) (tokio's `rt` for the sync task) |
+//! | `redis` | [`RedisStore`](shared_state::RedisStore): the fleet's state in Redis (implies `shared-state`) |
+//! | `redis-tls` | `RedisStore` over TLS (`rediss://` URLs) with rustls and its `ring` provider; no OpenSSL (implies `redis`) |
 
 #![forbid(unsafe_code)]
 #![warn(
@@ -133,6 +143,15 @@ pub mod shared_state;
 #[cfg_attr(docsrs, doc(cfg(feature = "stack")))]
 pub mod stack;
 mod sync;
+
+// The loom models live in tests/loom but run inside the library's tests, the only build where
+// `crate::sync` is loom's (`loom` is a dev-dependency). They name the crate `tower_breaker`,
+// as an integration test would.
+#[cfg(all(test, tower_breaker_loom))]
+extern crate self as tower_breaker;
+#[cfg(all(test, tower_breaker_loom))]
+#[path = "../tests/loom/main.rs"]
+mod loom_models;
 
 pub use config::ConfigError;
 pub use outcome::{Classify, Outcome};

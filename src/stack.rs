@@ -115,6 +115,32 @@ impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
 /// Total timeout, retry, circuit breaker, bulkhead and attempt timeout, in that order; see the
 /// [module docs](self). A `Layer`: every service it wraps shares the one breaker, bulkhead and
 /// retry budget.
+///
+/// Each part can be set, and read back for health checks and metrics:
+///
+/// ```
+/// use std::time::Duration;
+/// use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
+/// use tower_breaker::bulkhead::Bulkhead;
+/// use tower_breaker::circuit_breaker::{CircuitBreaker, CircuitState, SlidingWindow};
+/// use tower_breaker::stack::StandardResilience;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), tower::BoxError> {
+/// let resilience = StandardResilience::builder("completions")
+///     .breaker(CircuitBreaker::builder("completions").sliding_window(SlidingWindow::consecutive(5)))
+///     .bulkhead(Bulkhead::builder("completions").max_concurrent(32))
+///     .attempt_timeout(Duration::from_secs(20))
+///     .build()?;
+/// let breaker = resilience.breaker().clone();
+/// let mut client = ServiceBuilder::new()
+///     .layer(resilience)
+///     .service(service_fn(|q: String| async move { Ok::<_, tower::BoxError>(q.len()) }));
+/// assert_eq!(client.ready().await?.call("hello".into()).await?, 5);
+/// assert_eq!(breaker.state(), CircuitState::Closed);
+/// # Ok(())
+/// # }
+/// ```
 pub struct StandardResilience<
     C = DefaultClassifier,
     P = Cloneable,

@@ -153,6 +153,24 @@ use tokio::time::Instant;
 
 /// A bulkhead: a cheap `Clone` handle to shared slots and a shared wait queue. See the
 /// [module docs](self).
+///
+/// Used without tower: a [`Permit`] holds a slot until it is dropped.
+///
+/// ```
+/// use tower_breaker::bulkhead::{Bulkhead, BulkheadFull};
+///
+/// let embeddings = Bulkhead::builder("embeddings")
+///     .max_concurrent(2)
+///     .max_queue(0) // fail fast when both slots are busy
+///     .build()?;
+/// let first = embeddings.try_acquire().expect("a free slot");
+/// let _second = embeddings.try_acquire().expect("a free slot");
+/// let full: BulkheadFull = embeddings.try_acquire().unwrap_err();
+/// # let _ = full;
+/// drop(first);
+/// assert!(embeddings.try_acquire().is_ok());
+/// # Ok::<_, tower_breaker::ConfigError>(())
+/// ```
 #[derive(Clone)]
 pub struct Bulkhead {
     pub(crate) shared: Arc<Shared>,

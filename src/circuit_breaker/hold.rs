@@ -33,6 +33,7 @@ pub struct HoldRejected {
 
 /// Why a call was not held, or stopped being held.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum HoldReason {
     /// `max_held` calls were already held.
     Full {

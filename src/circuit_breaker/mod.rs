@@ -139,6 +139,7 @@ use tokio::time::Instant;
 
 /// The state of a breaker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum CircuitState {
     /// Calls go through and are counted.
     Closed,
@@ -181,6 +182,27 @@ impl fmt::Display for CircuitState {
 }
 
 /// A circuit breaker: a cheap `Clone` handle to shared state. See the [module docs](self).
+///
+/// Used without tower: ask for a [`Permit`], make the call, record its outcome.
+///
+/// ```
+/// use tower_breaker::Outcome;
+/// use tower_breaker::circuit_breaker::{CircuitBreaker, CircuitState, SlidingWindow};
+///
+/// let breaker = CircuitBreaker::builder("openai")
+///     .sliding_window(SlidingWindow::consecutive(2))
+///     .build()?;
+/// for _ in 0..2 {
+///     let permit = breaker.try_acquire().expect("closed");
+///     // ... make the call; it failed:
+///     permit.record(Outcome::Failure);
+/// }
+/// assert_eq!(breaker.state(), CircuitState::Open);
+/// let open = breaker.try_acquire().unwrap_err();
+/// let wait = open.retry_after().expect("the rest of the open wait");
+/// assert_eq!(wait.as_secs_f64().round(), 60.0); // the default wait, to the millisecond
+/// # Ok::<_, tower_breaker::ConfigError>(())
+/// ```
 #[derive(Clone)]
 pub struct CircuitBreaker {
     pub(crate) shared: Arc<Shared>,

@@ -68,6 +68,33 @@ pub(crate) struct Shared<S, Req, Res> {
 
 /// An ordered list of providers; see the [module docs](self). Cheap to clone: clones share
 /// the providers.
+///
+/// When every provider fails, the error lists each one's failure:
+///
+/// ```
+/// use tower::{Service, ServiceExt, service_fn, util::BoxCloneService};
+/// use tower_breaker::BoxError;
+/// use tower_breaker::failover::{AllProvidersFailed, Failover};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), BoxError> {
+/// let down = |name: &'static str| {
+///     BoxCloneService::new(service_fn(move |_: String| async move {
+///         Err::<String, BoxError>(format!("{name} is down").into())
+///     }))
+/// };
+/// let mut failover = Failover::builder()
+///     .provider("openai", None, down("openai"))
+///     .provider("anthropic", None, down("anthropic"))
+///     .build();
+/// assert_eq!(failover.names(), ["openai", "anthropic"]);
+///
+/// let err = failover.ready().await?.call("hi".into()).await.unwrap_err();
+/// let all = err.downcast_ref::<AllProvidersFailed>().expect("every provider failed");
+/// assert_eq!(all.failures().len(), 2);
+/// # Ok(())
+/// # }
+/// ```
 pub struct Failover<S, Req, Res> {
     shared: Arc<Shared<S, Req, Res>>,
 }
@@ -208,6 +235,7 @@ where
 
 /// Why one provider did not answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ProviderFailure {
     /// The provider's name.
     pub provider: Arc<str>,

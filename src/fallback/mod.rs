@@ -143,6 +143,7 @@ impl<Res> MarkFallback<Res> for NoMark {
 /// What a fallback answer replaced. Inserted as an extension on HTTP responses by
 /// [`MarkExtension`] (feature `http`).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct FallbackServed {
     /// The fallback's name.
     pub name: Arc<str>,
@@ -236,9 +237,10 @@ impl<G> FallbackLayer<FromFn<G>> {
 }
 
 impl<K, Res, KF> FallbackLayer<Cache<K, Res, KF>> {
-    /// Keeps the last good answer for each key `key(&request)` (`None`: not cached) and serves
+    /// Keeps a recent good answer for each key `key(&request)` (`None`: not cached) and serves
     /// it for a failed call while it is younger than `ttl`. At most `max_entries` answers are
-    /// kept (at least 1).
+    /// kept (at least 1). A stored answer is replaced by a newer good one at most once per
+    /// eighth of `ttl`, so good calls in between cost no lock and no clone; see [`Cache`].
     pub fn cache(key: KF, ttl: Duration, max_entries: usize) -> Self {
         Self::new(Cache::new(key, ttl, max_entries.max(1)))
     }
@@ -298,7 +300,7 @@ impl<S, F: Clone, P: Clone, M: Clone> Layer<S> for FallbackLayer<F, P, M> {
     fn layer(&self, inner: S) -> Self::Service {
         Fallback {
             inner,
-            config: self.clone(),
+            config: Arc::new(self.clone()),
         }
     }
 }
@@ -306,7 +308,9 @@ impl<S, F: Clone, P: Clone, M: Clone> Layer<S> for FallbackLayer<F, P, M> {
 /// A service that answers failed calls from a fallback source; made by [`FallbackLayer`].
 pub struct Fallback<S, F, P = OnError, M = NoMark> {
     inner: S,
-    config: FallbackLayer<F, P, M>,
+    /// Shared with every call's future: one count increment per call, where a copy of the
+    /// layer cloned its source, predicate, mark and listener list.
+    config: Arc<FallbackLayer<F, P, M>>,
 }
 
 impl<S: Clone, F: Clone, P: Clone, M: Clone> Clone for Fallback<S, F, P, M> {
@@ -385,7 +389,7 @@ pin_project! {
     {
         #[pin]
         state: State<Fut, F::State, F::Future>,
-        config: FallbackLayer<F, P, M>,
+        config: Arc<FallbackLayer<F, P, M>>,
         _types: PhantomData<fn(Req) -> Res>,
     }
 }

@@ -36,6 +36,7 @@ use std::sync::{Arc, RwLock};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
+#[non_exhaustive]
 pub enum HealthStatus {
     /// Every breaker closed, no bulkhead saturated.
     Healthy,
@@ -66,6 +67,7 @@ impl fmt::Display for HealthStatus {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
+#[non_exhaustive]
 pub enum ComponentKind {
     /// A circuit breaker.
     CircuitBreaker,
@@ -126,6 +128,30 @@ struct Inner {
 }
 
 /// Named breakers and bulkheads; a cheap `Clone` handle (clones share the registry).
+///
+/// Bulkheads and keyed registries count too, and the rule is yours to set:
+///
+/// ```
+/// use tower_breaker::bulkhead::Bulkhead;
+/// use tower_breaker::circuit_breaker::CircuitBreaker;
+/// use tower_breaker::health::{HealthRegistry, HealthStatus};
+/// use tower_breaker::keyed::KeyedCircuitBreakers;
+///
+/// let chat = CircuitBreaker::builder("chat").build()?;
+/// let slots = Bulkhead::builder("chat").max_concurrent(4).build()?;
+/// let models = KeyedCircuitBreakers::<String>::builder(CircuitBreaker::builder("model")).build()?;
+/// let health = HealthRegistry::new();
+/// health
+///     .register_breaker(&chat)
+///     .register_bulkhead(&slots)
+///     .register_keyed(&models)
+///     .unhealthy_ratio(1.0); // unhealthy only when every breaker is open
+///
+/// models.get(&"gpt-4o".to_string()).force_open();
+/// let report = health.report();
+/// assert_eq!(report.status, HealthStatus::Degraded);
+/// # Ok::<_, tower_breaker::ConfigError>(())
+/// ```
 #[derive(Clone)]
 pub struct HealthRegistry {
     inner: Arc<RwLock<Inner>>,

@@ -16,6 +16,7 @@ use std::time::Duration;
 /// Richer than [`Outcome`]: a rate limit is neither a success nor a failure, and it carries
 /// the server's wait.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum ResponseClass {
     /// The upstream answered. With a streamed body, the call is recorded when the body ends:
     /// a clean end is a success, a body error or an idle timeout a failure, a body dropped by

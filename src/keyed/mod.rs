@@ -2,13 +2,27 @@
 //! bounded number of keys.
 //!
 //! Keys often come from requests, so their number must not grow without end: at most
-//! `max_keys` breakers are kept. When a new key arrives and the registry is full, the idle
-//! closed breakers used least recently are evicted (an eighth of the registry at a time, so
-//! eviction is rare). A breaker with a call in flight is never evicted. Breakers that are
-//! open, half-open, rate-limited or forced open are not evicted while their wait runs: an open
-//! provider is never silently forgotten. Only when no closed breaker can go, an open one whose
-//! wait is over is evicted, with a warning. If nothing can be evicted, calls for new keys share
-//! one overflow breaker (named `<name>:overflow`) until room is made.
+//! `max_keys` breakers are kept. When a new key arrives and the registry is full, idle closed
+//! breakers are evicted, an eighth of the registry at a time (so eviction is rare), those not
+//! used since the last eviction first (a clock sweep: an approximation of least recently used
+//! that costs a lookup no clock read and no shared write). A breaker with a call in flight, or
+//! whose handle someone holds, is never evicted. Breakers that are open, half-open,
+//! rate-limited are not evicted while their wait runs: an open provider is never silently
+//! forgotten. Only when no closed breaker can go, one whose next call would be admitted as a
+//! probe anyway (open or rate-limited with its wait over, or half-open with no probe in flight)
+//! is evicted, with a warning. A breaker an operator set by hand
+//! ([`disable`](CircuitBreaker::disable), [`metrics_only`](CircuitBreaker::metrics_only),
+//! [`force_open`](CircuitBreaker::force_open)) is never evicted: it would come back closed. If
+//! nothing can be evicted, calls for new keys share one overflow breaker (named
+//! `<name>:overflow`) until room is made.
+//!
+//! # Cost
+//!
+//! [`get`](KeyedCircuitBreakers::get) hashes the key, takes the read lock of one of 16 shards
+//! (so threads on different keys rarely meet) and clones the breaker's handle: no clock read,
+//! no allocation, no shared write but the handle's count. The layer's service keeps the last
+//! few keys' breakers it used and finds them again without a lock or a hash (compared by
+//! `Eq`); `benches/keyed.rs` measures both, from 10 to 100,000 keys.
 //!
 //! A template built with [`shared_state`](crate::circuit_breaker::Builder::shared_state)
 //! (feature `shared-state`) gives every key its own fleet-shared breaker, named
@@ -43,23 +57,44 @@
 //! # }
 //! ```
 
-use crate::BoxError;
+mod service;
+
+pub use self::service::{KeyedCircuitBreakerLayer, KeyedCircuitBreakerService};
+
 use crate::circuit_breaker::{
-    Builder as BreakerBuilder, CircuitBreaker, CircuitBreakerMetrics, CircuitState, ClassifyNow,
-    RecordOutcome, ResponseFuture,
+    Builder as BreakerBuilder, CircuitBreaker, CircuitBreakerMetrics, CircuitState,
 };
 use crate::config::ConfigError;
 use std::collections::HashMap;
+use std::collections::hash_map::RandomState;
 use std::fmt;
-use std::hash::Hash;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
-use std::task::{Context, Poll};
-use tokio::time::Instant;
-use tower_layer::Layer;
-use tower_service::Service;
+use std::hash::{BuildHasher, Hash};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+
+/// Shards of the registry: a power of two, enough that two threads on different keys rarely
+/// take the same shard's lock.
+const SHARDS: usize = 16;
+
+/// One shard: its keys' nodes.
+type Shard<K> = RwLock<HashMap<K, Arc<Node>>>;
 
 /// A registry of breakers, one per key; a cheap `Clone` handle. See the [module docs](self).
+///
+/// ```
+/// use tower_breaker::Outcome;
+/// use tower_breaker::circuit_breaker::{CircuitBreaker, CircuitState, SlidingWindow};
+/// use tower_breaker::keyed::KeyedCircuitBreakers;
+///
+/// let template = CircuitBreaker::builder("host").sliding_window(SlidingWindow::consecutive(1));
+/// let hosts = KeyedCircuitBreakers::builder(template).max_keys(10_000).build()?;
+///
+/// hosts.get(&"api.example.com").try_acquire().unwrap().record(Outcome::Failure);
+/// assert_eq!(hosts.state(&"api.example.com"), Some(CircuitState::Open));
+/// assert!(hosts.get(&"cdn.example.com").try_acquire().is_ok());
+/// assert_eq!(hosts.get(&"cdn.example.com").name(), "host:cdn.example.com");
+/// # Ok::<_, tower_breaker::ConfigError>(())
+/// ```
 pub struct KeyedCircuitBreakers<K> {
     shared: Arc<Shared<K>>,
 }
@@ -69,16 +104,48 @@ struct Shared<K> {
     template: BreakerBuilder,
     overrides: HashMap<K, BreakerBuilder>,
     max_keys: usize,
-    map: RwLock<HashMap<K, Entry>>,
+    /// Picks a key's shard; each shard's map has its own hasher.
+    hasher: RandomState,
+    shards: Box<[Shard<K>]>,
+    /// Places taken in the shards, counting insertions under way: never above `max_keys`.
+    reserved: AtomicUsize,
+    /// One eviction at a time; the shard where the next sweep starts.
+    sweep: Mutex<usize>,
     overflow: CircuitBreaker,
-    origin: Instant,
     evicted: AtomicU64,
 }
 
-struct Entry {
-    breaker: CircuitBreaker,
-    /// Milliseconds since the registry was built.
-    last_used: AtomicU64,
+/// One key's breaker, shared by the registry and the services' caches.
+pub(crate) struct Node {
+    pub(crate) breaker: CircuitBreaker,
+    /// Set by a lookup, cleared by an eviction sweep: "used since the last sweep". Written
+    /// only when it changes, so a hot key's lookups only read it.
+    used: AtomicBool,
+    /// Set (under the shard's write lock) when the registry drops this node, so that caches
+    /// holding it look the key up again.
+    evicted: AtomicBool,
+}
+
+impl Node {
+    #[inline]
+    pub(crate) fn touch(&self) {
+        // Relaxed: a hint for the eviction sweep, which reads it under the shard's write lock.
+        if !self.used.load(Ordering::Relaxed) {
+            self.used.store(true, Ordering::Relaxed);
+        }
+    }
+
+    #[inline]
+    pub(crate) fn is_evicted(&self) -> bool {
+        self.evicted.load(Ordering::Acquire)
+    }
+
+    /// No call in flight and no handle held outside the registry. Read under the shard's
+    /// write lock, so no `get` can clone the handle meanwhile. (A service's cache holds the
+    /// `Node`, not a handle: see `service::Cache`.)
+    fn is_idle(&self) -> bool {
+        Arc::strong_count(&self.breaker.shared) == 1
+    }
 }
 
 impl<K> Clone for KeyedCircuitBreakers<K> {
@@ -116,6 +183,17 @@ impl<K> fmt::Debug for Builder<K> {
     }
 }
 
+/// Which breakers an eviction sweep may remove.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Pass {
+    /// Idle closed breakers not used since the last sweep (used ones lose their mark).
+    Unused,
+    /// Idle closed breakers.
+    Closed,
+    /// Idle breakers whose next call would be admitted as a probe anyway.
+    ProbeReady,
+}
+
 impl<K: Hash + Eq + Clone + fmt::Display> KeyedCircuitBreakers<K> {
     /// A registry whose breakers are built from `template`; each is named
     /// `<template name>:<key>`.
@@ -127,101 +205,153 @@ impl<K: Hash + Eq + Clone + fmt::Display> KeyedCircuitBreakers<K> {
         }
     }
 
-    /// The breaker for `key`, built from the template (or the key's override) on first use.
+    /// The breaker for `key`, built from the template (or the key's override) on first use;
+    /// the [`overflow`](Self::overflow) breaker when the registry is full of breakers that may
+    /// not be evicted.
     pub fn get(&self, key: &K) -> CircuitBreaker {
+        match self.find(key, |node| node.breaker.clone()) {
+            Some(breaker) => breaker,
+            None => self
+                .insert(key)
+                .map_or_else(|| self.shared.overflow.clone(), |node| node.breaker.clone()),
+        }
+    }
+
+    /// `key`'s node, made on first use; `None`: no room (use the overflow breaker).
+    pub(crate) fn node(&self, key: &K) -> Option<Arc<Node>> {
+        self.find(key, Arc::clone).or_else(|| self.insert(key))
+    }
+
+    #[inline]
+    fn shard(&self, key: &K) -> &Shard<K> {
         let s = &self.shared;
-        let now = self.now_ms();
-        {
-            let map = s.map.read().unwrap_or_else(|p| p.into_inner());
-            if let Some(entry) = map.get(key) {
-                entry.last_used.store(now, Ordering::Relaxed);
-                return entry.breaker.clone();
-            }
-        }
-        let mut map = s.map.write().unwrap_or_else(|p| p.into_inner());
-        if let Some(entry) = map.get(key) {
-            entry.last_used.store(now, Ordering::Relaxed);
-            return entry.breaker.clone();
-        }
-        if map.len() >= s.max_keys {
-            self.evict(&mut map);
-            if map.len() >= s.max_keys {
-                return s.overflow.clone();
+        // SHARDS is a power of two; the low bits of SipHash are as good as any.
+        &s.shards[s.hasher.hash_one(key) as usize & (SHARDS - 1)]
+    }
+
+    #[inline]
+    fn find<R>(&self, key: &K, f: impl FnOnce(&Arc<Node>) -> R) -> Option<R> {
+        let map = self
+            .shard(key)
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        map.get(key).map(|node| {
+            node.touch();
+            f(node)
+        })
+    }
+
+    #[cold]
+    fn insert(&self, key: &K) -> Option<Arc<Node>> {
+        let s = &self.shared;
+        if !self.reserve() {
+            self.evict();
+            if !self.reserve() {
+                return None;
             }
         }
         let builder = s.overrides.get(key).unwrap_or(&s.template).clone();
         // Every builder was checked when the registry was built; only the name differs.
         let Ok(breaker) = builder.name(format!("{}:{key}", s.name)).build() else {
-            return s.overflow.clone();
+            s.reserved.fetch_sub(1, Ordering::Relaxed);
+            return None;
         };
-        map.insert(
-            key.clone(),
-            Entry {
-                breaker: breaker.clone(),
-                last_used: AtomicU64::new(now),
-            },
-        );
-        breaker
+        let mut map = self
+            .shard(key)
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(node) = map.get(key) {
+            // Another thread made it meanwhile: give the place back.
+            s.reserved.fetch_sub(1, Ordering::Relaxed);
+            return Some(node.clone());
+        }
+        let node = Arc::new(Node {
+            breaker,
+            used: AtomicBool::new(true),
+            evicted: AtomicBool::new(false),
+        });
+        map.insert(key.clone(), node.clone());
+        Some(node)
     }
 
-    /// Makes room: evicts the least recently used idle closed breakers, an eighth of the
-    /// registry at a time. Only when there is none, an idle open breaker whose wait is over
-    /// (it would let its next call through as a probe anyway) is evicted, and a warning says
-    /// so: an open breaker is never forgotten silently, nor while its wait runs. A breaker with
-    /// a permit or handle outstanding (a call in flight) is never evicted.
-    fn evict(&self, map: &mut HashMap<K, Entry>) {
-        let idle = |e: &Entry| Arc::strong_count(&e.breaker.shared) == 1;
-        let mut closed: Vec<(u64, K)> = map
-            .iter()
-            .filter(|(_, e)| {
-                idle(e)
-                    && matches!(
-                        e.breaker.state(),
-                        CircuitState::Closed | CircuitState::Disabled | CircuitState::MetricsOnly
-                    )
+    /// Takes a place for a new key, if there is one.
+    fn reserve(&self) -> bool {
+        let s = &self.shared;
+        s.reserved
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n < s.max_keys).then_some(n + 1)
             })
-            .map(|(k, e)| (e.last_used.load(Ordering::Relaxed), k.clone()))
-            .collect();
-        let batch = (self.shared.max_keys / 8).max(1).min(closed.len());
-        if batch > 0 {
-            closed.select_nth_unstable_by_key(batch - 1, |(used, _)| *used);
-            for (_, key) in closed.into_iter().take(batch) {
-                map.remove(&key);
-            }
-            self.shared
-                .evicted
-                .fetch_add(batch as u64, Ordering::Relaxed);
+            .is_ok()
+    }
+
+    /// Makes room: see the module docs for the order. Sweeps one shard at a time, from where
+    /// the last sweep stopped, so that no shard is always emptied first.
+    fn evict(&self) {
+        let s = &self.shared;
+        let mut start = s.sweep.lock().unwrap_or_else(PoisonError::into_inner);
+        if s.reserved.load(Ordering::Relaxed) < s.max_keys {
+            // Another thread made room while this one waited.
             return;
         }
-        let expired = map
-            .iter()
-            .filter(|(_, e)| {
-                idle(e)
-                    && matches!(
-                        e.breaker.state(),
-                        CircuitState::Open | CircuitState::RateLimited
-                    )
-                    && e.breaker.is_call_permitted()
-            })
-            .min_by_key(|(_, e)| e.last_used.load(Ordering::Relaxed))
-            .map(|(k, _)| k.clone());
-        if let Some(key) = expired {
-            if let Some(entry) = map.remove(&key) {
-                tracing::warn!(
-                    breaker = %entry.breaker.name(),
-                    "evicting an open circuit breaker whose wait is over to make room for a new key"
-                );
-                self.shared.evicted.fetch_add(1, Ordering::Relaxed);
+        let batch = (s.max_keys / 8).max(1);
+        for pass in [Pass::Unused, Pass::Closed, Pass::ProbeReady] {
+            let limit = if pass == Pass::ProbeReady { 1 } else { batch };
+            let mut removed = 0;
+            for i in 0..SHARDS {
+                let index = (*start + i) & (SHARDS - 1);
+                let mut map = s.shards[index]
+                    .write()
+                    .unwrap_or_else(PoisonError::into_inner);
+                map.retain(|_, node| {
+                    if removed >= limit || !Self::evictable(node, pass) {
+                        return true;
+                    }
+                    if pass == Pass::ProbeReady {
+                        tracing::warn!(
+                            breaker = %node.breaker.name(),
+                            state = %node.breaker.state(),
+                            "evicting a circuit breaker whose next call would be a probe, to make room for a new key"
+                        );
+                    }
+                    node.evicted.store(true, Ordering::Release);
+                    removed += 1;
+                    false
+                });
+                if removed >= limit {
+                    *start = index + 1;
+                    break;
+                }
+            }
+            if removed > 0 {
+                s.reserved.fetch_sub(removed, Ordering::Relaxed);
+                s.evicted.fetch_add(removed as u64, Ordering::Relaxed);
+                return;
+            }
+        }
+    }
+
+    fn evictable(node: &Node, pass: Pass) -> bool {
+        if !node.is_idle() {
+            return false;
+        }
+        let state = node.breaker.state();
+        match pass {
+            // Second chance: a used breaker loses its mark and stays, this time.
+            Pass::Unused => {
+                state == CircuitState::Closed && !node.used.swap(false, Ordering::Relaxed)
+            }
+            Pass::Closed => state == CircuitState::Closed,
+            Pass::ProbeReady => {
+                matches!(
+                    state,
+                    CircuitState::Open | CircuitState::HalfOpen | CircuitState::RateLimited
+                ) && node.breaker.is_call_permitted()
             }
         }
     }
 }
 
 impl<K> KeyedCircuitBreakers<K> {
-    fn now_ms(&self) -> u64 {
-        u64::try_from(self.shared.origin.elapsed().as_millis()).unwrap_or(u64::MAX)
-    }
-
     /// The registry's name (the template breaker's name).
     pub fn name(&self) -> &str {
         &self.shared.name
@@ -229,7 +359,11 @@ impl<K> KeyedCircuitBreakers<K> {
 
     /// How many keys have a breaker now.
     pub fn len(&self) -> usize {
-        self.shared.map.read().map_or(0, |m| m.len())
+        self.shared
+            .shards
+            .iter()
+            .map(|shard| shard.read().unwrap_or_else(PoisonError::into_inner).len())
+            .sum()
     }
 
     /// True when no key has a breaker.
@@ -248,15 +382,22 @@ impl<K> KeyedCircuitBreakers<K> {
         &self.shared.overflow
     }
 
+    /// `f(key, breaker)` for every key, one shard (read-locked) at a time.
+    fn collect<T>(&self, f: impl Fn(&K, &CircuitBreaker) -> T) -> Vec<T> {
+        let mut all = Vec::new();
+        for shard in self.shared.shards.iter() {
+            let map = shard.read().unwrap_or_else(PoisonError::into_inner);
+            all.extend(map.iter().map(|(k, node)| f(k, &node.breaker)));
+        }
+        all
+    }
+
     /// Every key with its breaker, in no particular order.
     pub fn breakers(&self) -> Vec<(K, CircuitBreaker)>
     where
         K: Clone,
     {
-        let map = self.shared.map.read().unwrap_or_else(|p| p.into_inner());
-        map.iter()
-            .map(|(k, e)| (k.clone(), e.breaker.clone()))
-            .collect()
+        self.collect(|k, b| (k.clone(), b.clone()))
     }
 
     /// Every key with its state.
@@ -264,10 +405,7 @@ impl<K> KeyedCircuitBreakers<K> {
     where
         K: Clone,
     {
-        let map = self.shared.map.read().unwrap_or_else(|p| p.into_inner());
-        map.iter()
-            .map(|(k, e)| (k.clone(), e.breaker.state()))
-            .collect()
+        self.collect(|k, b| (k.clone(), b.state()))
     }
 
     /// Every key with a snapshot of its breaker's metrics.
@@ -275,10 +413,7 @@ impl<K> KeyedCircuitBreakers<K> {
     where
         K: Clone,
     {
-        let map = self.shared.map.read().unwrap_or_else(|p| p.into_inner());
-        map.iter()
-            .map(|(k, e)| (k.clone(), e.breaker.metrics()))
-            .collect()
+        self.collect(|k, b| (k.clone(), b.metrics()))
     }
 
     /// The state of `key`'s breaker, if it has one (does not create it).
@@ -286,8 +421,10 @@ impl<K> KeyedCircuitBreakers<K> {
     where
         K: Hash + Eq,
     {
-        let map = self.shared.map.read().unwrap_or_else(|p| p.into_inner());
-        map.get(key).map(|e| e.breaker.state())
+        let s = &self.shared;
+        let shard = &s.shards[s.hasher.hash_one(key) as usize & (SHARDS - 1)];
+        let map = shard.read().unwrap_or_else(PoisonError::into_inner);
+        map.get(key).map(|node| node.breaker.state())
     }
 }
 
@@ -329,128 +466,13 @@ impl<K: Hash + Eq + Clone + fmt::Display> Builder<K> {
                 template: self.template,
                 overrides: self.overrides,
                 max_keys: self.max_keys,
-                map: RwLock::new(HashMap::new()),
+                hasher: RandomState::new(),
+                shards: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect(),
+                reserved: AtomicUsize::new(0),
+                sweep: Mutex::new(0),
                 overflow,
-                origin: Instant::now(),
                 evicted: AtomicU64::new(0),
             }),
         })
-    }
-}
-
-/// Wraps services with one breaker per key of the request.
-pub struct KeyedCircuitBreakerLayer<K, KF, R = ClassifyNow> {
-    breakers: KeyedCircuitBreakers<K>,
-    key: KF,
-    recorder: R,
-}
-
-impl<K, KF: Clone, R: Clone> Clone for KeyedCircuitBreakerLayer<K, KF, R> {
-    fn clone(&self) -> Self {
-        Self {
-            breakers: self.breakers.clone(),
-            key: self.key.clone(),
-            recorder: self.recorder.clone(),
-        }
-    }
-}
-
-impl<K, KF, R> fmt::Debug for KeyedCircuitBreakerLayer<K, KF, R> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("KeyedCircuitBreakerLayer")
-            .field("breakers", &self.breakers)
-            .finish_non_exhaustive()
-    }
-}
-
-impl<K, KF> KeyedCircuitBreakerLayer<K, KF> {
-    /// A layer picking each request's breaker from `breakers` by `key(&request)`.
-    pub fn new(breakers: KeyedCircuitBreakers<K>, key: KF) -> Self {
-        Self {
-            breakers,
-            key,
-            recorder: ClassifyNow::default(),
-        }
-    }
-}
-
-impl<K, KF, R> KeyedCircuitBreakerLayer<K, KF, R> {
-    /// Uses `classifier` to turn results into outcomes.
-    pub fn classify<C>(self, classifier: C) -> KeyedCircuitBreakerLayer<K, KF, ClassifyNow<C>> {
-        self.record_with(ClassifyNow(classifier))
-    }
-
-    /// Uses `recorder` to record results; see [`RecordOutcome`].
-    pub fn record_with<R2>(self, recorder: R2) -> KeyedCircuitBreakerLayer<K, KF, R2> {
-        KeyedCircuitBreakerLayer {
-            breakers: self.breakers,
-            key: self.key,
-            recorder,
-        }
-    }
-}
-
-impl<S, K, KF: Clone, R: Clone> Layer<S> for KeyedCircuitBreakerLayer<K, KF, R> {
-    type Service = KeyedCircuitBreakerService<S, K, KF, R>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        KeyedCircuitBreakerService {
-            inner,
-            layer: self.clone(),
-        }
-    }
-}
-
-/// A service guarded by one breaker per key; made by [`KeyedCircuitBreakerLayer`].
-///
-/// The key is only known in `call`, so the permit is taken there: the inner service is polled
-/// ready first, and a rejected call leaves it ready for the next one.
-pub struct KeyedCircuitBreakerService<S, K, KF, R = ClassifyNow> {
-    inner: S,
-    layer: KeyedCircuitBreakerLayer<K, KF, R>,
-}
-
-impl<S: Clone, K, KF: Clone, R: Clone> Clone for KeyedCircuitBreakerService<S, K, KF, R> {
-    fn clone(&self) -> Self {
-        Self {
-            inner: self.inner.clone(),
-            layer: self.layer.clone(),
-        }
-    }
-}
-
-impl<S: fmt::Debug, K, KF, R> fmt::Debug for KeyedCircuitBreakerService<S, K, KF, R> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("KeyedCircuitBreakerService")
-            .field("inner", &self.inner)
-            .field("breakers", &self.layer.breakers)
-            .finish()
-    }
-}
-
-impl<S, K, KF, R, Req> Service<Req> for KeyedCircuitBreakerService<S, K, KF, R>
-where
-    S: Service<Req>,
-    S::Error: Into<BoxError>,
-    K: Hash + Eq + Clone + fmt::Display,
-    KF: Fn(&Req) -> K,
-    R: RecordOutcome<S::Response, S::Error> + Clone,
-{
-    type Response = R::Response;
-    type Error = BoxError;
-    type Future = ResponseFuture<S::Future, R>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx).map_err(Into::into)
-    }
-
-    fn call(&mut self, req: Req) -> Self::Future {
-        let key = (self.layer.key)(&req);
-        match self.layer.breakers.get(&key).try_acquire() {
-            Ok(permit) => {
-                ResponseFuture::called(self.inner.call(req), permit, self.layer.recorder.clone())
-            }
-            Err(open) => ResponseFuture::rejected(open),
-        }
     }
 }

@@ -58,10 +58,12 @@
 //!
 //! Nothing while no listener is registered: components build no event then (see
 //! [`events`](crate::events)), and the bench `benches/observability.rs` shows a breaker without
-//! a listener costs the same with this feature on or off. With the listener, a call costs a
-//! read lock and a hash of the component's name to find its series (made once per name and
-//! kept), then the recorder's increment. The listener keeps one small entry per breaker and
-//! bulkhead name it has seen.
+//! a listener costs the same with this feature on or off. With the listener, a call finds
+//! its component's series (made once per name and kept) in a short list of the series its
+//! thread used last, by the address of the event's name: no lock, no hash, no allocation;
+//! only a thread's first event for a name takes a lock and hashes the name. Then comes the
+//! recorder's increment. The listener keeps one small entry per breaker and bulkhead name it
+//! has seen, and each thread remembers at most 8.
 //!
 //! # Install the recorder first
 //!
@@ -83,8 +85,9 @@
 //!   exact, from two reads; a call changing hands between them can be in both or neither. The
 //!   rejection counters are read after. See [`BulkheadMetrics`](crate::bulkhead::BulkheadMetrics).
 //! - [`KeyedCircuitBreakers::metrics`](crate::keyed::KeyedCircuitBreakers::metrics): one
-//!   breaker snapshot per key, taken one after the other under the registry's read lock (keys
-//!   are neither added nor evicted meanwhile), not all at one instant; it allocates the list.
+//!   breaker snapshot per key, taken one after the other, one shard of the registry at a time
+//!   under its read lock (keys of that shard are neither added nor evicted meanwhile), not all
+//!   at one instant; it allocates the list.
 //!
 //! The listeners' series are the running totals of the events, so they can differ from a
 //! snapshot by the calls in flight.

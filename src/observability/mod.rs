@@ -5,6 +5,10 @@
 //! Series that move on every call (a breaker's call counters, a bulkhead's counters and gauges)
 //! are made once per component name and kept; the rest (transitions, retries, fallbacks) are
 //! looked up when they happen, which is rare.
+//!
+//! Finding a component's kept series is on every call's path, so each thread remembers the
+//! last few it used ([`Recent`]): found by the identity of the event's name (`Arc::ptr_eq`, no
+//! hash) without a lock; only the first event of a name on a thread takes the map's lock.
 
 #[cfg(feature = "metrics")]
 pub mod metrics;
@@ -19,8 +23,11 @@ use crate::circuit_breaker::{CircuitBreakerEvent, CircuitState};
 use crate::fallback::FallbackEvent;
 #[cfg(feature = "retry")]
 use crate::retry::RetryEvent;
+use std::any::Any;
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use tokio::time::Instant;
 
@@ -245,8 +252,10 @@ struct BulkheadSeries<B: Backend> {
 /// The shared part of every adapter: turns events into measurements.
 pub(crate) struct Core<B: Backend> {
     backend: B,
-    breakers: RwLock<HashMap<Arc<str>, BreakerSeries<B>>>,
-    bulkheads: RwLock<HashMap<Arc<str>, BulkheadSeries<B>>>,
+    /// Tells this core's entries in the threads' [`Recent`] lists from another core's.
+    id: u64,
+    breakers: RwLock<HashMap<Arc<str>, Arc<BreakerSeries<B>>>>,
+    bulkheads: RwLock<HashMap<Arc<str>, Arc<BulkheadSeries<B>>>>,
 }
 
 impl<B: Backend> fmt::Debug for Core<B> {
@@ -262,29 +271,117 @@ fn entries<S>(map: &RwLock<HashMap<Arc<str>, S>>) -> usize {
     map.read().unwrap_or_else(PoisonError::into_inner).len()
 }
 
-/// Runs `f` on `name`'s entry of `map`, made by `make` on first use. The common case is a
-/// read lock and one hash of the name.
-fn with_entry<S, R>(
-    map: &RwLock<HashMap<Arc<str>, S>>,
-    name: &Arc<str>,
-    make: impl FnOnce() -> S,
-    f: impl FnOnce(&S) -> R,
-) -> R {
-    {
-        let read = map.read().unwrap_or_else(PoisonError::into_inner);
-        if let Some(entry) = read.get(&**name) {
-            return f(entry);
+/// Never reused, so a core built where a dropped one was is not taken for it.
+static NEXT_CORE_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Series a thread remembers (a few components per thread is the common case; more still
+/// work, through the map).
+const RECENT: usize = 8;
+
+/// Which kind of component a remembered series is for (a breaker and a bulkhead may share
+/// a name).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Component {
+    Breaker,
+    Bulkhead,
+}
+
+/// The series this thread used last, each with the name (an `Arc` clone, so that its address
+/// stays this name's while it is remembered) and the core it came from.
+struct Recent {
+    entries: Vec<Remembered>,
+    next: usize,
+}
+
+struct Remembered {
+    core: u64,
+    component: Component,
+    name: Arc<str>,
+    series: Arc<dyn Any + Send + Sync>,
+}
+
+std::thread_local! {
+    static THREAD_RECENT: RefCell<Recent> = const {
+        RefCell::new(Recent { entries: Vec::new(), next: 0 })
+    };
+}
+
+impl Recent {
+    fn find(
+        &self,
+        core: u64,
+        component: Component,
+        name: &Arc<str>,
+    ) -> Option<&Arc<dyn Any + Send + Sync>> {
+        self.entries
+            .iter()
+            .find(|r| r.core == core && r.component == component && Arc::ptr_eq(&r.name, name))
+            .map(|r| &r.series)
+    }
+
+    fn remember(&mut self, entry: Remembered) {
+        if self.entries.len() < RECENT {
+            if self.entries.capacity() == 0 {
+                self.entries.reserve_exact(RECENT);
+            }
+            self.entries.push(entry);
+        } else {
+            self.next = (self.next + 1) % RECENT;
+            self.entries[self.next] = entry;
         }
     }
-    let mut write = map.write().unwrap_or_else(PoisonError::into_inner);
-    let entry = write.entry(name.clone()).or_insert_with(make);
-    f(entry)
+}
+
+/// Runs `f` on `name`'s entry of `map`, made by `make` on first use. The common case is this
+/// thread's [`Recent`] list: no lock, no hash. Otherwise a read lock and a hash (a write lock
+/// for a new name), and the entry is remembered.
+fn with_entry<S: Send + Sync + 'static, R>(
+    core: u64,
+    component: Component,
+    map: &RwLock<HashMap<Arc<str>, Arc<S>>>,
+    name: &Arc<str>,
+    make: impl FnOnce() -> S,
+    f: impl Fn(&S) -> R,
+) -> R {
+    // `try_`: a thread whose locals are gone (an event from a thread-local's destructor), or
+    // an event raised while this thread's list is being changed, takes the map's path.
+    let hit = THREAD_RECENT.try_with(|recent| {
+        let recent = recent.try_borrow().ok()?;
+        let series = recent.find(core, component, name)?.downcast_ref::<S>()?;
+        Some(f(series))
+    });
+    if let Ok(Some(result)) = hit {
+        return result;
+    }
+    let series = {
+        let read = map.read().unwrap_or_else(PoisonError::into_inner);
+        read.get(&**name).cloned()
+    };
+    let series = series.unwrap_or_else(|| {
+        let mut write = map.write().unwrap_or_else(PoisonError::into_inner);
+        write
+            .entry(name.clone())
+            .or_insert_with(|| Arc::new(make()))
+            .clone()
+    });
+    let _ = THREAD_RECENT.try_with(|recent| {
+        if let Ok(mut recent) = recent.try_borrow_mut() {
+            recent.remember(Remembered {
+                core,
+                component,
+                name: name.clone(),
+                series: series.clone(),
+            });
+        }
+    });
+    f(&series)
 }
 
 impl<B: Backend> Core<B> {
     pub(crate) fn new(backend: B) -> Self {
         Self {
             backend,
+            id: NEXT_CORE_ID.fetch_add(1, Ordering::Relaxed),
             breakers: RwLock::new(HashMap::new()),
             bulkheads: RwLock::new(HashMap::new()),
         }
@@ -330,8 +427,15 @@ impl<B: Backend> Core<B> {
         }
     }
 
-    fn with_breaker<R>(&self, name: &Arc<str>, f: impl FnOnce(&BreakerSeries<B>) -> R) -> R {
-        with_entry(&self.breakers, name, || self.new_breaker(name), f)
+    fn with_breaker<R>(&self, name: &Arc<str>, f: impl Fn(&BreakerSeries<B>) -> R) -> R {
+        with_entry(
+            self.id,
+            Component::Breaker,
+            &self.breakers,
+            name,
+            || self.new_breaker(name),
+            f,
+        )
     }
 
     /// A breaker seen for the first time. Every breaker starts closed, and the listener is
@@ -467,8 +571,15 @@ impl<B: Backend> Core<B> {
         }
     }
 
-    fn with_bulkhead<R>(&self, name: &Arc<str>, f: impl FnOnce(&BulkheadSeries<B>) -> R) -> R {
-        with_entry(&self.bulkheads, name, || self.new_bulkhead(name), f)
+    fn with_bulkhead<R>(&self, name: &Arc<str>, f: impl Fn(&BulkheadSeries<B>) -> R) -> R {
+        with_entry(
+            self.id,
+            Component::Bulkhead,
+            &self.bulkheads,
+            name,
+            || self.new_bulkhead(name),
+            f,
+        )
     }
 
     fn new_bulkhead(&self, name: &Arc<str>) -> BulkheadSeries<B> {
@@ -647,6 +758,49 @@ mod tests {
             current_states(&first_last),
             vec!["BreakerState{b,state=open}".to_string()]
         );
+    }
+
+    fn recorded(name: &Arc<str>) -> CircuitBreakerEvent {
+        CircuitBreakerEvent::CallRecorded {
+            name: name.clone(),
+            outcome: Outcome::Success,
+            slow: false,
+            elapsed: None,
+        }
+    }
+
+    /// The series each thread remembers are told apart by listener, by kind of component and
+    /// by name; two `Arc`s of one name find one series; every thread counts into the same.
+    #[test]
+    fn remembered_series_belong_to_their_listener_component_and_name() {
+        let (first, second) = (Memory::default(), Memory::default());
+        let (first_values, second_values) = (first.0.clone(), second.0.clone());
+        let (first, second) = (Core::new(first), Core::new(second));
+        let name: Arc<str> = Arc::from("llm");
+        let same_text: Arc<str> = Arc::from("llm");
+        for _ in 0..3 {
+            first.on_breaker(&recorded(&name));
+        }
+        first.on_breaker(&recorded(&same_text));
+        second.on_breaker(&recorded(&name));
+        first.on_bulkhead(&BulkheadEvent::CallPermitted {
+            name: name.clone(),
+            waited: std::time::Duration::ZERO,
+        });
+        std::thread::scope(|s| {
+            s.spawn(|| first.on_breaker(&recorded(&name)));
+        });
+        let value = |values: &Arc<Mutex<BTreeMap<String, f64>>>, key: &str| {
+            values.lock().unwrap_or_else(PoisonError::into_inner)[key]
+        };
+        let calls = "BreakerCalls{llm,outcome=success}";
+        assert_eq!(value(&first_values, calls), 5.0);
+        assert_eq!(value(&second_values, calls), 1.0);
+        assert_eq!(
+            value(&first_values, "BulkheadCalls{llm,outcome=permitted}"),
+            1.0
+        );
+        assert_eq!(value(&first_values, "BulkheadActive{llm,}"), 1.0);
     }
 
     /// A Prometheus exporter of OpenTelemetry turns each OpenTelemetry name into the `metrics`

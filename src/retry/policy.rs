@@ -18,6 +18,30 @@ use tokio::time::Instant;
 /// `tower::retry::Retry` clones the policy for every request: a clone is cheap (one `Arc` and a
 /// few words) and carries the per-request state (attempt count, start time, last delay), while
 /// the budget, the random generator and the listeners are shared by all clones.
+///
+/// An open breaker's rejection is never retried: the caller gets `CircuitOpen` at once.
+///
+/// ```
+/// use std::time::Duration;
+/// use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
+/// use tower_breaker::circuit_breaker::{CircuitBreaker, CircuitOpen};
+/// use tower_breaker::retry::RetryPolicy;
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> Result<(), tower::BoxError> {
+/// let breaker = CircuitBreaker::builder("llm").build()?;
+/// let mut client = ServiceBuilder::new()
+///     .retry(RetryPolicy::builder().max_attempts(5).deadline(Duration::from_secs(20)).build()?)
+///     .layer(breaker.layer())
+///     .service(service_fn(|q: String| async move { Ok::<_, tower::BoxError>(q) }));
+///
+/// breaker.force_open();
+/// let err = client.ready().await?.call("hi".into()).await.unwrap_err();
+/// assert!(err.is::<CircuitOpen>());
+/// assert_eq!(breaker.metrics().not_permitted_calls, 1); // one attempt, no retry
+/// # Ok(())
+/// # }
+/// ```
 pub struct RetryPolicy<C = DefaultClassifier, P = Cloneable> {
     pub(crate) shared: Arc<Shared>,
     pub(crate) classifier: C,

@@ -368,6 +368,33 @@ pub trait StateStore: Send + Sync + 'static {
 
 /// How a breaker shares its state: the store and the sync settings. Given to
 /// [`Builder::shared_state`](crate::circuit_breaker::Builder::shared_state).
+///
+/// Two replicas of one breaker sharing an in-process [`MemoryStore`] (use a [`RedisStore`]
+/// across processes, feature `redis`): one trips, the other opens too.
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_breaker::Outcome;
+/// use tower_breaker::circuit_breaker::{CircuitBreaker, CircuitState, SlidingWindow};
+/// use tower_breaker::shared_state::{MemoryStore, SharedState};
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> Result<(), tower::BoxError> {
+/// let store = MemoryStore::new();
+/// let replica = || {
+///     CircuitBreaker::builder("openai")
+///         .sliding_window(SlidingWindow::consecutive(1))
+///         .shared_state(SharedState::new(store.clone()).sync_interval(Duration::from_secs(1)))
+///         .build()
+/// };
+/// let (a, b) = (replica()?, replica()?);
+/// a.try_acquire().unwrap().record(Outcome::Failure);
+/// // `b` learns it from the store's notice, or at its next read (every second) at the latest.
+/// tokio::time::sleep(Duration::from_secs(1)).await;
+/// assert_eq!(b.state(), CircuitState::Open);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct SharedState {
     pub(crate) store: Arc<dyn StateStore>,

@@ -35,6 +35,27 @@ use tokio::task::JoinHandle;
 /// `timeout` (default 250 ms). A second connection subscribes to the channel and is set up
 /// again, with backoff, whenever it drops; each new subscription tells the breakers to read
 /// the state again.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use tower_breaker::circuit_breaker::CircuitBreaker;
+/// use tower_breaker::keyed::KeyedCircuitBreakers;
+/// use tower_breaker::shared_state::{RedisStore, SharedState};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), tower::BoxError> {
+/// // `rediss://` (TLS) needs the `redis-tls` feature.
+/// let store = RedisStore::builder("redis://cache.internal:6379/0")
+///     .prefix("checkout")                 // one prefix per fleet sharing this Redis
+///     .timeout(Duration::from_millis(100))
+///     .build()?;
+/// // One fleet-wide breaker per model, every replica sharing each model's state.
+/// let template = CircuitBreaker::builder("model").shared_state(SharedState::new(store));
+/// let models = KeyedCircuitBreakers::<String>::builder(template).build()?;
+/// let _ = models.get(&"gpt-4o".to_string()).try_acquire();
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct RedisStore {
     inner: Arc<Inner>,

@@ -1,10 +1,15 @@
-//! The hot path allocates nothing: a counting global allocator watches the breaker's calls in
-//! the closed and open states, at handle level and through the tower service.
+//! The hot paths allocate nothing: one counting global allocator watches the breaker's calls
+//! in the closed and open states (at handle level and through the tower service), the
+//! bulkhead's, and the other per-call paths (keyed lookups, fallback, metrics listener).
 //!
 //! Only allocations made by the test's own thread while it is measuring are counted (a
 //! thread-local flag), so the test harness and tests running in parallel do not disturb the
 //! count. Each test warms up first, so one-time work (tracing callsite registration, lazy
 //! statics) is not charged to the steady state.
+
+mod breaker;
+mod bulkhead;
+mod hot_paths;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -13,13 +18,10 @@ use std::future::{Future, Ready, ready};
 use std::pin::pin;
 use std::sync::Barrier;
 use std::task::{Context, Poll, Waker};
-use std::time::Duration;
-use tower::{Layer, Service, service_fn};
-use tower_breaker::circuit_breaker::{CircuitBreaker, CircuitOpen, CircuitState, SlidingWindow};
-use tower_breaker::{BoxError, Outcome};
+use tower::{Service, service_fn};
 
 /// Calls measured per test, after as many warm-up calls.
-const CALLS: u64 = 1_000;
+pub(crate) const CALLS: u64 = 1_000;
 
 thread_local! {
     // `const` initialisers with no destructor: reading them never allocates, which the
@@ -74,7 +76,7 @@ unsafe impl GlobalAlloc for CountingAllocator {
 static GLOBAL: CountingAllocator = CountingAllocator;
 
 /// Runs `f` and returns how many allocations this thread made meanwhile.
-fn allocations_in(f: impl FnOnce()) -> u64 {
+pub(crate) fn allocations_in(f: impl FnOnce()) -> u64 {
     ALLOCATIONS.with(|n| n.set(0));
     MEASURING.with(|m| m.set(true));
     f();
@@ -84,7 +86,7 @@ fn allocations_in(f: impl FnOnce()) -> u64 {
 
 /// Runs `call` `CALLS` times to warm up, then `CALLS` times measured; returns the allocations
 /// of the measured calls.
-fn allocations_per_calls(mut call: impl FnMut(u64)) -> u64 {
+pub(crate) fn allocations_per_calls(mut call: impl FnMut(u64)) -> u64 {
     for i in 0..CALLS {
         call(i);
     }
@@ -95,76 +97,22 @@ fn allocations_per_calls(mut call: impl FnMut(u64)) -> u64 {
     })
 }
 
-fn breaker(window: SlidingWindow) -> CircuitBreaker {
-    CircuitBreaker::builder("alloc")
-        .sliding_window(window)
-        .minimum_calls(10)
-        .wait_in_open(Duration::from_secs(3600))
-        .build()
-        .expect("valid config")
-}
+/// The inner service of every test: answers its request at once.
+pub(crate) type Inner = tower::util::ServiceFn<fn(u64) -> Ready<Result<u64, Infallible>>>;
 
-/// Every closed-state window, with a slow-call rule on the count window so that its timing
-/// path is measured too.
-fn closed_breakers() -> Vec<(&'static str, CircuitBreaker)> {
-    let timed = CircuitBreaker::builder("alloc")
-        .sliding_window(SlidingWindow::count_based(100))
-        .minimum_calls(10)
-        .slow_call_duration(Duration::from_secs(60))
-        .build()
-        .expect("valid config");
-    vec![
-        ("count", breaker(SlidingWindow::count_based(100))),
-        ("count + slow-call rule", timed),
-        (
-            "time",
-            breaker(SlidingWindow::time_based(Duration::from_secs(60))),
-        ),
-        ("consecutive", breaker(SlidingWindow::consecutive(5))),
-    ]
-}
-
-/// Mostly successes, with failures (one in ten: under every threshold, never five in a row)
-/// and ignored calls, so that the window's aggregate really moves.
-fn outcome(i: u64) -> Outcome {
-    match i % 10 {
-        0 => Outcome::Failure,
-        5 => Outcome::Ignored,
-        _ => Outcome::Success,
-    }
-}
-
-/// A breaker tripped open by a failure, and one forced open.
-fn open_breakers() -> Vec<(&'static str, CircuitBreaker)> {
-    let tripped = breaker(SlidingWindow::consecutive(1));
-    tripped
-        .try_acquire()
-        .expect("closed")
-        .record(Outcome::Failure);
-    assert_eq!(tripped.state(), CircuitState::Open);
-    let forced = breaker(SlidingWindow::count_based(100));
-    forced.force_open();
-    vec![("tripped", tripped), ("forced", forced)]
-}
-
-type Inner = tower::util::ServiceFn<fn(()) -> Ready<Result<(), Infallible>>>;
-
-fn inner() -> Inner {
-    service_fn(|()| ready(Ok(())))
+pub(crate) fn inner() -> Inner {
+    service_fn(|n| ready(Ok(n)))
 }
 
 /// One call as a tower client makes it: `poll_ready`, `call`, and the future polled to the
-/// end. The inner future is ready at once, so one poll with a no-op waker finishes it.
-fn call_once<S>(svc: &mut S) -> Result<(), BoxError>
-where
-    S: Service<(), Response = (), Error = BoxError>,
-{
+/// end. Every inner future here is ready at once, so one poll with a no-op waker finishes it.
+pub(crate) fn call_once<S: Service<R>, R>(svc: &mut S, req: R) -> Result<S::Response, S::Error> {
     let mut cx = Context::from_waker(Waker::noop());
     match svc.poll_ready(&mut cx) {
         Poll::Ready(result) => result?,
         Poll::Pending => panic!("poll_ready is pending"),
     }
-    let future = pin!(svc.call(()));
+    let future = pin!(svc.call(req));
     match future.poll(&mut cx) {
         Poll::Ready(result) => result,
         Poll::Pending => panic!("the response future is pending"),
@@ -193,89 +141,4 @@ fn the_counter_counts() {
         });
         assert_eq!(allocations, 0);
     });
-}
-
-#[test]
-fn handle_closed_allocates_nothing() {
-    for (window, breaker) in closed_breakers() {
-        let allocations = allocations_per_calls(|i| {
-            let permit = breaker.try_acquire().expect("closed");
-            permit.record(outcome(i));
-        });
-        assert_eq!(breaker.state(), CircuitState::Closed, "{window} window");
-        assert_eq!(
-            allocations, 0,
-            "{window} window: allocations in {CALLS} calls"
-        );
-    }
-}
-
-#[test]
-fn handle_dropped_permit_allocates_nothing() {
-    for (window, breaker) in closed_breakers() {
-        let allocations = allocations_per_calls(|_| {
-            drop(breaker.try_acquire().expect("closed"));
-        });
-        assert_eq!(
-            allocations, 0,
-            "{window} window: allocations in {CALLS} calls"
-        );
-    }
-}
-
-#[test]
-fn handle_open_allocates_nothing() {
-    for (state, breaker) in open_breakers() {
-        let allocations = allocations_per_calls(|_| {
-            let err: CircuitOpen = breaker.try_acquire().expect_err("open");
-            drop(err);
-        });
-        assert_eq!(allocations, 0, "{state} open: allocations in {CALLS} calls");
-    }
-}
-
-#[test]
-fn service_closed_allocates_nothing() {
-    for (window, breaker) in closed_breakers() {
-        let mut svc = breaker.layer().layer(inner());
-        let allocations = allocations_per_calls(|_| {
-            call_once(&mut svc).expect("closed");
-        });
-        assert_eq!(breaker.state(), CircuitState::Closed, "{window} window");
-        assert_eq!(
-            allocations, 0,
-            "{window} window: allocations in {CALLS} calls"
-        );
-    }
-}
-
-#[test]
-fn service_dropped_future_allocates_nothing() {
-    let breaker = breaker(SlidingWindow::count_based(100));
-    let mut svc = breaker.layer().layer(inner());
-    let allocations = allocations_per_calls(|_| {
-        let mut cx = Context::from_waker(Waker::noop());
-        assert!(svc.poll_ready(&mut cx).is_ready());
-        drop(svc.call(()));
-    });
-    assert_eq!(allocations, 0, "allocations in {CALLS} calls");
-}
-
-#[test]
-fn service_open_allocates_only_the_boxed_error() {
-    for (state, breaker) in open_breakers() {
-        let mut svc = breaker.layer().layer(inner());
-        let allocations = allocations_per_calls(|_| {
-            let err = call_once(&mut svc).expect_err("open");
-            assert!(err.is::<CircuitOpen>());
-        });
-        // The service's error type is `BoxError` (house style: `err.is::<CircuitOpen>()`), so
-        // each rejection boxes its `CircuitOpen`: exactly one allocation, the `Box` itself.
-        // Nothing else on the path allocates: the name in `CircuitOpen` is a shared
-        // `Arc<str>`, and the rejection is decided without a lock or a boxed future.
-        assert_eq!(
-            allocations, CALLS,
-            "{state} open: allocations in {CALLS} calls"
-        );
-    }
 }

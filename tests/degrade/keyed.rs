@@ -116,3 +116,108 @@ async fn stale_open_breakers_do_not_fill_the_registry_for_good() {
         "new key served by the overflow breaker"
     );
 }
+
+/// A key whose probe ended ignored leaves its breaker half-open with no call in flight: its
+/// next call is a probe anyway, so it must make room like an open breaker whose wait is over,
+/// not fill the registry for good.
+#[tokio::test(start_paused = true)]
+async fn idle_half_open_breakers_do_not_fill_the_registry_for_good() {
+    let template = CircuitBreaker::builder("model")
+        .sliding_window(SlidingWindow::consecutive(1))
+        .wait_in_open(std::time::Duration::from_secs(1));
+    let keyed = KeyedCircuitBreakers::builder(template)
+        .max_keys(2)
+        .build()
+        .unwrap();
+    for key in ["a", "b"] {
+        let breaker = keyed.get(&key.to_string());
+        breaker.try_acquire().unwrap().record(Outcome::Failure);
+        assert_eq!(breaker.state(), CircuitState::Open);
+    }
+    tokio::time::advance(std::time::Duration::from_secs(2)).await;
+    for key in ["a", "b"] {
+        let breaker = keyed.get(&key.to_string());
+        let probe = breaker.try_acquire().unwrap();
+        assert!(probe.is_probe());
+        probe.record(Outcome::Ignored);
+        assert_eq!(breaker.state(), CircuitState::HalfOpen);
+    }
+    tokio::time::advance(std::time::Duration::from_secs(24 * 3600)).await;
+    let c = keyed.get(&"c".to_string());
+    assert_eq!(
+        c.name(),
+        "model:c",
+        "a new key was sent to the overflow breaker"
+    );
+    assert_eq!(keyed.len(), 2);
+    assert_eq!(keyed.evicted(), 1);
+}
+
+/// `disable()`, `metrics_only()` and `force_open()` are an operator's decision: an idle
+/// keyed breaker in one of those states is never evicted (it would come back closed).
+#[tokio::test(start_paused = true)]
+async fn manual_states_of_idle_keyed_breakers_are_never_evicted() {
+    let template = CircuitBreaker::builder("model").sliding_window(SlidingWindow::consecutive(1));
+    let keyed = KeyedCircuitBreakers::builder(template)
+        .max_keys(4)
+        .build()
+        .unwrap();
+    keyed.get(&"disabled".to_string()).disable();
+    keyed.get(&"metrics-only".to_string()).metrics_only();
+    keyed.get(&"forced-open".to_string()).force_open();
+    tokio::time::advance(std::time::Duration::from_secs(24 * 3600)).await;
+    // Many new keys, each used once: the registry turns over its one free place.
+    for i in 0..100 {
+        let key = format!("new-{i}");
+        let breaker = keyed.get(&key);
+        assert_eq!(breaker.name(), format!("model:{key}"));
+        breaker.try_acquire().unwrap().record(Outcome::Success);
+    }
+    assert_eq!(
+        keyed.state(&"disabled".to_string()),
+        Some(CircuitState::Disabled)
+    );
+    assert_eq!(
+        keyed.state(&"metrics-only".to_string()),
+        Some(CircuitState::MetricsOnly)
+    );
+    assert_eq!(
+        keyed.state(&"forced-open".to_string()),
+        Some(CircuitState::ForcedOpen)
+    );
+    assert!(keyed.len() <= 4);
+}
+
+/// The layer's service remembers the breakers of the keys it called; that must neither keep
+/// them from eviction nor let it keep using a breaker the registry has dropped.
+#[tokio::test(start_paused = true)]
+async fn a_service_remembering_a_key_follows_the_registry_through_eviction() {
+    use tower::{Service, ServiceExt, service_fn};
+    use tower_breaker::keyed::KeyedCircuitBreakerLayer;
+
+    let template = CircuitBreaker::builder("model").sliding_window(SlidingWindow::consecutive(2));
+    let keyed = KeyedCircuitBreakers::builder(template)
+        .max_keys(1)
+        .build()
+        .unwrap();
+    let mut svc = tower::ServiceBuilder::new()
+        .layer(KeyedCircuitBreakerLayer::new(
+            keyed.clone(),
+            |k: &String| k.clone(),
+        ))
+        .service(service_fn(|_: String| async { Err::<(), _>("down") }));
+    let a = "a".to_string();
+    assert!(svc.ready().await.unwrap().call(a.clone()).await.is_err());
+    // The remembered breaker is the registry's: one failure counted.
+    assert_eq!(keyed.get(&a).metrics().failed_calls, 1);
+    // Another key takes the only place: `a`, idle, is evicted although the service remembers it.
+    assert_eq!(keyed.get(&"b".to_string()).name(), "model:b");
+    assert_eq!(keyed.state(&a), None);
+    assert_eq!(keyed.evicted(), 1);
+    // The service's next call for `a` goes back to the registry: a new breaker, in the registry.
+    assert!(svc.ready().await.unwrap().call(a.clone()).await.is_err());
+    assert_eq!(keyed.state(&a), Some(CircuitState::Closed));
+    assert_eq!(keyed.get(&a).metrics().failed_calls, 1);
+    assert!(svc.ready().await.unwrap().call(a.clone()).await.is_err());
+    assert_eq!(keyed.state(&a), Some(CircuitState::Open));
+}

@@ -1,5 +1,6 @@
 //! `loom` models of the lock-free cores (breaker and bulkhead). Run with
-//! `RUSTFLAGS="--cfg tower_breaker_loom" cargo test --release --test loom`; every interleaving
+//! `RUSTFLAGS="--cfg tower_breaker_loom" cargo test --release --lib` (they are compiled into the
+//! library's tests, see `src/lib.rs`); every interleaving
 //! of the real atomics (swapped for loom's by `crate::sync`) is explored up to
 //! `LOOM_MAX_PREEMPTIONS`.
 #![cfg(tower_breaker_loom)]

@@ -1,92 +1,15 @@
 //! The bulkhead allocates nothing per call on the uncontended path (a free slot), and nothing
-//! per wait once a service has waited once. Counted by a global allocator that wraps `System`
-//! and counts per thread, so the test harness's other threads do not disturb the counts.
+//! per wait once a service has waited once.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-use std::convert::Infallible;
-use std::future::{Future, Ready, ready};
+use crate::{CALLS, allocations_in, call_once, inner};
+use std::future::Future;
 use std::pin::pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
-use tower::{Layer, Service, service_fn};
+use tower::{Layer, Service};
 use tower_breaker::bulkhead::{Bulkhead, BulkheadEvent};
-
-struct Counting;
-
-thread_local! {
-    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
-}
-
-fn count_one() {
-    // `try_with`: the allocator also runs while thread-locals are torn down.
-    let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
-}
-
-// SAFETY: every call is forwarded unchanged to `System`, which upholds `GlobalAlloc`'s contract;
-// the counting touches only a const-initialised thread-local `Cell`, which never allocates.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        count_one();
-        // SAFETY: forwarded with the caller's guarantees.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        count_one();
-        // SAFETY: forwarded with the caller's guarantees.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        count_one();
-        // SAFETY: forwarded with the caller's guarantees.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: forwarded with the caller's guarantees.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
-
-/// Allocations made by this thread while `f` runs.
-fn allocations_in(f: impl FnOnce()) -> u64 {
-    let before = ALLOCATIONS.with(Cell::get);
-    f();
-    ALLOCATIONS.with(Cell::get) - before
-}
-
-fn inner()
--> impl Service<u64, Response = u64, Error = Infallible, Future = Ready<Result<u64, Infallible>>> + Clone
-{
-    service_fn(|n: u64| ready(Ok(n)))
-}
-
-/// `poll_ready`, `call`, and the future polled to the end, with a no-op waker.
-fn call_once<S: Service<u64, Response = u64>>(svc: &mut S, n: u64) -> u64
-where
-    S::Error: std::fmt::Debug,
-{
-    let mut cx = Context::from_waker(Waker::noop());
-    match svc.poll_ready(&mut cx) {
-        Poll::Ready(Ok(())) => {}
-        other => panic!("not ready: {other:?}"),
-    }
-    let future = pin!(svc.call(n));
-    match future.poll(&mut cx) {
-        Poll::Ready(Ok(answer)) => answer,
-        Poll::Ready(Err(err)) => panic!("failed: {err:?}"),
-        Poll::Pending => panic!("pending"),
-    }
-}
-
-const CALLS: u64 = 1_000;
 
 #[test]
 fn a_call_with_a_free_slot_allocates_nothing() {
@@ -97,10 +20,10 @@ fn a_call_with_a_free_slot_allocates_nothing() {
         .build()
         .unwrap();
     let mut svc = bulkhead.layer().layer(inner());
-    call_once(&mut svc, 0);
+    call_once(&mut svc, 0).expect("a slot");
     let allocations = allocations_in(|| {
         for n in 0..CALLS {
-            assert_eq!(call_once(&mut svc, n), n);
+            assert_eq!(call_once(&mut svc, n).expect("a slot"), n);
         }
     });
     assert_eq!(allocations, 0);
@@ -119,10 +42,10 @@ fn listeners_add_no_allocation() {
         .build()
         .unwrap();
     let mut svc = bulkhead.layer().layer(inner());
-    call_once(&mut svc, 0);
+    call_once(&mut svc, 0).expect("a slot");
     let allocations = allocations_in(|| {
         for n in 0..CALLS {
-            call_once(&mut svc, n);
+            call_once(&mut svc, n).expect("a slot");
         }
     });
     assert_eq!(allocations, 0);
@@ -192,7 +115,7 @@ fn a_service_allocates_its_wait_once() {
         assert!(svc.poll_ready(&mut cx).is_pending());
         assert_eq!(bulkhead.metrics().queued, 1);
         drop(held);
-        assert_eq!(call_once(&mut svc, n), n);
+        assert_eq!(call_once(&mut svc, n).expect("a slot"), n);
     };
     let first = allocations_in(|| wait_then_call(0));
     assert!(first >= 1, "the first wait allocates its slot");
