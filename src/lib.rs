@@ -56,6 +56,8 @@
 //! - `stack` (feature `stack`): `StandardResilience`, the whole client stack in one call.
 //! - [`outcome`]: [`Outcome`] and the [`Classify`] trait that turns results into outcomes.
 //! - [`events`]: the [`Listener`](events::Listener) trait every component reports to.
+//! - [`rejection`]: tells this crate's own rejections (open breaker, full bulkhead, ...) from
+//!   the upstream's failures, for every component and for your own error handling.
 //!
 //! # The recommended order
 //!
@@ -79,7 +81,7 @@
 //! | `retry` | [`retry`]: [`RetryPolicy`](retry::RetryPolicy), a `tower::retry::Policy` with [backoff] and jitter, a retry budget, a deadline, and never a retry of an open circuit; with `http`, `Retry-After` and idempotency rules ([`IdempotencyKeyLayer`](retry::IdempotencyKeyLayer)); with `reqwest`, `reqwest::Request` copied by `try_clone` |
 //! | `metrics` | [`metrics`]: [`MetricsListener`](metrics::MetricsListener), counters, gauges and histograms for every component through the `metrics` facade (any exporter) |
 //! | `opentelemetry` | [`opentelemetry`]: [`OpenTelemetryListener`](opentelemetry::OpenTelemetryListener), the same instruments through an OpenTelemetry `Meter` |
-//! | `stack` | `stack`: `StandardResilience` (total timeout, retry, breaker, bulkhead, attempt timeout) and `ServiceBuilderExt` (implies `retry`) |
+//! | `stack` | `stack`: `StandardResilience` (total timeout, retry, breaker, bulkhead, attempt timeout) and `ServiceBuilderExt::standard_resilience` (implies `retry`) |
 //! | `serde` | `Serialize` / `Deserialize` for [`health`] reports |
 //! | `axum` | an axum `/health` handler answering 200, or 503 when unhealthy (implies `serde`) |
 
@@ -93,6 +95,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod backoff;
+mod builder_ext;
 pub mod bulkhead;
 pub mod circuit_breaker;
 pub mod config;
@@ -117,6 +120,7 @@ pub use observability::metrics;
 #[cfg_attr(docsrs, doc(cfg(feature = "opentelemetry")))]
 pub use observability::opentelemetry;
 pub mod outcome;
+pub mod rejection;
 #[cfg(feature = "retry")]
 #[cfg_attr(docsrs, doc(cfg(feature = "retry")))]
 pub mod retry;
@@ -128,6 +132,7 @@ pub mod shared_state;
 pub mod stack;
 mod sync;
 
+pub use builder_ext::ServiceBuilderExt;
 pub use config::ConfigError;
 pub use outcome::{Classify, Outcome};
 

@@ -41,7 +41,7 @@
 //! use tower::{ServiceBuilder, service_fn};
 //! use tower_breaker::bulkhead::Bulkhead;
 //! use tower_breaker::circuit_breaker::CircuitBreaker;
-//! use tower_breaker::stack::ServiceBuilderExt;
+//! use tower_breaker::ServiceBuilderExt;
 //!
 //! let breaker = CircuitBreaker::builder("search").build()?;
 //! let bulkhead = Bulkhead::builder("search").max_concurrent(32).build()?;
@@ -53,64 +53,22 @@
 //! # Ok::<_, tower_breaker::ConfigError>(())
 //! ```
 
-use crate::bulkhead::{Bulkhead, BulkheadLayer, BulkheadService};
+use crate::bulkhead::{Bulkhead, BulkheadService};
 use crate::circuit_breaker::{
-    Builder as BreakerBuilder, CircuitBreaker, CircuitBreakerLayer, CircuitBreakerService,
-    ClassifyNow, SlidingWindow,
+    Builder as BreakerBuilder, CircuitBreaker, CircuitBreakerService, ClassifyNow, SlidingWindow,
 };
 use crate::config::{Check, ConfigError};
 use crate::outcome::{Classify, DefaultClassifier, Outcome};
 use crate::retry::{Backoff, Cloneable, RetryPolicy};
 use std::fmt;
 use std::time::Duration;
-use tower::ServiceBuilder;
-use tower::layer::util::Stack;
 use tower::retry::Retry;
 use tower::timeout::Timeout;
 use tower_layer::Layer;
 
-/// `ServiceBuilder` methods for this crate's layers, in the style of tower-http.
-pub trait ServiceBuilderExt<L>: sealed::Sealed {
-    /// Adds `breaker.layer()`: one breaker shared by every service built.
-    fn circuit_breaker(
-        self,
-        breaker: &CircuitBreaker,
-    ) -> ServiceBuilder<Stack<CircuitBreakerLayer, L>>;
-
-    /// Adds `bulkhead.layer()`.
-    fn bulkhead(self, bulkhead: &Bulkhead) -> ServiceBuilder<Stack<BulkheadLayer, L>>;
-
-    /// Adds a [`StandardResilience`] stack.
-    fn standard_resilience<C, P, R>(
-        self,
-        stack: StandardResilience<C, P, R>,
-    ) -> ServiceBuilder<Stack<StandardResilience<C, P, R>, L>>;
-}
-
-mod sealed {
-    pub trait Sealed {}
-    impl<L> Sealed for tower::ServiceBuilder<L> {}
-}
-
-impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
-    fn circuit_breaker(
-        self,
-        breaker: &CircuitBreaker,
-    ) -> ServiceBuilder<Stack<CircuitBreakerLayer, L>> {
-        self.layer(breaker.layer())
-    }
-
-    fn bulkhead(self, bulkhead: &Bulkhead) -> ServiceBuilder<Stack<BulkheadLayer, L>> {
-        self.layer(bulkhead.layer())
-    }
-
-    fn standard_resilience<C, P, R>(
-        self,
-        stack: StandardResilience<C, P, R>,
-    ) -> ServiceBuilder<Stack<StandardResilience<C, P, R>, L>> {
-        self.layer(stack)
-    }
-}
+/// `ServiceBuilder` methods for this crate's layers; the same trait as
+/// [`tower_breaker::ServiceBuilderExt`](crate::ServiceBuilderExt), re-exported here.
+pub use crate::builder_ext::ServiceBuilderExt;
 
 /// Total timeout, retry, circuit breaker, bulkhead and attempt timeout, in that order; see the
 /// [module docs](self). A `Layer`: every service it wraps shares the one breaker, bulkhead and
@@ -241,7 +199,7 @@ impl<Res, E: 'static> Classify<Res, E> for StackClassifier {
     fn classify(&self, result: &Result<Res, E>) -> Outcome {
         match result {
             Ok(_) => Outcome::Success,
-            Err(error) if crate::retry::rejection::rejection(error).is_some() => Outcome::Ignored,
+            Err(error) if crate::rejection::Rejection::of_any(error).is_some() => Outcome::Ignored,
             Err(_) => Outcome::Failure,
         }
     }

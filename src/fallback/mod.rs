@@ -59,7 +59,6 @@ mod source;
 pub use self::source::{Backup, Cache, FallbackSource, FromFn, Oneshot};
 
 use crate::BoxError;
-use crate::circuit_breaker::{CircuitOpen, RateLimited};
 use crate::events::{Listener, Listeners};
 use pin_project_lite::pin_project;
 use std::fmt;
@@ -115,13 +114,16 @@ impl<Res> ShouldFallback<Res> for OnError {
 }
 
 /// Falls back only when the call was rejected without reaching the upstream: an open breaker
-/// ([`CircuitOpen`]) or a rate-limit cool-down ([`RateLimited`]).
+/// ([`CircuitOpen`](crate::circuit_breaker::CircuitOpen)), a rate-limit cool-down
+/// ([`RateLimited`](crate::circuit_breaker::RateLimited)), a held call that gave up
+/// ([`HoldRejected`](crate::circuit_breaker::HoldRejected)) or a full bulkhead, anywhere in the
+/// error's `source()` chain ([`Rejection::of`](crate::rejection::Rejection::of)).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct OnRejection;
 
 impl<Res> ShouldFallback<Res> for OnRejection {
     fn should_fallback(&self, result: &Result<Res, BoxError>) -> bool {
-        matches!(result, Err(e) if e.is::<CircuitOpen>() || e.is::<RateLimited>())
+        matches!(result, Err(e) if crate::rejection::Rejection::of(e.as_ref()).is_some())
     }
 }
 
@@ -509,17 +511,19 @@ pub fn service_unavailable<B: Default>(
     Ok(res)
 }
 
-/// The wait an error of this crate carries, if any.
+/// The wait an error of this crate carries, if any: a rejection's
+/// ([`Rejection::retry_after`](crate::rejection::Rejection::retry_after), found anywhere in the
+/// `source()` chain), or the soonest of a failover's providers.
 pub fn retry_after_of(error: &(dyn std::error::Error + 'static)) -> Option<Duration> {
-    if let Some(e) = error.downcast_ref::<CircuitOpen>() {
-        e.retry_after()
-    } else if let Some(e) = error.downcast_ref::<RateLimited>() {
-        e.retry_after()
-    } else if let Some(e) = error.downcast_ref::<crate::failover::AllProvidersFailed>() {
-        e.retry_after()
-    } else if let Some(e) = error.downcast_ref::<crate::circuit_breaker::HoldRejected>() {
-        e.rejection().retry_after()
-    } else {
-        None
+    if let Some(rejection) = crate::rejection::Rejection::of(error) {
+        return rejection.retry_after();
     }
+    let mut next = Some(error);
+    while let Some(error) = next {
+        if let Some(e) = error.downcast_ref::<crate::failover::AllProvidersFailed>() {
+            return e.retry_after();
+        }
+        next = error.source();
+    }
+    None
 }

@@ -46,10 +46,12 @@
 //!
 //! # The rules, in the order they are applied to a result
 //!
-//! 1. **Rejections by our own middleware.** A [`CircuitOpen`](crate::circuit_breaker::CircuitOpen)
-//!    or [`RateLimited`](crate::circuit_breaker::RateLimited) error (found in a boxed error and
-//!    its `source()` chain) is never retried: the breaker said the upstream is down, so fail fast
-//!    (or go to a fallback). A [`BulkheadFull`](crate::bulkhead::BulkheadFull) or
+//! 1. **Rejections by our own middleware**, recognised by
+//!    [`Rejection::of`](crate::rejection::Rejection::of) in a boxed error and its `source()`
+//!    chain. A [`CircuitOpen`](crate::circuit_breaker::CircuitOpen),
+//!    [`RateLimited`](crate::circuit_breaker::RateLimited) or
+//!    [`HoldRejected`](crate::circuit_breaker::HoldRejected) is never retried: the breaker said
+//!    the upstream is down, so fail fast (or go to a fallback). A [`BulkheadFull`](crate::bulkhead::BulkheadFull) or
 //!    [`BulkheadTimeout`](crate::bulkhead::BulkheadTimeout) is retried after the backoff unless
 //!    `retry_bulkhead_full(false)`.
 //! 2. **Classification.** Only results that the classifier counts as
@@ -111,7 +113,6 @@ mod protocol;
 mod protocol_http;
 #[cfg(feature = "reqwest")]
 mod protocol_reqwest;
-pub(crate) mod rejection;
 
 pub use self::budget::RetryBudget;
 pub use self::config::Builder;

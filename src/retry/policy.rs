@@ -1,10 +1,10 @@
 use super::events::{GiveUpReason, RetryEvent, RetryReason};
 use super::future::RetryDelay;
-use super::rejection::{Rejection, rejection};
 use super::{Builder, Cloneable, Protocol, RetryBudget};
 use crate::backoff::{AtomicSplitMix64, Backoff, Rng};
 use crate::events::Listeners;
 use crate::outcome::DefaultClassifier;
+use crate::rejection::{Rejection, RejectionKind};
 use crate::{Classify, Outcome};
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -142,17 +142,17 @@ impl<C, P> RetryPolicy<C, P> {
     {
         let shared = &*self.shared;
         let reason = match result {
-            Err(err) => match rejection(err) {
-                Some(Rejection::CircuitOpen) => {
+            Err(err) => match Rejection::of_any(err).map(|r| r.kind()) {
+                Some(RejectionKind::CircuitOpen) => {
                     return Decision::GiveUp(GiveUpReason::CircuitOpen);
                 }
-                Some(Rejection::RateLimited) => {
+                Some(RejectionKind::RateLimited) => {
                     return Decision::GiveUp(GiveUpReason::RateLimited);
                 }
-                Some(Rejection::Bulkhead) if !shared.retry_bulkhead_full => {
-                    return Decision::GiveUp(GiveUpReason::BulkheadFull);
+                Some(kind) if kind.is_bulkhead() && shared.retry_bulkhead_full => {
+                    RetryReason::BulkheadFull
                 }
-                Some(Rejection::Bulkhead) => RetryReason::BulkheadFull,
+                Some(_) => return Decision::GiveUp(GiveUpReason::BulkheadFull),
                 None if self.classifier.classify(result) == Outcome::Failure => RetryReason::Error,
                 None => return Decision::GiveUp(GiveUpReason::NotRetryable),
             },
