@@ -111,6 +111,8 @@ mod policy;
 mod protocol;
 #[cfg(feature = "http")]
 mod protocol_http;
+#[cfg(feature = "http")]
+mod protocol_llm;
 #[cfg(feature = "reqwest")]
 mod protocol_reqwest;
 
@@ -125,7 +127,12 @@ pub use self::policy::RetryPolicy;
 pub use self::protocol::{Cloneable, Protocol};
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
-pub use self::protocol_http::{HttpRequests, IDEMPOTENCY_KEY, RetryOnStatus, is_idempotent};
+pub use self::protocol_http::{
+    HttpRequests, IDEMPOTENCY_KEY, RetryOnStatus, X_SHOULD_RETRY, is_idempotent,
+};
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+pub use self::protocol_llm::{LLM_MAX_SERVER_DELAY, LlmRequests};
 #[cfg(feature = "reqwest")]
 #[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
 pub use self::protocol_reqwest::ReqwestRequests;
