@@ -726,14 +726,15 @@ impl Shared {
             return;
         }
         if let Hint::RateLimited(wait) = hint {
-            // The upstream is up but asks us to wait: reopen for its wait, without counting
-            // a failed round (no open-time growth), rather than let more probes hit the limit.
+            // The upstream is up but asks us to wait: a rate-limit cool-down for its wait,
+            // without counting a failed round, rather than let more probes hit the limit. Not
+            // `Open`: the upstream answered, and dashboards read `Open` as an outage.
             self.ignored.fetch_add(1, Ordering::Relaxed);
             let wait = self.server_wait(wait.unwrap_or(self.settings.rate_limit_cooldown));
             let until = self.deadline_ms(wait);
             let mut word = self.load();
             while word.tag() == HALF_OPEN && word.generation() == ticket.generation {
-                let next = Word::new(OPEN, word.next_generation(), until);
+                let next = Word::new(RATE_LIMITED, word.next_generation(), until);
                 match self.cas(word, next) {
                     Ok(()) => {
                         self.transitioned(word, next, false);
@@ -861,6 +862,12 @@ impl Shared {
             }
             OPEN if failed_round => {
                 self.reopens.fetch_add(1, Ordering::AcqRel);
+            }
+            // A probe was rate-limited: the upstream is back. The cool-down ends closed with
+            // an empty window, as a probe's success would have left it.
+            RATE_LIMITED if from.tag() == HALF_OPEN => {
+                self.window.clear();
+                self.reopens.store(0, Ordering::Release);
             }
             _ => {}
         }
