@@ -72,7 +72,8 @@
 //! # Feature flags
 //!
 //! The core depends only on `tower-layer`, `tower-service`, `pin-project-lite`, `tokio`
-//! (`sync`, `time`) and `tracing`.
+//! (`sync`, `time`), `tracing`, and `tower` with no feature (for
+//! [`ServiceBuilderExt`]).
 //!
 //! | feature | enables |
 //! |---|---|
@@ -139,6 +140,12 @@ pub mod stack;
 mod sync;
 
 pub use builder_ext::ServiceBuilderExt;
+
+/// Every `rust` code block of README.md, compiled (and, unless marked `no_run`, run) as a doc
+/// test, so that the README cannot drift from the API. Not part of the rendered docs.
+#[cfg(all(doctest, feature = "full"))]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
 pub use config::ConfigError;
 pub use outcome::{Classify, Outcome};
 
