@@ -171,6 +171,38 @@ impl<C, P, R> StandardResilience<C, P, R> {
     pub fn attempt_timeout(&self) -> Duration {
         self.attempt_timeout
     }
+
+    /// Wraps `inner`, like [`Layer::layer`], but checks here that the parts fit `inner`'s
+    /// requests and responses. A mismatch is then an error at this call that names the
+    /// request type (a `.http()` stack around a `reqwest::Client`: "`Client:
+    /// Service<http::Request<_>>` is not satisfied", with a pointer to its
+    /// `Service<reqwest::Request>`), instead of a missing `oneshot` method on the stack's type.
+    ///
+    /// ```
+    /// use tower_breaker::stack::StandardResilience;
+    ///
+    /// let client = StandardResilience::builder("api").reqwest().build()?.service(reqwest::Client::new());
+    /// # let _ = client;
+    /// # Ok::<_, tower_breaker::ConfigError>(())
+    /// ```
+    ///
+    /// ```compile_fail,E0277
+    /// use tower_breaker::stack::StandardResilience;
+    ///
+    /// // `.http()` copies `http::Request`s; a reqwest client needs `.reqwest()`.
+    /// let client = StandardResilience::builder("api").http().build()?.service(reqwest::Client::new());
+    /// # Ok::<_, tower_breaker::ConfigError>(())
+    /// ```
+    pub fn service<S, Req>(&self, inner: S) -> StandardResilienceService<S, C, P, R>
+    where
+        S: tower_service::Service<Req>,
+        S::Error: Into<crate::BoxError>,
+        R: crate::circuit_breaker::RecordOutcome<S::Response, crate::BoxError> + Clone,
+        P: crate::retry::Protocol<Req, R::Response, crate::BoxError> + Clone,
+        C: Classify<R::Response, crate::BoxError> + Clone,
+    {
+        self.layer(inner)
+    }
 }
 
 /// How the stack's breaker counts results by default: `Ok` is a success, an error a failure,

@@ -89,6 +89,11 @@ use tower_service::Service;
 /// }
 /// assert!(ErrorOrEmpty.should_fallback(&Ok(String::new())));
 /// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot decide on a `Result<{Res}, BoxError>`",
+    label = "no `ShouldFallback<{Res}>`",
+    note = "closures `Fn(&Result<{Res}, BoxError>) -> bool` implement `ShouldFallback`; `OnError` and `OnRejection` take any response; `OnFailure(classifier)` needs a `Classify<{Res}, BoxError>`"
+)]
 pub trait ShouldFallback<Res> {
     /// True when `result` should be replaced by a fallback answer.
     fn should_fallback(&self, result: &Result<Res, BoxError>) -> bool;

@@ -74,6 +74,11 @@ impl ResponseClass {
 /// let other: BoxError = "bad request body".into();
 /// assert_eq!(TimeoutsOnly.classify_error(&other), Outcome::Ignored);
 /// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot classify errors of type `{E}`",
+    label = "no `ClassifyError<{E}>`",
+    note = "closures `Fn(&{E}) -> Outcome` implement `ClassifyError`; `DefaultErrorClassifier` takes any `'static` error"
+)]
 pub trait ClassifyError<E> {
     /// The outcome of a call that ended in `error`.
     fn classify_error(&self, error: &E) -> Outcome;
