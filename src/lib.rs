@@ -84,6 +84,7 @@
 //! | `retry` | [`retry`]: [`RetryPolicy`](retry::RetryPolicy), a `tower::retry::Policy` with [backoff] and jitter, a retry budget, a deadline, and never a retry of an open circuit; with `http`, `Retry-After` and idempotency rules ([`IdempotencyKeyLayer`](retry::IdempotencyKeyLayer)); with `reqwest`, `reqwest::Request` copied by `try_clone` |
 //! | `metrics` | [`metrics`]: [`MetricsListener`](metrics::MetricsListener), counters, gauges and histograms for every component through the `metrics` facade (any exporter) |
 //! | `opentelemetry` | [`opentelemetry`]: [`OpenTelemetryListener`](opentelemetry::OpenTelemetryListener), the same instruments through an OpenTelemetry `Meter` |
+//! | `reqwest-middleware` | [`reqwest_middleware`]: breaker, bulkhead and retry middleware for `reqwest-middleware`'s `ClientWithMiddleware` (implies `reqwest`, `retry`) |
 //! | `stack` | `stack`: `StandardResilience` (total timeout, retry, breaker, bulkhead, attempt timeout) and `ServiceBuilderExt::standard_resilience` (implies `retry`) |
 //! | `chaos` | [`chaos`]: [`ChaosLayer`](chaos::ChaosLayer), fault injection with per-fault injection rates, switches, seeds and scripted plans; with `http`, statuses (429 with rate-limit headers, 503, 529) and SSE body faults |
 //! | `serde` | `Serialize` / `Deserialize` for [`health`] reports |
@@ -128,6 +129,9 @@ pub use observability::metrics;
 pub use observability::opentelemetry;
 pub mod outcome;
 pub mod rejection;
+#[cfg(feature = "reqwest-middleware")]
+#[cfg_attr(docsrs, doc(cfg(feature = "reqwest-middleware")))]
+pub mod reqwest_middleware;
 #[cfg(feature = "retry")]
 #[cfg_attr(docsrs, doc(cfg(feature = "retry")))]
 pub mod retry;

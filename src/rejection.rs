@@ -119,7 +119,8 @@ impl<'a> Rejection<'a> {
     }
 
     /// The rejection `error` is or wraps, for an error of any type: a [`BoxError`] (searched
-    /// with its `source()` chain), or one of this crate's error types on its own. Other types
+    /// with its `source()` chain), a `reqwest_middleware::Error` (feature
+    /// `reqwest-middleware`), or one of this crate's error types on its own. Other types
     /// cannot be looked into without an `Error` bound, and are never rejections.
     pub fn of_any<E: 'static>(error: &'a E) -> Option<Self> {
         let any: &dyn Any = error;
@@ -128,6 +129,14 @@ impl<'a> Rejection<'a> {
         }
         if let Some(boxed) = any.downcast_ref::<Box<dyn Error + 'static>>() {
             return Self::of(boxed.as_ref());
+        }
+        #[cfg(feature = "reqwest-middleware")]
+        if let Some(error) = any.downcast_ref::<::reqwest_middleware::Error>() {
+            return match error {
+                // `anyhow`'s chain starts with the wrapped error itself.
+                ::reqwest_middleware::Error::Middleware(e) => e.chain().find_map(Self::of),
+                ::reqwest_middleware::Error::Reqwest(e) => Self::of(e),
+            };
         }
         let error: &'a (dyn Error + 'static) = if let Some(e) = any.downcast_ref::<CircuitOpen>() {
             e

@@ -6,4 +6,6 @@
 mod support;
 
 mod golden;
+#[cfg(feature = "reqwest-middleware")]
+mod middleware;
 mod reqwest_helpers;
