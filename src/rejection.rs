@@ -148,10 +148,8 @@ impl<'a> Rejection<'a> {
             e
         } else if let Some(e) = any.downcast_ref::<BulkheadTimeout>() {
             e
-        } else if let Some(e) = any.downcast_ref::<AcquireError>() {
-            e
         } else {
-            return None;
+            any.downcast_ref::<AcquireError>()?
         };
         Self::of(error)
     }

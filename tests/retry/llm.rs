@@ -109,7 +109,8 @@ async fn post_completions_are_retried_by_the_llm_rules_only() {
 
 #[tokio::test(start_paused = true)]
 async fn the_servers_wait_is_honoured_up_to_sixty_seconds_then_the_backoff_decides() {
-    let cases: [(Vec<(&str, &str)>, Option<Duration>); 4] = [
+    type Headers = Vec<(&'static str, &'static str)>;
+    let cases: [(Headers, Option<Duration>); 4] = [
         (
             vec![("retry-after-ms", "1500"), ("retry-after", "9")],
             Some(ms(1500)),
@@ -205,7 +206,8 @@ async fn no_attempt_sleeps_toward_an_open_breaker() {
 /// rather than giving up because the breaker rejects during it.
 #[tokio::test(start_paused = true)]
 async fn a_rate_limited_call_is_retried_once_the_cool_down_ends() {
-    let cases: [(Vec<(&str, &str)>, Duration); 2] = [
+    type Headers = Vec<(&'static str, &'static str)>;
+    let cases: [(Headers, Duration); 2] = [
         (vec![("retry-after", "2")], secs(2)),
         // No server wait: the breaker's own 1 s cool-down, longer than the 0.5 s backoff.
         (vec![], secs(1)),
