@@ -27,7 +27,8 @@
 //! ```
 //!
 //! Rejections are `reqwest_middleware::Error::Middleware` errors wrapping this crate's
-//! [`CircuitOpen`], [`RateLimited`](crate::circuit_breaker::RateLimited), [`BulkheadFull`] or
+//! [`CircuitOpen`], [`RateLimited`](crate::circuit_breaker::RateLimited),
+//! [`BulkheadFull`](crate::bulkhead::BulkheadFull) or
 //! [`BulkheadTimeout`](crate::bulkhead::BulkheadTimeout):
 //! [`Rejection::of_any`](crate::rejection::Rejection::of_any) finds them, and so does the retry
 //! policy, which never retries a breaker's rejection.
