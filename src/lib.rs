@@ -65,6 +65,8 @@
 //!   (`rediss://`) with feature `redis-tls`.
 //! - [`outcome`]: [`Outcome`] and the [`Classify`] trait that turns results into outcomes.
 //! - [`events`]: the [`Listener`](events::Listener) trait every component reports to.
+//! - [`rejection`]: tells this crate's own rejections (open breaker, full bulkhead, ...) from
+//!   the upstream's failures, for every component and for your own error handling.
 //!
 //! # The recommended order
 //!
@@ -77,7 +79,8 @@
 //! # Feature flags
 //!
 //! The core depends only on `tower-layer`, `tower-service`, `pin-project-lite`, `tokio`
-//! (`sync`, `time`) and `tracing`.
+//! (`sync`, `time`), `tracing`, and `tower` with no feature (for
+//! [`ServiceBuilderExt`]).
 //!
 //! | feature | enables |
 //! |---|---|
@@ -88,7 +91,8 @@
 //! | `retry` | [`retry`]: [`RetryPolicy`](retry::RetryPolicy), a `tower::retry::Policy` with [backoff] and jitter, a retry budget, a deadline, and never a retry of an open circuit; with `http`, `Retry-After` and idempotency rules ([`IdempotencyKeyLayer`](retry::IdempotencyKeyLayer)); with `reqwest`, `reqwest::Request` copied by `try_clone` |
 //! | `metrics` | [`metrics`]: [`MetricsListener`](metrics::MetricsListener), counters, gauges and histograms for every component through the `metrics` facade (any exporter) |
 //! | `opentelemetry` | [`opentelemetry`]: [`OpenTelemetryListener`](opentelemetry::OpenTelemetryListener), the same instruments through an OpenTelemetry `Meter` |
-//! | `stack` | `stack`: `StandardResilience` (total timeout, retry, breaker, bulkhead, attempt timeout) and `ServiceBuilderExt` (implies `retry`) |
+//! | `reqwest-middleware` | [`reqwest_middleware`]: breaker, bulkhead and retry middleware for `reqwest-middleware`'s `ClientWithMiddleware` (implies `reqwest`, `retry`) |
+//! | `stack` | `stack`: `StandardResilience` (total timeout, retry, breaker, bulkhead, attempt timeout) and `ServiceBuilderExt::standard_resilience` (implies `retry`) |
 //! | `chaos` | [`chaos`]: [`ChaosLayer`](chaos::ChaosLayer), fault injection with per-fault injection rates, switches, seeds and scripted plans; with `http`, statuses (429 with rate-limit headers, 503, 529) and SSE body faults |
 //! | `serde` | `Serialize` / `Deserialize` for [`health`] reports |
 //! | `axum` | an axum `/health` handler answering 200, or 503 when unhealthy (implies `serde`) |
@@ -106,6 +110,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod backoff;
+mod builder_ext;
 pub mod bulkhead;
 #[cfg(feature = "chaos")]
 #[cfg_attr(docsrs, doc(cfg(feature = "chaos")))]
@@ -133,6 +138,10 @@ pub use observability::metrics;
 #[cfg_attr(docsrs, doc(cfg(feature = "opentelemetry")))]
 pub use observability::opentelemetry;
 pub mod outcome;
+pub mod rejection;
+#[cfg(feature = "reqwest-middleware")]
+#[cfg_attr(docsrs, doc(cfg(feature = "reqwest-middleware")))]
+pub mod reqwest_middleware;
 #[cfg(feature = "retry")]
 #[cfg_attr(docsrs, doc(cfg(feature = "retry")))]
 pub mod retry;
@@ -153,6 +162,13 @@ extern crate self as tower_breaker;
 #[path = "../tests/loom/main.rs"]
 mod loom_models;
 
+pub use builder_ext::ServiceBuilderExt;
+
+/// Every `rust` code block of README.md, compiled (and, unless marked `no_run`, run) as a doc
+/// test, so that the README cannot drift from the API. Not part of the rendered docs.
+#[cfg(all(doctest, feature = "full"))]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
 pub use config::ConfigError;
 pub use outcome::{Classify, Outcome};
 

@@ -52,6 +52,12 @@ pub enum Outcome {
 /// assert_eq!(Unavailable.classify(&Err::<(), _>("service unavailable".to_string())), Outcome::Failure);
 /// assert_eq!(Unavailable.classify(&Ok::<_, String>(())), Outcome::Success);
 /// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot classify a `Result<{Res}, {E}>`",
+    label = "no `Classify<{Res}, {E}>`",
+    note = "closures `Fn(&Result<{Res}, {E}>) -> Outcome` implement `Classify`",
+    note = "`RetryOnStatus` classifies `http::Response<B>` and `reqwest::Response`; for a breaker over HTTP, use `breaker.http_layer()` (an `HttpClassifier`, a `RecordOutcome`)"
+)]
 pub trait Classify<Res, E> {
     /// The outcome of one call.
     fn classify(&self, result: &Result<Res, E>) -> Outcome;

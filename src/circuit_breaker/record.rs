@@ -30,6 +30,12 @@ use crate::outcome::{Classify, DefaultClassifier};
 ///     }
 /// }
 /// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot record a `Result<{Res}, {E}>` on a breaker",
+    label = "no `RecordOutcome<{Res}, {E}>`",
+    note = "`HttpClassifier` records `http::Response<B>` (feature `http`) and `reqwest::Response` (feature `reqwest`); `GrpcClassifier` records tonic responses",
+    note = "for any other result, wrap a classifier: `ClassifyNow(|r: &Result<_, _>| Outcome::Success)`"
+)]
 pub trait RecordOutcome<Res, E> {
     /// The response the service returns (the inner response, or one that carries the permit).
     type Response;

@@ -897,13 +897,14 @@ impl Shared {
             self.ignored.fetch_add(1, Ordering::Relaxed);
         }
         if let Hint::RateLimited(wait) = hint {
-            // The upstream is up but asks us to wait: reopen for its wait, without counting
-            // a failed round (no open-time growth), rather than let more probes hit the limit.
+            // The upstream is up but asks us to wait: a rate-limit cool-down for its wait,
+            // without counting a failed round, rather than let more probes hit the limit. Not
+            // `Open`: the upstream answered, and dashboards read `Open` as an outage.
             let wait = self.server_wait(wait.unwrap_or(self.settings.rate_limit_cooldown));
             let until = self.deadline_ms(wait);
             let mut word = self.load();
             while word.tag() == HALF_OPEN && !self.is_stale(word, ticket) {
-                let next = Word::new(OPEN, word.next_generation(), until);
+                let next = Word::new(RATE_LIMITED, word.next_generation(), until);
                 match self.cas(word, next) {
                     Ok(()) => {
                         self.transitioned(word, next, false);
@@ -1050,6 +1051,16 @@ impl Shared {
             }
             OPEN if failed_round => {
                 self.reopens.fetch_add(1, Ordering::Relaxed);
+            }
+            // A probe was rate-limited: the upstream is back. The cool-down ends closed with
+            // an empty window, as a probe's success would have left it.
+            RATE_LIMITED if from.tag() == HALF_OPEN => {
+                // As for a new closed generation: not a newer transition's window to clear.
+                if self.load().generation() == to.generation() {
+                    self.window.clear();
+                }
+                // Relaxed: see `reopen_word`.
+                self.reopens.store(0, Ordering::Relaxed);
             }
             _ => {}
         }

@@ -91,7 +91,7 @@
 mod body;
 mod classify;
 #[cfg(feature = "reqwest")]
-mod reqwest;
+pub(crate) mod reqwest;
 mod retry_after;
 
 #[cfg(feature = "grpc")]

@@ -49,21 +49,29 @@ impl<F> HttpClassifier<F> {
             class.record(permit, Some(response.headers()));
             return response;
         }
-        let url = response.url().clone();
         let idle = self.body_idle_timeout();
-        let mut response = ::http::Response::<reqwest::Body>::from(response).map(|body| {
+        map_reqwest_body(response, |body| {
             reqwest::Body::wrap(RecordingBody::new(body, permit, EndRule::Success, idle))
-        });
-        // `reqwest::Response::from` reads the URL from an extension that only
-        // `ResponseBuilderExt::url` can set. Building an empty response cannot fail; if it
-        // did, the URL would read as reqwest's placeholder, nothing worse.
-        if let Ok(carrier) = ::http::Response::builder().url(url).body(()) {
-            response
-                .extensions_mut()
-                .extend(carrier.into_parts().0.extensions);
-        }
-        reqwest::Response::from(response)
+        })
     }
+}
+
+/// `response` with its body replaced by `f(body)`; status, headers, extensions and URL kept.
+pub(crate) fn map_reqwest_body(
+    response: reqwest::Response,
+    f: impl FnOnce(reqwest::Body) -> reqwest::Body,
+) -> reqwest::Response {
+    let url = response.url().clone();
+    let mut response = ::http::Response::<reqwest::Body>::from(response).map(f);
+    // `reqwest::Response::from` reads the URL from an extension that only
+    // `ResponseBuilderExt::url` can set. Building an empty response cannot fail; if it did,
+    // the URL would read as reqwest's placeholder, nothing worse.
+    if let Ok(carrier) = ::http::Response::builder().url(url).body(()) {
+        response
+            .extensions_mut()
+            .extend(carrier.into_parts().0.extensions);
+    }
+    reqwest::Response::from(response)
 }
 
 /// `reqwest::Client` is a `Service<reqwest::Request>`: wrapped with an [`HttpClassifier`],

@@ -41,6 +41,12 @@ use std::time::Duration;
 ///     Some(Duration::from_secs(2))
 /// );
 /// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is no retry protocol for `{Req}` requests and `{Res}` responses",
+    label = "cannot copy, judge or read `{Req}` / `{Res}` for a retry",
+    note = "for `reqwest::Client`: `RetryPolicy::builder().reqwest()` (or `.llm()` for LLM APIs, feature `reqwest`)",
+    note = "for `http::Request<B>` with a `Clone` body: `.http()` (or `.llm()`); for any `Clone` request: the default `Cloneable`; otherwise implement `Protocol`"
+)]
 pub trait Protocol<Req, Res, E> {
     /// A copy of `req` for another attempt, or `None` when it cannot be copied (a streamed
     /// body, say): then it is sent once and never retried.

@@ -15,6 +15,18 @@ use std::time::Duration;
 /// assert_eq!(copy.map(|r| r.url().path().to_string()).as_deref(), Some("/v1/models"));
 /// # Ok::<_, Box<dyn std::error::Error>>(())
 /// ```
+///
+/// The HTTP rules copy `http::Request`s, not `reqwest::Request`s; a policy built with `.http()`
+/// around a `reqwest::Client` does not compile, and the error says what to use instead
+/// ("`HttpRequests` is no retry protocol for `reqwest::Request` requests ... for
+/// `reqwest::Client`: `RetryPolicy::builder().reqwest()`"):
+///
+/// ```compile_fail,E0277
+/// use tower_breaker::retry::{HttpRequests, Protocol};
+///
+/// fn protocol_for_reqwest<P: Protocol<reqwest::Request, reqwest::Response, reqwest::Error>>(_: P) {}
+/// protocol_for_reqwest(HttpRequests);
+/// ```
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ReqwestRequests;
 

@@ -66,21 +66,35 @@ async fn failures_still_in_flight_can_trip_during_a_cool_down() {
     assert_eq!(b.state(), CircuitState::Open);
 }
 
+/// A probe answered with a 429 after an outage: the upstream is back but asks us to wait. The
+/// breaker reports a rate-limit cool-down (never `Open` / `CircuitOpen`, which read as an
+/// outage), counts no failed round, and closes with an empty window when the wait is over.
 #[tokio::test(start_paused = true)]
-async fn a_rate_limited_probe_reopens_for_the_wait_without_growth() {
+async fn a_rate_limited_probe_is_a_cool_down_not_an_outage() {
     let b = CircuitBreaker::builder("llm")
-        .sliding_window(SlidingWindow::consecutive(1))
+        .sliding_window(SlidingWindow::consecutive(2))
         .wait_in_open(secs(10))
         .permitted_calls_in_half_open(1)
         .open_time_growth(2.0, secs(100))
         .build()
         .unwrap();
-    script(&b, "F");
+    script(&b, "FF");
+    assert_eq!(b.state(), CircuitState::Open);
     advance(secs(10)).await;
     b.try_acquire().unwrap().record_rate_limited(Some(secs(3)));
-    assert_eq!(b.state(), CircuitState::Open);
-    assert_eq!(b.try_acquire().unwrap_err().retry_after(), Some(secs(3)));
+    assert_eq!(b.state(), CircuitState::RateLimited);
+    let err = b.try_acquire().unwrap_err();
+    assert!(err.is_rate_limited(), "{err}");
+    assert!(err.into_box_error().is::<RateLimited>());
+    assert_eq!(b.retry_after(), Some(secs(3)));
     assert_eq!(b.metrics().consecutive_reopens, 0);
+    advance(secs(3)).await;
+    script(&b, "F");
+    assert_eq!(
+        b.state(),
+        CircuitState::Closed,
+        "the outage's failures were cleared: one failure does not trip a consecutive(2) window"
+    );
 }
 
 #[tokio::test(start_paused = true)]

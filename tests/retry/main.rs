@@ -9,4 +9,5 @@ mod cascade;
 mod e2e;
 mod harness;
 mod http_rules;
+mod llm;
 mod policy;
