@@ -20,6 +20,9 @@
 //!   the same run: one `RwLock<HashMap>` read lock, a clock read and a shared timestamp store
 //!   per lookup.
 
+#[path = "support/two_threads.rs"]
+mod two_threads;
+
 use criterion::{Criterion, criterion_group, criterion_main};
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -27,18 +30,18 @@ use std::future::{Future, ready};
 use std::hint::black_box;
 use std::pin::pin;
 use std::sync::RwLock;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, Waker};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use tower::{Layer, Service, service_fn};
 use tower_breaker::circuit_breaker::CircuitBreaker;
 use tower_breaker::keyed::{KeyedCircuitBreakerLayer, KeyedCircuitBreakers};
+use two_threads::two_threads;
 
 const SIZES: [u64; 3] = [10, 1_000, 100_000];
 /// Keys each thread cycles through, spread over the registry: as many as a keyed service
 /// remembers, so that `service/*` measures its cache hits.
 const KEYS_PER_THREAD: u64 = 8;
-const MIN_LOOKUPS_PER_THREAD: u64 = 2_000;
 
 fn registry(keys: u64) -> KeyedCircuitBreakers<u64> {
     let registry = KeyedCircuitBreakers::builder(CircuitBreaker::builder("bench"))
@@ -57,36 +60,6 @@ fn keys_of(thread: u64, keys: u64) -> Vec<u64> {
     (0..KEYS_PER_THREAD)
         .map(|i| (i * 2 + thread) * keys / (KEYS_PER_THREAD * 2) % keys)
         .collect()
-}
-
-/// Runs `work(thread, n)` on two threads that start together; the wall time per lookup over
-/// both threads' `2n` lookups, times `iters`.
-fn two_threads(iters: u64, work: &(impl Fn(u64, u64) + Sync)) -> Duration {
-    let n = iters.max(MIN_LOOKUPS_PER_THREAD);
-    let arrived = AtomicUsize::new(0);
-    let spans: Vec<(Instant, Instant)> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..2)
-            .map(|thread| {
-                let arrived = &arrived;
-                s.spawn(move || {
-                    arrived.fetch_add(1, Ordering::AcqRel);
-                    while arrived.load(Ordering::Acquire) < 2 {
-                        std::hint::spin_loop();
-                    }
-                    let start = Instant::now();
-                    work(thread, n);
-                    (start, Instant::now())
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("bench thread"))
-            .collect()
-    });
-    let start = spans.iter().map(|s| s.0).min().expect("spans");
-    let end = spans.iter().map(|s| s.1).max().expect("spans");
-    (end - start).mul_f64(iters as f64 / (2.0 * n as f64))
 }
 
 /// The lookup this crate used before: one map behind an `RwLock`, a clock read and a

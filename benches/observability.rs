@@ -18,6 +18,9 @@
 //! `call`, one poll with a no-op waker. `handle/*` is `try_acquire` + `record` without tower.
 //! The figures are in `benches/README.md` under "Observability".
 
+#[path = "support/two_threads.rs"]
+mod two_threads;
+
 use criterion::{Bencher, Criterion, criterion_group, criterion_main};
 use std::convert::Infallible;
 use std::future::{Future, Ready, ready};
@@ -127,7 +130,86 @@ fn observability(c: &mut Criterion) {
         bench_handle(b, breaker(|b| b.on_event(listener)))
     });
 
+    // Two threads, each with its own breaker, one listener for both: what the listener's
+    // lookup of the breaker's series costs when two threads report at once. The reference is
+    // the lookup this crate used before, rebuilt here: a read lock and a hash of the name.
+    #[cfg(feature = "metrics")]
+    {
+        let shared = metrics_listener();
+        group.bench_function("two_threads/handle/metrics_listener", |b| {
+            b.iter_custom(|iters| {
+                two_threads::two_threads(iters, &|thread, n| {
+                    let name = format!("bench-{thread}");
+                    let breaker = CircuitBreaker::builder(name)
+                        .on_event(shared.clone())
+                        .build()
+                        .expect("valid config");
+                    record_n(&breaker, n);
+                })
+            })
+        });
+        let reference = std::sync::Arc::new(reference::LockedListener::default());
+        group.bench_function("two_threads/handle/reference_locked_listener", |b| {
+            b.iter_custom(|iters| {
+                two_threads::two_threads(iters, &|thread, n| {
+                    let name = format!("bench-{thread}");
+                    let breaker = CircuitBreaker::builder(name)
+                        .on_event(reference::Shared(reference.clone()))
+                        .build()
+                        .expect("valid config");
+                    record_n(&breaker, n);
+                })
+            })
+        });
+    }
+
     group.finish();
+}
+
+#[cfg(feature = "metrics")]
+fn record_n(breaker: &CircuitBreaker, n: u64) {
+    for _ in 0..n {
+        match breaker.try_acquire() {
+            Ok(permit) => permit.record(black_box(Outcome::Success)),
+            Err(_) => panic!("the breaker is closed"),
+        }
+    }
+}
+
+/// The `metrics` listener's series lookup as it was: a read lock on one map and a hash of the
+/// name per event, then the recorder's increment.
+#[cfg(feature = "metrics")]
+mod reference {
+    use std::collections::HashMap;
+    use std::sync::{Arc, RwLock};
+    use tower_breaker::circuit_breaker::CircuitBreakerEvent;
+    use tower_breaker::events::Listener;
+
+    #[derive(Default)]
+    pub(crate) struct LockedListener {
+        series: RwLock<HashMap<Arc<str>, metrics::Counter>>,
+    }
+
+    pub(crate) struct Shared(pub(crate) Arc<LockedListener>);
+
+    impl Listener<CircuitBreakerEvent> for Shared {
+        fn on_event(&self, event: &CircuitBreakerEvent) {
+            let CircuitBreakerEvent::CallRecorded { name, .. } = event else {
+                return;
+            };
+            if let Some(counter) = self.0.series.read().expect("not poisoned").get(&**name) {
+                counter.increment(1);
+                return;
+            }
+            let mut series = self.0.series.write().expect("not poisoned");
+            series
+                .entry(name.clone())
+                .or_insert_with(
+                    || metrics::counter!("reference_calls_total", "name" => name.to_string()),
+                )
+                .increment(1);
+        }
+    }
 }
 
 criterion_group! {

@@ -31,7 +31,8 @@
 //! # Ok::<_, tower_breaker::ConfigError>(())
 //! ```
 //!
-//! As tower middleware, [`CircuitBreakerLayer`] wraps any `Service`. Its error type is
+//! As tower middleware, [`CircuitBreakerLayer`] wraps any `Service` that is `Clone` (see
+//! [`CircuitBreakerService`] for why). Its error type is
 //! [`tower::BoxError`](https://docs.rs/tower/latest/tower/type.BoxError.html); a rejection is a
 //! boxed [`CircuitOpen`] (or a boxed [`RateLimited`] during a rate-limit cool-down):
 //!

@@ -15,12 +15,20 @@ fn breaker(name: &str, wait: Duration) -> CircuitBreaker {
         .unwrap()
 }
 
+/// Moves tokio's clock (which the breakers and the cache read) forward by `by` at once,
+/// instead of sleeping: what happens before and after does not depend on the machine's speed.
+async fn jump(by: Duration) {
+    tokio::time::pause();
+    tokio::time::advance(by).await;
+    tokio::time::resume();
+}
+
 #[tokio::test]
 async fn an_open_provider_is_skipped_until_its_probe() {
     let (a, b) = (Upstream::start("a").await, Upstream::start("b").await);
     a.set_down(true);
     let (ba, bb) = (
-        breaker("a", Duration::from_millis(300)),
+        breaker("a", Duration::from_secs(60)),
         breaker("b", Duration::from_secs(60)),
     );
     let mut failover = Failover::builder()
@@ -38,7 +46,7 @@ async fn an_open_provider_is_skipped_until_its_probe() {
     assert_eq!(failover.available(), vec!["b"]);
 
     // After its wait, A gets exactly one probe; it fails, so B answers and A reopens.
-    tokio::time::sleep(Duration::from_millis(350)).await;
+    jump(Duration::from_secs(61)).await;
     assert_eq!(failover.available(), vec!["a", "b"]);
     assert_eq!(
         failover.ready().await.unwrap().call(()).await.unwrap(),
@@ -49,7 +57,7 @@ async fn an_open_provider_is_skipped_until_its_probe() {
 
     // A recovers: its next probe closes its breaker and it takes the traffic again.
     a.set_down(false);
-    tokio::time::sleep(Duration::from_millis(350)).await;
+    jump(Duration::from_secs(61)).await;
     assert_eq!(
         failover.ready().await.unwrap().call(()).await.unwrap(),
         "a answered"
@@ -119,11 +127,11 @@ async fn when_every_provider_is_down_the_error_lists_each_and_the_fallback_answe
 #[tokio::test]
 async fn a_cached_answer_is_served_while_open_and_not_after_its_ttl() {
     let a = Upstream::start("a").await;
-    let ba = breaker("a", Duration::from_secs(60));
+    let ba = breaker("a", Duration::from_secs(600));
     let mut svc = ServiceBuilder::new()
         .layer(FallbackLayer::cache(
             |_: &()| Some("greeting"),
-            Duration::from_secs(1),
+            Duration::from_secs(60),
             100,
         ))
         .service(client(&a, &ba));
@@ -140,7 +148,7 @@ async fn a_cached_answer_is_served_while_open_and_not_after_its_ttl() {
     }
     assert_eq!(ba.state(), CircuitState::Open);
     assert_eq!(a.hits(), 4, "one good call, three that tripped the breaker");
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    jump(Duration::from_secs(61)).await;
     let err = svc.ready().await.unwrap().call(()).await.unwrap_err();
     assert!(err.to_string().contains("is open"), "{err}");
 }
