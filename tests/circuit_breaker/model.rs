@@ -422,9 +422,14 @@ impl Model {
             return;
         }
         if let Some(wait) = rate_limited {
-            // Up, but asking us to wait: reopen for its wait, not as a failed round.
+            // Up, but asking us to wait: a cool-down for its wait, not a failed round. It
+            // starts a new generation with an empty window, as a probe's success would have,
+            // and ends closed in that generation.
             let until = self.now + self.server_wait(wait);
-            self.transition(State::Open { until });
+            self.transition(State::RateLimited { until });
+            self.window.clear();
+            self.run = 0;
+            self.reopens = 0;
             return;
         }
         if outcome == Outcome::Ignored {
