@@ -51,20 +51,33 @@ impl<F> HttpClassifier<F> {
         }
         let url = response.url().clone();
         let idle = self.body_idle_timeout();
-        let mut response = ::http::Response::<reqwest::Body>::from(response).map(|body| {
+        let response = ::http::Response::<reqwest::Body>::from(response).map(|body| {
             reqwest::Body::wrap(RecordingBody::new(body, permit, EndRule::Success, idle))
         });
-        // `reqwest::Response::from` reads the URL from an extension that only
-        // `ResponseBuilderExt::url` can set. Building an empty response cannot fail; if it
-        // did, the URL would read as reqwest's placeholder, nothing worse.
-        if let Ok(carrier) = ::http::Response::builder().url(url).body(()) {
-            response
-                .extensions_mut()
-                .extend(carrier.into_parts().0.extensions);
-        }
-        reqwest::Response::from(response)
+        reqwest_response(response, url)
     }
 }
+
+/// A `reqwest::Response` made from `response`, with `url` as its URL.
+pub(crate) fn reqwest_response(
+    mut response: ::http::Response<reqwest::Body>,
+    url: reqwest::Url,
+) -> reqwest::Response {
+    // `reqwest::Response::from` reads the URL from an extension that only
+    // `ResponseBuilderExt::url` can set. Building an empty response cannot fail; if it did,
+    // the URL would read as reqwest's placeholder, nothing worse.
+    if let Ok(carrier) = ::http::Response::builder().url(url).body(()) {
+        response
+            .extensions_mut()
+            .extend(carrier.into_parts().0.extensions);
+    }
+    reqwest::Response::from(response)
+}
+
+/// A response's URL, kept in its extensions while it is an `http::Response`.
+#[cfg(feature = "stream")]
+#[derive(Clone, Debug)]
+pub(crate) struct KeptUrl(pub(crate) reqwest::Url);
 
 /// `reqwest::Client` is a `Service<reqwest::Request>`: wrapped with an [`HttpClassifier`],
 /// its responses are classified and their bodies recorded at their end.

@@ -1,0 +1,220 @@
+//! An incremental parser of `text/event-stream` (server-sent events), as the WHATWG HTML
+//! standard defines it, fed one chunk at a time.
+
+use std::fmt;
+
+/// One dispatched server-sent event: its `event:` name (empty when none was given) and its
+/// `data:` lines joined by `\n`.
+///
+/// Comments (`: keepalive`) and blocks without a `data:` line are not events: the parser never
+/// yields them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SseEvent {
+    /// The `event:` field, or `""` (the standard's default type, `message`).
+    pub event: String,
+    /// The `data:` fields, joined by `\n`.
+    pub data: String,
+}
+
+impl SseEvent {
+    /// True when the data is empty or only whitespace: such an event carries no token.
+    pub fn is_empty(&self) -> bool {
+        self.data.trim().is_empty()
+    }
+}
+
+/// Parses a byte stream of server-sent events chunk by chunk.
+///
+/// Lines may end in `\n`, `\r\n` or `\r`, and a chunk may end anywhere, even between the `\r`
+/// and the `\n` of one line break: the events are the same however the stream is split. A line
+/// that is not yet complete is kept until its end arrives; at the end of the stream, an event
+/// without its closing blank line is dropped, as the standard says.
+///
+/// ```
+/// use tower_breaker::stream::{SseEvent, SseParser};
+///
+/// let mut parser = SseParser::new();
+/// let mut events = Vec::new();
+/// parser.push(b": keepalive\r\nevent: delta\r\nda", |e| events.push(e));
+/// assert!(events.is_empty());
+/// parser.push(b"ta: {\"x\":1}\r\n\r\ndata: [DONE]\n\n", |e| events.push(e));
+/// assert_eq!(events, vec![
+///     SseEvent { event: "delta".into(), data: "{\"x\":1}".into() },
+///     SseEvent { event: String::new(), data: "[DONE]".into() },
+/// ]);
+/// ```
+#[derive(Default, Clone)]
+pub struct SseParser {
+    /// The start of a line whose end has not arrived yet.
+    line: Vec<u8>,
+    /// The last chunk ended in `\r`: a `\n` opening the next one belongs to that line break.
+    after_cr: bool,
+    /// The event being built: `data:` lines (each followed by `\n`) and its `event:` name.
+    data: Vec<u8>,
+    has_data: bool,
+    event: Vec<u8>,
+}
+
+impl fmt::Debug for SseParser {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SseParser")
+            .field("buffered_line", &self.line.len())
+            .field("buffered_data", &self.data.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SseParser {
+    /// A parser at the start of a stream.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Parses `chunk`, calling `on_event` for each event it completes.
+    pub fn push(&mut self, mut chunk: &[u8], mut on_event: impl FnMut(SseEvent)) {
+        if chunk.is_empty() {
+            // An empty chunk must not forget a `\r` that ended the last one.
+            return;
+        }
+        if self.after_cr {
+            self.after_cr = false;
+            if let [b'\n', rest @ ..] = chunk {
+                chunk = rest;
+            }
+        }
+        while let Some(at) = chunk.iter().position(|&b| b == b'\n' || b == b'\r') {
+            let (line, rest) = chunk.split_at(at);
+            let cr = rest[0] == b'\r';
+            chunk = &rest[1..];
+            if cr {
+                match chunk {
+                    [b'\n', after @ ..] => chunk = after,
+                    [] => self.after_cr = true,
+                    _ => {}
+                }
+            }
+            if self.line.is_empty() {
+                self.line_complete(line, &mut on_event);
+            } else {
+                let mut whole = std::mem::take(&mut self.line);
+                whole.extend_from_slice(line);
+                self.line_complete(&whole, &mut on_event);
+                // Keep the allocation for the next split line.
+                whole.clear();
+                self.line = whole;
+            }
+        }
+        self.line.extend_from_slice(chunk);
+    }
+
+    fn line_complete(&mut self, line: &[u8], on_event: &mut impl FnMut(SseEvent)) {
+        if line.is_empty() {
+            self.dispatch(on_event);
+            return;
+        }
+        if line[0] == b':' {
+            // A comment: keepalives look like this.
+            return;
+        }
+        let (field, value) = match line.iter().position(|&b| b == b':') {
+            Some(colon) => {
+                let value = &line[colon + 1..];
+                (&line[..colon], value.strip_prefix(b" ").unwrap_or(value))
+            }
+            None => (line, &[][..]),
+        };
+        match field {
+            b"data" => {
+                self.data.extend_from_slice(value);
+                self.data.push(b'\n');
+                self.has_data = true;
+            }
+            b"event" => {
+                self.event.clear();
+                self.event.extend_from_slice(value);
+            }
+            // `id` and `retry` matter to a reconnecting browser, not here; other fields are
+            // ignored by the standard.
+            _ => {}
+        }
+    }
+
+    fn dispatch(&mut self, on_event: &mut impl FnMut(SseEvent)) {
+        if !self.has_data {
+            self.event.clear();
+            return;
+        }
+        self.data.pop(); // the `\n` after the last data line
+        let event = SseEvent {
+            event: String::from_utf8_lossy(&self.event).into_owned(),
+            data: String::from_utf8_lossy(&self.data).into_owned(),
+        };
+        self.data.clear();
+        self.event.clear();
+        self.has_data = false;
+        on_event(event);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_split(input: &[u8], at: &[usize]) -> Vec<SseEvent> {
+        let mut parser = SseParser::new();
+        let mut events = Vec::new();
+        let mut start = 0;
+        for &cut in at {
+            parser.push(&input[start..cut], |e| events.push(e));
+            start = cut;
+        }
+        parser.push(&input[start..], |e| events.push(e));
+        events
+    }
+
+    #[test]
+    fn a_crlf_split_between_cr_and_lf_is_one_line_break() {
+        let input = b"data: a\r\n\r\ndata: b\r\n\r\n";
+        for cut in 0..=input.len() {
+            let events = parse_split(input, &[cut]);
+            assert_eq!(events.len(), 2, "cut at {cut}");
+            assert_eq!(events[1].data, "b");
+        }
+    }
+
+    #[test]
+    fn an_empty_chunk_between_cr_and_lf_keeps_them_one_line_break() {
+        let input = b"data: a\r\n";
+        let mut parser = SseParser::new();
+        let mut events = Vec::new();
+        parser.push(&input[..8], |e| events.push(e));
+        parser.push(b"", |e| events.push(e));
+        parser.push(&input[8..], |e| events.push(e));
+        assert!(events.is_empty(), "{events:?}");
+    }
+
+    #[test]
+    fn comments_and_blocks_without_data_are_not_events() {
+        let events = parse_split(b": ping\n\nevent: x\n\nid: 3\n\ndata\n\n", &[]);
+        // `data` with no colon is a data field with an empty value: one empty event.
+        assert_eq!(
+            events,
+            vec![SseEvent {
+                event: String::new(),
+                data: String::new()
+            }]
+        );
+        assert!(events[0].is_empty());
+    }
+
+    #[test]
+    fn multi_line_data_is_joined_and_an_unfinished_event_is_kept() {
+        let mut parser = SseParser::new();
+        let mut events = Vec::new();
+        parser.push(b"data: one\ndata:two\r", |e| events.push(e));
+        parser.push(b"\r", |e| events.push(e));
+        assert_eq!(events[0].data, "one\ntwo");
+        parser.push(b"data: never finished\n", |e| events.push(e));
+        assert_eq!(events.len(), 1);
+    }
+}
