@@ -89,11 +89,8 @@ async fn stalls_fail_over_within_the_deadline_and_no_token_is_spliced_or_repeate
         }
         let read = read(response.into_body()).await;
 
-        // One provider, every token once, in order, from the first.
-        let from = &read.tokens[0].1;
-        for (i, (seq, token_from)) in read.tokens.iter().enumerate() {
-            assert_eq!((*seq, token_from), (i as u64, from), "call {call}");
-        }
+        // One attempt of one provider, every token once, in order, from the first.
+        let from = read.one_attempt();
         match plan.fault {
             Fault::IdleAfter(n) => {
                 idles += 1;
@@ -149,4 +146,10 @@ async fn stalls_fail_over_within_the_deadline_and_no_token_is_spliced_or_repeate
     assert_eq!(backup_breaker.metrics().failed_calls, 0);
     // Every abandoned stream was dropped.
     assert_eq!(primary.live.get(), 0);
+    println!(
+        "failover: {} stalls, {idles} idle streams in {CALLS} calls; caller p99 TTFT {caller_p99:?}, \
+         bound {:?}",
+        stall_starts.len(),
+        FIRST_TOKEN + backup_p99
+    );
 }

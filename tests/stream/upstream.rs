@@ -201,17 +201,21 @@ impl Upstream {
         let this = self.clone();
         tower::service_fn(move |_req: Req| {
             let plan = (this.plans.lock().unwrap())();
-            this.received.lock().unwrap().push(Received {
+            let mut received = this.received.lock().unwrap();
+            received.push(Received {
                 at: Instant::now(),
                 plan,
             });
-            let body = body(steps(this.name, plan), Some(this.live.clone()));
+            // Each attempt signs its tokens, so that a splice of two would show.
+            let from = format!("{}#{}", this.name, received.len());
+            let body = body(steps(&from, plan), Some(this.live.clone()));
             futures_util::future::ready(Ok(http::Response::new(body)))
         })
     }
 }
 
-/// What a caller read: the tokens (`seq`, `from`) in order, and how the body ended.
+/// What a caller read: the tokens (`seq`, `from`: provider `#` attempt) in order, and how the
+/// body ended.
 #[derive(Debug)]
 pub struct Read {
     pub tokens: Vec<(u64, String)>,
@@ -219,6 +223,18 @@ pub struct Read {
     /// When the last token (or the error) arrived.
     pub last_token_at: Option<Instant>,
     pub ended_at: Instant,
+}
+
+impl Read {
+    /// The provider of every token, checking that all come from one attempt, numbered from 0
+    /// without a gap or a repeat.
+    pub fn one_attempt(&self) -> &str {
+        let from = &self.tokens[0].1;
+        for (i, (seq, token_from)) in self.tokens.iter().enumerate() {
+            assert_eq!((*seq, token_from), (i as u64, from), "spliced or repeated");
+        }
+        from.split('#').next().unwrap()
+    }
 }
 
 pub async fn read<B>(body: B) -> Read
