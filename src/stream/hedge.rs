@@ -220,6 +220,40 @@ impl<Req> Shared<Req> {
 ///   failover or retry, not of a hedge).
 ///
 /// Clones share the budget, the observed latencies and the stats.
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::sync::atomic::{AtomicU32, Ordering};
+/// use std::time::Duration;
+/// use tower::{Service, ServiceExt, service_fn};
+/// use tower_breaker::BoxError;
+/// use tower_breaker::stream::{Hedge, HedgeDelay};
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> Result<(), BoxError> {
+/// // A stand-in for a guarded provider: its first answer takes 5 s, later ones 100 ms.
+/// let calls = Arc::new(AtomicU32::new(0));
+/// let provider = service_fn(move |prompt: &'static str| {
+///     let n = calls.fetch_add(1, Ordering::SeqCst);
+///     async move {
+///         let wait = if n == 0 { 5_000 } else { 100 };
+///         tokio::time::sleep(Duration::from_millis(wait)).await;
+///         Ok::<_, BoxError>(format!("answer {n} to {prompt}"))
+///     }
+/// });
+/// let mut hedged = Hedge::builder()
+///     .delay(HedgeDelay::fixed(Duration::from_millis(500)))
+///     .hedge_non_idempotent(true)
+///     .build(provider)?;
+///
+/// let started = tokio::time::Instant::now();
+/// let answer = hedged.ready().await?.call("hi").await?;
+/// assert_eq!(answer, "answer 1 to hi"); // the hedge, started at 500 ms, won
+/// assert_eq!(started.elapsed(), Duration::from_millis(600));
+/// assert_eq!((hedged.stats().hedges, hedged.stats().hedge_wins), (1, 1));
+/// # Ok(())
+/// # }
+/// ```
 pub struct Hedge<S, Req> {
     primary: S,
     target: S,
@@ -618,6 +652,80 @@ where
                 return Poll::Ready(Err(error));
             }
             return Poll::Pending;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn latencies(quantile: f64, floor_ms: u64, cap_ms: u64) -> Latencies {
+        let cap = Duration::from_millis(cap_ms);
+        Latencies {
+            quantile,
+            floor: Duration::from_millis(floor_ms),
+            cap,
+            samples: Mutex::new(Samples::default()),
+            delay_nanos: AtomicU64::new(cap.as_nanos() as u64),
+        }
+    }
+
+    /// The delay after `records`: the nearest-rank quantile of the last 1,000 samples, as of the
+    /// last recomputation (at 20 samples, then every 16), clamped; the cap before that.
+    fn reference(records: &[u64], quantile: f64, floor_ms: u64, cap_ms: u64) -> Duration {
+        let cap = Duration::from_millis(cap_ms);
+        let mut computed_at = None;
+        let mut since = 0;
+        for n in 1..=records.len() {
+            since += 1;
+            if n >= MIN_SAMPLES && since >= RECOMPUTE_EVERY as usize {
+                since = 0;
+                computed_at = Some(n);
+            }
+        }
+        let Some(n) = computed_at else { return cap };
+        let mut window: Vec<u64> = records[n.saturating_sub(WINDOW)..n].to_vec();
+        window.sort_unstable();
+        let rank = ((window.len() as f64 * quantile).ceil() as usize).clamp(1, window.len()) - 1;
+        Duration::from_millis(window[rank]).clamp(Duration::from_millis(floor_ms), cap)
+    }
+
+    proptest! {
+        #[test]
+        fn the_percentile_delay_matches_a_sorted_reference(
+            records in prop::collection::vec(0u64..5_000, 0..2_500),
+            quantile in 0.01f64..=1.0,
+            floor_ms in 0u64..500,
+            cap_extra in 0u64..5_000,
+        ) {
+            let cap_ms = floor_ms + cap_extra;
+            let window = latencies(quantile, floor_ms, cap_ms);
+            for &ms in &records {
+                window.record(Duration::from_millis(ms));
+            }
+            prop_assert_eq!(window.delay(), reference(&records, quantile, floor_ms, cap_ms));
+        }
+
+        #[test]
+        fn hedges_never_exceed_the_budget_share_plus_the_burst(
+            ops in prop::collection::vec(any::<bool>(), 0..5_000),
+            budget in 0.001f64..=1.0,
+            burst in 1u64..20,
+        ) {
+            let per_call = (budget * ONE_HEDGE as f64).round() as u64;
+            let b = Budget { balance: AtomicU64::new(burst * ONE_HEDGE), per_call, max: burst * ONE_HEDGE };
+            let (mut calls, mut hedges) = (0u64, 0u64);
+            for op in ops {
+                if op {
+                    b.deposit();
+                    calls += 1;
+                } else if b.try_withdraw() {
+                    hedges += 1;
+                }
+                prop_assert!(hedges * ONE_HEDGE <= calls * per_call + burst * ONE_HEDGE);
+            }
         }
     }
 }
