@@ -24,7 +24,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 use tower::{Layer, Service, service_fn};
 use tower_breaker::circuit_breaker::CircuitBreaker;
-use tower_breaker::stream::StreamGuardLayer;
+use tower_breaker::stream::{SseParser, SseRules, StreamGuardLayer};
 
 const CHUNKS: usize = 1_000;
 
@@ -138,6 +138,32 @@ fn streams(c: &mut Criterion) {
             drain,
             BatchSize::SmallInput,
         )
+    });
+    // Where the guard's time goes: the SSE parse alone, then the parse and the OpenAI rules.
+    group.bench_function("parse_only", |b| {
+        let mut parser = SseParser::new();
+        b.iter(|| {
+            let mut n = 0usize;
+            for chunk in &events {
+                parser.push(chunk, |e| n += e.data.len());
+            }
+            black_box(n)
+        })
+    });
+    let rules = SseRules::openai();
+    group.bench_function("parse_and_rules", |b| {
+        let mut parser = SseParser::new();
+        b.iter(|| {
+            let mut n = 0usize;
+            for chunk in &events {
+                parser.push(chunk, |e| {
+                    n += usize::from(rules.is_token(e))
+                        + usize::from(rules.is_complete(e))
+                        + usize::from(rules.is_last(e))
+                });
+            }
+            black_box(n)
+        })
     });
     let mut guarded = guard.layer(upstream);
     group.bench_function("guarded", |b| {

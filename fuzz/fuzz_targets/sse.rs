@@ -42,7 +42,7 @@ fn parse(chunks: &[Bytes]) -> Vec<SseEvent> {
     let mut parser = SseParser::new();
     let mut events = Vec::new();
     for chunk in chunks {
-        parser.push(chunk, |e| events.push(e));
+        parser.push(chunk, |e| events.push(e.clone()));
     }
     events
 }

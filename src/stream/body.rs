@@ -66,12 +66,12 @@ impl Guarding {
             if scan.last {
                 return;
             }
-            if rules.is_token(&event) {
+            if rules.is_token(event) {
                 scan.token = true;
                 *tokens += 1;
             }
-            scan.complete |= rules.is_complete(&event);
-            scan.last |= rules.is_last(&event);
+            scan.complete |= rules.is_complete(event);
+            scan.last |= rules.is_last(event);
         });
         scan
     }

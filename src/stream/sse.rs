@@ -35,9 +35,9 @@ impl SseEvent {
 ///
 /// let mut parser = SseParser::new();
 /// let mut events = Vec::new();
-/// parser.push(b": keepalive\r\nevent: delta\r\nda", |e| events.push(e));
+/// parser.push(b": keepalive\r\nevent: delta\r\nda", |e| events.push(e.clone()));
 /// assert!(events.is_empty());
-/// parser.push(b"ta: {\"x\":1}\r\n\r\ndata: [DONE]\n\n", |e| events.push(e));
+/// parser.push(b"ta: {\"x\":1}\r\n\r\ndata: [DONE]\n\n", |e| events.push(e.clone()));
 /// assert_eq!(events, vec![
 ///     SseEvent { event: "delta".into(), data: "{\"x\":1}".into() },
 ///     SseEvent { event: String::new(), data: "[DONE]".into() },
@@ -53,8 +53,10 @@ pub struct SseParser {
     data: Vec<u8>,
     has_data: bool,
     event: Vec<u8>,
+    /// The event handed to the callback; its strings' buffers go back to `data` and `event`
+    /// after each event, so that a stream is parsed without an allocation per event.
+    dispatched: SseEvent,
 }
-
 impl fmt::Debug for SseParser {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SseParser")
@@ -70,8 +72,9 @@ impl SseParser {
         Self::default()
     }
 
-    /// Parses `chunk`, calling `on_event` for each event it completes.
-    pub fn push(&mut self, mut chunk: &[u8], mut on_event: impl FnMut(SseEvent)) {
+    /// Parses `chunk`, calling `on_event` for each event it completes (clone the event to keep
+    /// it: the parser reuses its buffers).
+    pub fn push(&mut self, mut chunk: &[u8], mut on_event: impl FnMut(&SseEvent)) {
         if chunk.is_empty() {
             // An empty chunk must not forget a `\r` that ended the last one.
             return;
@@ -82,7 +85,7 @@ impl SseParser {
                 chunk = rest;
             }
         }
-        while let Some(at) = chunk.iter().position(|&b| b == b'\n' || b == b'\r') {
+        while let Some(at) = find_line_end(chunk) {
             let (line, rest) = chunk.split_at(at);
             let cr = rest[0] == b'\r';
             chunk = &rest[1..];
@@ -107,7 +110,7 @@ impl SseParser {
         self.line.extend_from_slice(chunk);
     }
 
-    fn line_complete(&mut self, line: &[u8], on_event: &mut impl FnMut(SseEvent)) {
+    fn line_complete(&mut self, line: &[u8], on_event: &mut impl FnMut(&SseEvent)) {
         if line.is_empty() {
             self.dispatch(on_event);
             return;
@@ -139,21 +142,62 @@ impl SseParser {
         }
     }
 
-    fn dispatch(&mut self, on_event: &mut impl FnMut(SseEvent)) {
+    fn dispatch(&mut self, on_event: &mut impl FnMut(&SseEvent)) {
         if !self.has_data {
             self.event.clear();
             return;
         }
         self.data.pop(); // the `\n` after the last data line
-        let event = SseEvent {
-            event: String::from_utf8_lossy(&self.event).into_owned(),
-            data: String::from_utf8_lossy(&self.data).into_owned(),
-        };
-        self.data.clear();
-        self.event.clear();
         self.has_data = false;
+        let event = &mut self.dispatched;
+        event.data = into_string(std::mem::take(&mut self.data));
+        event.event = into_string(std::mem::take(&mut self.event));
         on_event(event);
+        self.data = std::mem::take(&mut event.data).into_bytes();
+        self.data.clear();
+        self.event = std::mem::take(&mut event.event).into_bytes();
+        self.event.clear();
     }
+}
+
+/// The position of the first `\n` or `\r` in `bytes`. Eight bytes at a time: an event is mostly
+/// a long `data:` line, and this scan is most of the parser's work.
+fn find_line_end(bytes: &[u8]) -> Option<usize> {
+    find_either(bytes, b'\n', b'\r')
+}
+
+/// The position of the first `a` or `b` in `bytes`, eight bytes at a time.
+pub(crate) fn find_either(bytes: &[u8], a: u8, b: u8) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    /// A high bit in each byte of `word` that is zero (and maybe above one that is: the
+    /// lowest flagged byte is always a true zero).
+    fn zero_bytes(word: u64) -> u64 {
+        word.wrapping_sub(ONES) & !word & HIGHS
+    }
+    let words = bytes.chunks_exact(8);
+    let tail = words.remainder();
+    for (n, word) in words.enumerate() {
+        let Ok(word) = <[u8; 8]>::try_from(word) else {
+            break; // `chunks_exact(8)`: never
+        };
+        let word = u64::from_le_bytes(word);
+        let found =
+            zero_bytes(word ^ (ONES * u64::from(a))) | zero_bytes(word ^ (ONES * u64::from(b)));
+        if found != 0 {
+            return Some(n * 8 + (found.trailing_zeros() / 8) as usize);
+        }
+    }
+    let start = bytes.len() - tail.len();
+    tail.iter()
+        .position(|&x| x == a || x == b)
+        .map(|at| start + at)
+}
+
+/// The bytes as text, without a copy when they are valid UTF-8 (invalid sequences become
+/// U+FFFD, as the standard's decoder does).
+fn into_string(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 #[cfg(test)]
@@ -165,11 +209,28 @@ mod tests {
         let mut events = Vec::new();
         let mut start = 0;
         for &cut in at {
-            parser.push(&input[start..cut], |e| events.push(e));
+            parser.push(&input[start..cut], |e| events.push(e.clone()));
             start = cut;
         }
-        parser.push(&input[start..], |e| events.push(e));
+        parser.push(&input[start..], |e| events.push(e.clone()));
         events
+    }
+
+    #[test]
+    fn find_line_end_finds_the_first_break_at_every_offset() {
+        for len in 0..40 {
+            for at in 0..len {
+                for byte in [b'\n', b'\r'] {
+                    let mut bytes = vec![b'x'; len];
+                    bytes[at] = byte;
+                    if at + 1 < len {
+                        bytes[at + 1] = b'\n';
+                    }
+                    assert_eq!(find_line_end(&bytes), Some(at), "{len} {at}");
+                }
+            }
+            assert_eq!(find_line_end(&vec![0x8a; len]), None);
+        }
     }
 
     #[test]
@@ -187,9 +248,9 @@ mod tests {
         let input = b"data: a\r\n";
         let mut parser = SseParser::new();
         let mut events = Vec::new();
-        parser.push(&input[..8], |e| events.push(e));
-        parser.push(b"", |e| events.push(e));
-        parser.push(&input[8..], |e| events.push(e));
+        parser.push(&input[..8], |e| events.push(e.clone()));
+        parser.push(b"", |e| events.push(e.clone()));
+        parser.push(&input[8..], |e| events.push(e.clone()));
         assert!(events.is_empty(), "{events:?}");
     }
 
@@ -211,10 +272,10 @@ mod tests {
     fn multi_line_data_is_joined_and_an_unfinished_event_is_kept() {
         let mut parser = SseParser::new();
         let mut events = Vec::new();
-        parser.push(b"data: one\ndata:two\r", |e| events.push(e));
-        parser.push(b"\r", |e| events.push(e));
+        parser.push(b"data: one\ndata:two\r", |e| events.push(e.clone()));
+        parser.push(b"\r", |e| events.push(e.clone()));
         assert_eq!(events[0].data, "one\ntwo");
-        parser.push(b"data: never finished\n", |e| events.push(e));
+        parser.push(b"data: never finished\n", |e| events.push(e.clone()));
         assert_eq!(events.len(), 1);
     }
 }

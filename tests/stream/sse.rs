@@ -71,10 +71,10 @@ fn parse_in_chunks(input: &[u8], cuts: &[usize]) -> Vec<SseEvent> {
     let mut events = Vec::new();
     let mut start = 0;
     for cut in cuts {
-        parser.push(&input[start..cut], |e| events.push(e));
+        parser.push(&input[start..cut], |e| events.push(e.clone()));
         start = cut;
     }
-    parser.push(&input[start..], |e| events.push(e));
+    parser.push(&input[start..], |e| events.push(e.clone()));
     events
 }
 

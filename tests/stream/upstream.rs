@@ -253,9 +253,9 @@ where
             Some(Ok(frame)) => {
                 if let Some(data) = frame.data_ref() {
                     parser.push(data, |event| {
-                        let json = event.data;
-                        if let Some(seq) = field(&json, "\"seq\":") {
-                            let from = field(&json, "\"from\":\"").unwrap_or_default();
+                        let json = &event.data;
+                        if let Some(seq) = field(json, "\"seq\":") {
+                            let from = field(json, "\"from\":\"").unwrap_or_default();
                             tokens.push((seq.parse().unwrap(), from));
                             last_token_at = Some(Instant::now());
                         }
