@@ -93,9 +93,13 @@ mod sse;
 
 pub use self::body::GuardedBody;
 pub use self::error::{FirstTokenTimeout, StreamIdle, StreamTruncated};
-pub use self::hedge::{Hedge, HedgeBuilder, HedgeDelay, HedgeStats, ResponseFuture as HedgeFuture};
+pub use self::hedge::{Hedge, HedgeBuilder, HedgeDelay, HedgeStats};
 pub use self::rules::SseRules;
-pub use self::service::{
-    GuardResponse, ResponseFuture, StreamGuard, StreamGuardBuilder, StreamGuardLayer,
-};
+pub use self::service::{GuardResponse, StreamGuard, StreamGuardBuilder, StreamGuardLayer};
 pub use self::sse::{SseEvent, SseParser};
+
+/// The response futures of [`StreamGuard`] and [`Hedge`].
+pub mod future {
+    pub use super::hedge::ResponseFuture as HedgeResponseFuture;
+    pub use super::service::ResponseFuture;
+}
