@@ -225,3 +225,47 @@ fn hedge_settings_out_of_range_are_config_errors() {
         .unwrap_err();
     assert_eq!(err.field(), "delay.floor");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_cancelled_attempt_counts_for_nothing_on_its_breaker() {
+    // The first attempt is slow, the hedge fast: the first is dropped before its first token.
+    let mut slow_first = true;
+    let upstream = Upstream::new("llm", move || {
+        let ttft = if std::mem::take(&mut slow_first) {
+            5_000
+        } else {
+            100
+        };
+        Plan::ok(Duration::from_millis(ttft))
+    });
+    let breaker = counting_breaker("llm");
+    let guarded = ServiceBuilder::new()
+        .layer(breaker.http_layer())
+        .layer(
+            StreamGuardLayer::builder()
+                .first_token_timeout(Duration::from_secs(30))
+                .build()
+                .unwrap(),
+        )
+        .service(upstream.service::<u64>());
+    let mut hedge = Hedge::builder()
+        .delay(HedgeDelay::fixed(Duration::from_millis(200)))
+        .target_breaker(breaker.clone())
+        .hedge_non_idempotent(true)
+        .build(guarded)
+        .unwrap();
+    let response = hedge.ready().await.unwrap().call(0).await.unwrap();
+    let read = read(response.into_body()).await;
+    assert!(read.error.is_none());
+    assert_eq!(read.tokens[0].1, "llm#2");
+    let metrics = breaker.metrics();
+    assert_eq!(
+        (
+            metrics.successful_calls,
+            metrics.failed_calls,
+            metrics.ignored_calls
+        ),
+        (1, 0, 1)
+    );
+    assert_eq!(upstream.live.get(), 0);
+}
