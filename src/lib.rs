@@ -55,6 +55,8 @@
 //!   a stream cut before its `[DONE]` counted as a failure, failover before the first token,
 //!   hedging.
 //! - [`keyed`]: one breaker per key (provider, model, host), bounded in number.
+//! - [`chaos`] (feature `chaos`): fault injection, seeded or scripted: errors, latency, and
+//!   with `http` statuses with rate-limit headers and SSE stream faults.
 //! - [`health`]: a registry and report of breakers and bulkheads; an axum `/health` handler.
 //! - `stack` (feature `stack`): `StandardResilience`, the whole client stack in one call.
 //! - [`outcome`]: [`Outcome`] and the [`Classify`] trait that turns results into outcomes.
@@ -84,6 +86,7 @@
 //! | `metrics` | [`metrics`]: [`MetricsListener`](metrics::MetricsListener), counters, gauges and histograms for every component through the `metrics` facade (any exporter) |
 //! | `opentelemetry` | [`opentelemetry`]: [`OpenTelemetryListener`](opentelemetry::OpenTelemetryListener), the same instruments through an OpenTelemetry `Meter` |
 //! | `stack` | `stack`: `StandardResilience` (total timeout, retry, breaker, bulkhead, attempt timeout) and `ServiceBuilderExt` (implies `retry`) |
+//! | `chaos` | [`chaos`]: [`ChaosLayer`](chaos::ChaosLayer), fault injection with per-fault injection rates, switches, seeds and scripted plans; with `http`, statuses (429 with rate-limit headers, 503, 529) and SSE body faults |
 //! | `serde` | `Serialize` / `Deserialize` for [`health`] reports |
 //! | `axum` | an axum `/health` handler answering 200, or 503 when unhealthy (implies `serde`) |
 
@@ -98,6 +101,9 @@
 
 pub mod backoff;
 pub mod bulkhead;
+#[cfg(feature = "chaos")]
+#[cfg_attr(docsrs, doc(cfg(feature = "chaos")))]
+pub mod chaos;
 pub mod circuit_breaker;
 pub mod config;
 mod counter;

@@ -48,6 +48,7 @@
 //! | `tower_breaker_retry_attempts_total` | counter | `reason`: `error`, `response`, `bulkhead_full` | retries (attempts after the first), by what failed |
 //! | `tower_breaker_retry_calls_total` | counter | `outcome`: `succeeded`, or why the policy gave up: `max_attempts`, `deadline`, `budget_exhausted`, `not_idempotent`, `circuit_open`, `rate_limited`, `bulkhead_full`, `not_retryable` | calls whose first attempt failed, by how they ended |
 //! | `tower_breaker_fallback_calls_total` | counter | `outcome`: `served`, `failed` | fallback answers served, and fallbacks that failed themselves |
+//! | `tower_breaker_chaos_faults_total` | counter | `fault`: `error`, `latency`, `status`, `stall_before_first_byte`, `stall_mid_stream`, `cut`, `trickle`, `keepalive_only` | faults injected by a chaos layer (feature `chaos`) |
 //!
 //! Every metric is described (unit and help text) to the recorder installed when
 //! [`MetricsListener::new`] runs. A breaker's series appear with its first event, all at once
@@ -90,6 +91,8 @@
 
 use super::{Backend, Core, Instrument, Kind, Labels};
 use crate::bulkhead::BulkheadEvent;
+#[cfg(feature = "chaos")]
+use crate::chaos::ChaosEvent;
 use crate::circuit_breaker::CircuitBreakerEvent;
 use crate::events::Listener;
 use crate::fallback::FallbackEvent;
@@ -184,6 +187,14 @@ impl Listener<RetryEvent> for MetricsListener {
 impl Listener<FallbackEvent> for MetricsListener {
     fn on_event(&self, event: &FallbackEvent) {
         self.core.on_fallback(event);
+    }
+}
+
+#[cfg(feature = "chaos")]
+#[cfg_attr(docsrs, doc(cfg(feature = "chaos")))]
+impl Listener<ChaosEvent> for MetricsListener {
+    fn on_event(&self, event: &ChaosEvent) {
+        self.core.on_chaos(event);
     }
 }
 

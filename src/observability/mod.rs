@@ -13,6 +13,8 @@ pub mod opentelemetry;
 
 use crate::Outcome;
 use crate::bulkhead::{BulkheadEvent, RejectionReason};
+#[cfg(feature = "chaos")]
+use crate::chaos::ChaosEvent;
 use crate::circuit_breaker::{CircuitBreakerEvent, CircuitState};
 use crate::fallback::FallbackEvent;
 #[cfg(feature = "retry")]
@@ -37,6 +39,7 @@ pub(crate) enum Instrument {
     RetryAttempts,
     RetryCalls,
     FallbackCalls,
+    ChaosFaults,
 }
 
 /// How an instrument is measured.
@@ -53,7 +56,7 @@ pub(crate) enum Kind {
 }
 
 impl Instrument {
-    pub(crate) const ALL: [Instrument; 11] = [
+    pub(crate) const ALL: [Instrument; 12] = [
         Instrument::BreakerCalls,
         Instrument::BreakerSlowCalls,
         Instrument::BreakerTransitions,
@@ -65,6 +68,7 @@ impl Instrument {
         Instrument::RetryAttempts,
         Instrument::RetryCalls,
         Instrument::FallbackCalls,
+        Instrument::ChaosFaults,
     ];
 
     /// The name for the `metrics` facade (Prometheus style).
@@ -82,6 +86,7 @@ impl Instrument {
             Instrument::RetryAttempts => "tower_breaker_retry_attempts_total",
             Instrument::RetryCalls => "tower_breaker_retry_calls_total",
             Instrument::FallbackCalls => "tower_breaker_fallback_calls_total",
+            Instrument::ChaosFaults => "tower_breaker_chaos_faults_total",
         }
     }
 
@@ -101,6 +106,7 @@ impl Instrument {
             Instrument::RetryAttempts => "tower_breaker.retry.attempts",
             Instrument::RetryCalls => "tower_breaker.retry.calls",
             Instrument::FallbackCalls => "tower_breaker.fallback.calls",
+            Instrument::ChaosFaults => "tower_breaker.chaos.faults",
         }
     }
 
@@ -122,6 +128,7 @@ impl Instrument {
             // No unit: "1" would make a Prometheus exporter append `_ratio`.
             Instrument::BreakerState => "",
             Instrument::RetryAttempts => "{attempt}",
+            Instrument::ChaosFaults => "{fault}",
             _ => "{call}",
         }
     }
@@ -153,6 +160,9 @@ impl Instrument {
                 "Calls a retry policy finished after a failure, by outcome: succeeded, or why it gave up."
             }
             Instrument::FallbackCalls => "Fallback answers, by outcome: served, failed.",
+            Instrument::ChaosFaults => {
+                "Faults injected by a chaos layer, by fault: error, latency, status, stall_before_first_byte, stall_mid_stream, cut, trickle, keepalive_only."
+            }
         }
     }
 }
@@ -511,6 +521,17 @@ impl<B: Backend> Core<B> {
         let counter =
             self.backend
                 .counter(Instrument::FallbackCalls, name, &[("outcome", outcome)]);
+        B::count(&counter, 1);
+    }
+
+    // -- chaos --------------------------------------------------------------------------------
+
+    #[cfg(feature = "chaos")]
+    pub(crate) fn on_chaos(&self, event: &ChaosEvent) {
+        let ChaosEvent::FaultInjected { name, fault, .. } = event;
+        let counter =
+            self.backend
+                .counter(Instrument::ChaosFaults, name, &[("fault", fault.as_str())]);
         B::count(&counter, 1);
     }
 }
