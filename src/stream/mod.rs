@@ -96,7 +96,7 @@ pub use self::error::{FirstTokenTimeout, StreamIdle, StreamTruncated};
 pub use self::hedge::{Hedge, HedgeBuilder, HedgeDelay, HedgeStats};
 pub use self::rules::SseRules;
 pub use self::service::{GuardResponse, StreamGuard, StreamGuardBuilder, StreamGuardLayer};
-pub use self::sse::{SseEvent, SseParser};
+pub use self::sse::{MAX_EVENT_BYTES, SseEvent, SseParser};
 
 /// The response futures of [`StreamGuard`] and [`Hedge`].
 pub mod future {

@@ -28,7 +28,8 @@ impl SseEvent {
 /// Lines may end in `\n`, `\r\n` or `\r`, and a chunk may end anywhere, even between the `\r`
 /// and the `\n` of one line break: the events are the same however the stream is split. A line
 /// that is not yet complete is kept until its end arrives; at the end of the stream, an event
-/// without its closing blank line is dropped, as the standard says.
+/// without its closing blank line is dropped, as the standard says. An event or a line larger
+/// than [`MAX_EVENT_BYTES`] is dropped too (never dispatched), so memory stays bounded.
 ///
 /// ```
 /// use tower_breaker::stream::{SseEvent, SseParser};
@@ -56,7 +57,17 @@ pub struct SseParser {
     /// The event handed to the callback; its strings' buffers go back to `data` and `event`
     /// after each event, so that a stream is parsed without an allocation per event.
     dispatched: SseEvent,
+    /// The current line is past [`MAX_EVENT_BYTES`]: its bytes are dropped up to its end.
+    skipping_line: bool,
+    /// The current event is past [`MAX_EVENT_BYTES`]: it is dropped at its blank line.
+    oversized: bool,
 }
+
+/// The most an event (or one line) may buffer: 1 MiB, far above any LLM chunk. A larger one is
+/// dropped, never dispatched, so that an upstream that never ends a line cannot grow the
+/// parser's memory without bound.
+pub const MAX_EVENT_BYTES: usize = 1 << 20;
+
 impl fmt::Debug for SseParser {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SseParser")
@@ -96,7 +107,11 @@ impl SseParser {
                     _ => {}
                 }
             }
-            if self.line.is_empty() {
+            if std::mem::take(&mut self.skipping_line) {
+                // The end of an oversized line: its event is dropped.
+                self.line.clear();
+                self.oversized = true;
+            } else if self.line.is_empty() {
                 self.line_complete(line, &mut on_event);
             } else {
                 let mut whole = std::mem::take(&mut self.line);
@@ -107,11 +122,25 @@ impl SseParser {
                 self.line = whole;
             }
         }
+        if self.skipping_line {
+            return;
+        }
+        if self.line.len() + chunk.len() > MAX_EVENT_BYTES {
+            self.line = Vec::new();
+            self.skipping_line = true;
+            return;
+        }
         self.line.extend_from_slice(chunk);
     }
 
     fn line_complete(&mut self, line: &[u8], on_event: &mut impl FnMut(&SseEvent)) {
         if line.is_empty() {
+            if std::mem::take(&mut self.oversized) {
+                self.data = Vec::new();
+                self.event.clear();
+                self.has_data = false;
+                return;
+            }
             self.dispatch(on_event);
             return;
         }
@@ -128,8 +157,12 @@ impl SseParser {
         };
         match field {
             b"data" => {
-                self.data.extend_from_slice(value);
-                self.data.push(b'\n');
+                if self.data.len() + value.len() >= MAX_EVENT_BYTES {
+                    self.oversized = true;
+                } else if !self.oversized {
+                    self.data.extend_from_slice(value);
+                    self.data.push(b'\n');
+                }
                 self.has_data = true;
             }
             b"event" => {
@@ -252,6 +285,29 @@ mod tests {
         parser.push(b"", |e| events.push(e.clone()));
         parser.push(&input[8..], |e| events.push(e.clone()));
         assert!(events.is_empty(), "{events:?}");
+    }
+
+    #[test]
+    fn an_oversized_line_or_event_is_dropped_and_parsing_goes_on() {
+        let mut parser = SseParser::new();
+        let mut events = Vec::new();
+        let big = vec![b'x'; MAX_EVENT_BYTES / 3];
+        // A line that never ends in time: dropped, and the event with it.
+        parser.push(b"data: ", |e| events.push(e.clone()));
+        for _ in 0..4 {
+            parser.push(&big, |e| events.push(e.clone()));
+        }
+        assert!(parser.line.is_empty());
+        parser.push(b"\n\ndata: ok\n\n", |e| events.push(e.clone()));
+        // Many data lines, each small, the event too large: dropped.
+        let line = [b"data: ".as_slice(), &big, b"\n"].concat();
+        for _ in 0..4 {
+            parser.push(&line, |e| events.push(e.clone()));
+        }
+        assert!(parser.data.len() < MAX_EVENT_BYTES);
+        parser.push(b"\ndata: next\n\n", |e| events.push(e.clone()));
+        let data: Vec<&str> = events.iter().map(|e| e.data.as_str()).collect();
+        assert_eq!(data, ["ok", "next"]);
     }
 
     #[test]
