@@ -51,6 +51,9 @@
 //!   deadline, `Retry-After` and idempotency rules, that does not make outages worse.
 //! - [`fallback`]: answer failed calls from a function, a TTL cache or a backup service.
 //! - [`failover`]: an ordered list of providers; open ones are skipped without a call.
+//! - [`stream`] (feature `stream`): streamed LLM calls: time-to-first-token and idle deadlines,
+//!   a stream cut before its `[DONE]` counted as a failure, failover before the first token,
+//!   hedging.
 //! - [`keyed`]: one breaker per key (provider, model, host), bounded in number.
 //! - [`chaos`] (feature `chaos`): fault injection, seeded or scripted: errors, latency, and
 //!   with `http` statuses with rate-limit headers and SSE stream faults.
@@ -89,6 +92,7 @@
 //! | `reqwest` | the same classification for `reqwest::Response` / `reqwest::Error` (implies `http`) |
 //! | `grpc` | [`grpc`]: `grpc-status` from headers or trailers ([`GrpcClassifier`](grpc::GrpcClassifier)), for tonic channels (implies `http`) |
 //! | `retry` | [`retry`]: [`RetryPolicy`](retry::RetryPolicy), a `tower::retry::Policy` with [backoff] and jitter, a retry budget, a deadline, and never a retry of an open circuit; with `http`, `Retry-After` and idempotency rules ([`IdempotencyKeyLayer`](retry::IdempotencyKeyLayer)); with `reqwest`, `reqwest::Request` copied by `try_clone` |
+//! | `stream` | [`stream`]: [`StreamGuardLayer`](stream::StreamGuardLayer) (time-to-first-token and idle deadlines, SSE completion rules for OpenAI and Anthropic streams), [`Hedge`](stream::Hedge) (implies `http` and `retry`) |
 //! | `metrics` | [`metrics`]: [`MetricsListener`](metrics::MetricsListener), counters, gauges and histograms for every component through the `metrics` facade (any exporter) |
 //! | `opentelemetry` | [`opentelemetry`]: [`OpenTelemetryListener`](opentelemetry::OpenTelemetryListener), the same instruments through an OpenTelemetry `Meter` |
 //! | `reqwest-middleware` | [`reqwest_middleware`]: breaker, bulkhead and retry middleware for `reqwest-middleware`'s `ClientWithMiddleware` (implies `reqwest`, `retry`) |
@@ -151,6 +155,9 @@ pub mod shared_state;
 #[cfg(feature = "stack")]
 #[cfg_attr(docsrs, doc(cfg(feature = "stack")))]
 pub mod stack;
+#[cfg(feature = "stream")]
+#[cfg_attr(docsrs, doc(cfg(feature = "stream")))]
+pub mod stream;
 mod sync;
 
 // The loom models live in tests/loom but run inside the library's tests, the only build where

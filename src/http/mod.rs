@@ -100,6 +100,8 @@ pub use self::body::{BodyIdleTimeout, RecordingBody};
 pub use self::classify::{
     ClassifyError, DefaultErrorClassifier, HttpClassifier, HttpClassifierBuilder, ResponseClass,
 };
+#[cfg(all(feature = "reqwest", feature = "stream"))]
+pub(crate) use self::reqwest::{KeptUrl, reqwest_response};
 pub use self::retry_after::{MAX_RETRY_AFTER, retry_after, retry_after_at};
 
 use crate::circuit_breaker::{CircuitBreaker, CircuitBreakerLayer};

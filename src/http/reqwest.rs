@@ -62,7 +62,14 @@ pub(crate) fn map_reqwest_body(
     f: impl FnOnce(reqwest::Body) -> reqwest::Body,
 ) -> reqwest::Response {
     let url = response.url().clone();
-    let mut response = ::http::Response::<reqwest::Body>::from(response).map(f);
+    reqwest_response(::http::Response::<reqwest::Body>::from(response).map(f), url)
+}
+
+/// A `reqwest::Response` made from `response`, with `url` as its URL.
+pub(crate) fn reqwest_response(
+    mut response: ::http::Response<reqwest::Body>,
+    url: reqwest::Url,
+) -> reqwest::Response {
     // `reqwest::Response::from` reads the URL from an extension that only
     // `ResponseBuilderExt::url` can set. Building an empty response cannot fail; if it did,
     // the URL would read as reqwest's placeholder, nothing worse.
@@ -73,6 +80,11 @@ pub(crate) fn map_reqwest_body(
     }
     reqwest::Response::from(response)
 }
+
+/// A response's URL, kept in its extensions while it is an `http::Response`.
+#[cfg(feature = "stream")]
+#[derive(Clone, Debug)]
+pub(crate) struct KeptUrl(pub(crate) reqwest::Url);
 
 /// `reqwest::Client` is a `Service<reqwest::Request>`: wrapped with an [`HttpClassifier`],
 /// its responses are classified and their bodies recorded at their end.

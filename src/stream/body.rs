@@ -1,0 +1,345 @@
+use super::error::{FirstTokenTimeout, StreamIdle, StreamTruncated};
+use super::rules::SseRules;
+use super::sse::SseParser;
+use crate::BoxError;
+use http_body::{Body, Frame, SizeHint};
+use pin_project_lite::pin_project;
+use std::collections::VecDeque;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+use tokio::time::{Instant, Sleep};
+
+/// The settings one [`StreamGuardLayer`](super::StreamGuardLayer) shares with its bodies.
+#[derive(Debug)]
+pub(crate) struct GuardConfig {
+    pub(crate) first_token: Option<Duration>,
+    pub(crate) idle: Option<Duration>,
+    pub(crate) rules: SseRules,
+    pub(crate) respond_at_first_token: bool,
+}
+
+impl GuardConfig {
+    /// When the first token is due, for a call that started at `started`.
+    pub(crate) fn first_token_deadline(&self, started: Instant) -> Option<Instant> {
+        started.checked_add(self.first_token?)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    BeforeToken,
+    Streaming,
+    /// The answer is complete; the body may still send a few events (usage) before its end.
+    Complete,
+    /// The body has ended, or sent its last event: nothing more is read.
+    Ended,
+    Failed,
+}
+
+struct Guarding {
+    config: Arc<GuardConfig>,
+    parser: SseParser,
+    phase: Phase,
+    tokens: u64,
+    deadline: Option<Instant>,
+    // Boxed so that the body stays `Unpin` when the inner body is; reset in place.
+    timer: Option<Pin<Box<Sleep>>>,
+}
+
+#[derive(Default)]
+struct Scan {
+    token: bool,
+    complete: bool,
+    last: bool,
+}
+
+impl Guarding {
+    fn scan(&mut self, bytes: &[u8]) -> Scan {
+        let mut scan = Scan::default();
+        let rules = &self.config.rules;
+        let tokens = &mut self.tokens;
+        self.parser.push(bytes, |event| {
+            if scan.last {
+                return;
+            }
+            if rules.is_token(event) {
+                scan.token = true;
+                *tokens += 1;
+            }
+            scan.complete |= rules.is_complete(event);
+            scan.last |= rules.is_last(event);
+        });
+        scan
+    }
+
+    /// The deadline passed: fail, or (once the answer is complete) end cleanly.
+    fn expire(&mut self) -> Option<BoxError> {
+        let error: BoxError = match self.phase {
+            Phase::BeforeToken => Box::new(FirstTokenTimeout {
+                deadline: self.config.first_token.or(self.config.idle)?,
+                headers: true,
+            }),
+            Phase::Streaming => Box::new(StreamIdle {
+                idle: self.config.idle?,
+                tokens: self.tokens,
+            }),
+            Phase::Complete | Phase::Ended | Phase::Failed => {
+                self.phase = Phase::Ended;
+                return None;
+            }
+        };
+        self.phase = Phase::Failed;
+        Some(error)
+    }
+
+    fn poll_guarded<B>(
+        &mut self,
+        inner: Pin<&mut B>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<B::Data>, BoxError>>>
+    where
+        B: Body,
+        B::Data: AsRef<[u8]>,
+        B::Error: Into<BoxError>,
+    {
+        if matches!(self.phase, Phase::Ended | Phase::Failed) {
+            return Poll::Ready(None);
+        }
+        match inner.poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    let scan = self.scan(data.as_ref());
+                    let waiting = matches!(self.phase, Phase::BeforeToken | Phase::Streaming);
+                    if scan.token {
+                        if self.phase == Phase::BeforeToken {
+                            self.phase = Phase::Streaming;
+                        }
+                        self.deadline = self
+                            .config
+                            .idle
+                            .and_then(|idle| Instant::now().checked_add(idle));
+                    } else if waiting && self.deadline.is_some_and(|d| d <= Instant::now()) {
+                        // Keepalives kept coming, but the deadline has passed.
+                        return Poll::Ready(self.expire().map(Err));
+                    }
+                    if scan.complete && self.phase != Phase::Ended {
+                        self.phase = Phase::Complete;
+                    }
+                    if scan.last {
+                        self.phase = Phase::Ended;
+                    }
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(error))) => {
+                self.phase = Phase::Failed;
+                Poll::Ready(Some(Err(error.into())))
+            }
+            Poll::Ready(None) => {
+                if matches!(self.phase, Phase::BeforeToken | Phase::Streaming)
+                    && self.config.rules.requires_completion()
+                {
+                    self.phase = Phase::Failed;
+                    return Poll::Ready(Some(Err(Box::new(StreamTruncated {
+                        rules: self.config.rules.name(),
+                        tokens: self.tokens,
+                    }))));
+                }
+                self.phase = Phase::Ended;
+                Poll::Ready(None)
+            }
+            Poll::Pending => {
+                let Some(deadline) = self.deadline else {
+                    return Poll::Pending;
+                };
+                let timer = match &mut self.timer {
+                    Some(timer) => {
+                        if timer.deadline() != deadline {
+                            timer.as_mut().reset(deadline);
+                        }
+                        timer
+                    }
+                    None => self
+                        .timer
+                        .insert(Box::pin(tokio::time::sleep_until(deadline))),
+                };
+                ready!(timer.as_mut().poll(cx));
+                Poll::Ready(self.expire().map(Err))
+            }
+        }
+    }
+}
+
+pin_project! {
+    /// A response body held to a stream's deadlines and completion rules; made by
+    /// [`StreamGuard`](super::StreamGuard) for responses with a 2xx status (other bodies pass
+    /// through unchanged).
+    ///
+    /// | the stream | the body yields |
+    /// |---|---|
+    /// | sends no token by the first-token deadline (counted from the call) | [`FirstTokenTimeout`] |
+    /// | sends no token for the idle deadline after a token | [`StreamIdle`] |
+    /// | ends before the event that completes the answer | [`StreamTruncated`] |
+    /// | goes silent after the answer is complete | its end (a clean end) |
+    /// | sends the last event (`[DONE]`) | that frame, then reports its end at once |
+    ///
+    /// Comments (keepalives) and empty events never count as tokens. Behind a circuit breaker
+    /// (the guard inside the breaker's layer), each of these errors is a failure of the call.
+    ///
+    /// Errors are boxed ([`BoxError`]), as in `tower_http::timeout::TimeoutBody`. The body is
+    /// `Unpin` when the inner body is.
+    pub struct GuardedBody<B: Body> {
+        #[pin]
+        inner: B,
+        guarding: Option<Guarding>,
+        // Frames read while waiting for the first token, given to the caller first.
+        prefix: VecDeque<Frame<B::Data>>,
+    }
+}
+
+impl<B: Body> GuardedBody<B> {
+    /// A body held to `config`'s rules, for a call that started at `started`. `timer` is the
+    /// call's head timer, if it made one, reused.
+    pub(crate) fn guarded(
+        inner: B,
+        config: Arc<GuardConfig>,
+        started: Instant,
+        timer: Option<Pin<Box<Sleep>>>,
+    ) -> Self {
+        let deadline = config
+            .first_token_deadline(started)
+            .or_else(|| Instant::now().checked_add(config.idle?));
+        Self {
+            inner,
+            guarding: Some(Guarding {
+                config,
+                parser: SseParser::new(),
+                phase: Phase::BeforeToken,
+                tokens: 0,
+                deadline,
+                timer,
+            }),
+            prefix: VecDeque::new(),
+        }
+    }
+
+    /// A body that is not guarded (an error response): frames pass through.
+    pub(crate) fn passthrough(inner: B) -> Self {
+        Self {
+            inner,
+            guarding: None,
+            prefix: VecDeque::new(),
+        }
+    }
+
+    /// True when the body is held to the stream rules (its response had a 2xx status).
+    pub fn is_guarded(&self) -> bool {
+        self.guarding.is_some()
+    }
+
+    /// How many tokens the stream has sent so far.
+    pub fn tokens(&self) -> u64 {
+        self.guarding.as_ref().map_or(0, |g| g.tokens)
+    }
+
+    /// The inner body.
+    pub fn get_ref(&self) -> &B {
+        &self.inner
+    }
+
+    /// The inner body, mutably. Reading frames from it directly bypasses the guard.
+    pub fn get_mut(&mut self) -> &mut B {
+        &mut self.inner
+    }
+}
+
+impl<B> GuardedBody<B>
+where
+    B: Body,
+    B::Data: AsRef<[u8]>,
+    B::Error: Into<BoxError>,
+{
+    /// Reads (and keeps, for the caller) frames until the first token, the end of the stream
+    /// or an error.
+    pub(crate) fn poll_first_token(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<(), BoxError>> {
+        let mut this = self.project();
+        let Some(guarding) = this.guarding.as_mut() else {
+            return Poll::Ready(Ok(()));
+        };
+        while guarding.phase == Phase::BeforeToken {
+            match ready!(guarding.poll_guarded(this.inner.as_mut(), cx)) {
+                Some(Ok(frame)) => this.prefix.push_back(frame),
+                Some(Err(error)) => return Poll::Ready(Err(error)),
+                None => break,
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<B> Body for GuardedBody<B>
+where
+    B: Body,
+    B::Data: AsRef<[u8]>,
+    B::Error: Into<BoxError>,
+{
+    type Data = B::Data;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = self.project();
+        if let Some(frame) = this.prefix.pop_front() {
+            return Poll::Ready(Some(Ok(frame)));
+        }
+        match this.guarding {
+            Some(guarding) => guarding.poll_guarded(this.inner, cx),
+            None => this.inner.poll_frame(cx).map_err(Into::into),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        if !self.prefix.is_empty() {
+            return false;
+        }
+        let Some(guarding) = &self.guarding else {
+            return self.inner.is_end_stream();
+        };
+        match guarding.phase {
+            Phase::Ended | Phase::Failed => true,
+            Phase::Complete => self.inner.is_end_stream(),
+            // Not yet: the next poll reports the truncation.
+            Phase::BeforeToken | Phase::Streaming => {
+                !guarding.config.rules.requires_completion() && self.inner.is_end_stream()
+            }
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.guarding {
+            Some(g) if matches!(g.phase, Phase::Ended | Phase::Failed) => SizeHint::with_exact(0),
+            _ if !self.prefix.is_empty() => SizeHint::default(),
+            _ => self.inner.size_hint(),
+        }
+    }
+}
+
+impl<B: Body> fmt::Debug for GuardedBody<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut s = f.debug_struct("GuardedBody");
+        if let Some(g) = &self.guarding {
+            s.field("phase", &g.phase).field("tokens", &g.tokens);
+        }
+        s.field("buffered_frames", &self.prefix.len())
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,345 @@
+use super::body::{GuardConfig, GuardedBody};
+use super::error::FirstTokenTimeout;
+use super::rules::SseRules;
+use crate::BoxError;
+use crate::config::{Check, ConfigError};
+use http_body::Body;
+use pin_project_lite::pin_project;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::time::{Instant, Sleep};
+use tower_layer::Layer;
+use tower_service::Service;
+
+/// The longest deadline a builder takes (a day): longer is a mistake, not a deadline.
+const MAX_DEADLINE: Duration = Duration::from_secs(86_400);
+
+/// Holds streamed responses to a time-to-first-token deadline, an idle deadline and completion
+/// rules; see the [module docs](super). Clones share one configuration (there is no state).
+#[derive(Clone, Debug)]
+pub struct StreamGuardLayer {
+    config: Arc<GuardConfig>,
+}
+
+impl StreamGuardLayer {
+    /// A builder: no deadlines, [`SseRules::openai`], the response at the first token.
+    pub fn builder() -> StreamGuardBuilder {
+        StreamGuardBuilder {
+            first_token: None,
+            idle: None,
+            rules: SseRules::openai(),
+            respond_at_first_token: true,
+        }
+    }
+}
+
+impl<S> Layer<S> for StreamGuardLayer {
+    type Service = StreamGuard<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        StreamGuard {
+            inner,
+            config: self.config.clone(),
+        }
+    }
+}
+
+/// Builds a [`StreamGuardLayer`].
+#[derive(Debug, Clone)]
+pub struct StreamGuardBuilder {
+    first_token: Option<Duration>,
+    idle: Option<Duration>,
+    rules: SseRules,
+    respond_at_first_token: bool,
+}
+
+impl StreamGuardBuilder {
+    /// The time-to-first-token deadline, counted from the call: the head and the first token
+    /// must both arrive within it. Default: none. Allowed: 1 ms to 1 day.
+    pub fn first_token_timeout(mut self, deadline: Duration) -> Self {
+        self.first_token = Some(deadline);
+        self
+    }
+
+    /// The longest silence between two tokens. Default: none. Allowed: 1 ms to 1 day. Without
+    /// a first-token deadline, it also bounds the wait from the head to the first token.
+    pub fn idle_timeout(mut self, idle: Duration) -> Self {
+        self.idle = Some(idle);
+        self
+    }
+
+    /// Which events are tokens and which complete the answer. Default: [`SseRules::openai`].
+    pub fn rules(mut self, rules: SseRules) -> Self {
+        self.rules = rules;
+        self
+    }
+
+    /// When the response future resolves: at the first token (`true`, the default), with the
+    /// frames read so far kept in the body for the caller; or at the response head (`false`),
+    /// the body then failing with [`FirstTokenTimeout`] if no token comes.
+    ///
+    /// Resolving at the first token is what makes failover and hedging stream-aware: a
+    /// [`Failover`](crate::failover::Failover) or [`Hedge`](super::Hedge) around the guard
+    /// sees a missed first token as an error of that provider, before the caller has seen a
+    /// byte.
+    pub fn respond_at_first_token(mut self, yes: bool) -> Self {
+        self.respond_at_first_token = yes;
+        self
+    }
+
+    /// The layer.
+    pub fn build(self) -> Result<StreamGuardLayer, ConfigError> {
+        let check = Check {
+            component: "stream_guard",
+        };
+        let ms = Duration::from_millis(1);
+        let first_token = self
+            .first_token
+            .map(|d| check.duration("first_token_timeout", d, ms, MAX_DEADLINE))
+            .transpose()?;
+        let idle = self
+            .idle
+            .map(|d| check.duration("idle_timeout", d, ms, MAX_DEADLINE))
+            .transpose()?;
+        Ok(StreamGuardLayer {
+            config: Arc::new(GuardConfig {
+                first_token,
+                idle,
+                rules: self.rules,
+                respond_at_first_token: self.respond_at_first_token,
+            }),
+        })
+    }
+}
+
+/// Holds an inner service's streamed responses to deadlines and completion rules; made by
+/// [`StreamGuardLayer`].
+#[derive(Clone, Debug)]
+pub struct StreamGuard<S> {
+    inner: S,
+    config: Arc<GuardConfig>,
+}
+
+impl<S> StreamGuard<S> {
+    /// Wraps `inner` with `layer`'s rules.
+    pub fn new(inner: S, layer: &StreamGuardLayer) -> Self {
+        layer.layer(inner)
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, Req> Service<Req> for StreamGuard<S>
+where
+    S: Service<Req>,
+    S::Response: GuardResponse,
+    S::Error: Into<BoxError>,
+{
+    type Response = <S::Response as GuardResponse>::Guarded;
+    type Error = BoxError;
+    type Future = ResponseFuture<S::Future, S::Response>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, req: Req) -> Self::Future {
+        ResponseFuture {
+            state: State::Head {
+                future: self.inner.call(req),
+            },
+            config: self.config.clone(),
+            started: Instant::now(),
+            timer: None,
+        }
+    }
+}
+
+mod sealed {
+    pub trait Sealed {}
+}
+
+/// A response type whose body a [`StreamGuard`] can hold to its rules: `http::Response<B>`
+/// (any body with byte chunks, `Unpin`: hyper's, axum's, `reqwest::Body`, boxed bodies) and,
+/// with the `reqwest` feature, `reqwest::Response`. Sealed.
+pub trait GuardResponse: sealed::Sealed + Sized {
+    /// The body that is guarded.
+    type Body: Body<Data: AsRef<[u8]>, Error: Into<BoxError>> + Unpin;
+    /// The response the guard gives back.
+    type Guarded;
+    /// The response as `http::Response`.
+    #[doc(hidden)]
+    fn into_http(self) -> http::Response<Self::Body>;
+    /// The guarded `http::Response`, back in the caller's type.
+    #[doc(hidden)]
+    fn from_http(response: http::Response<GuardedBody<Self::Body>>) -> Self::Guarded;
+}
+
+impl<B> sealed::Sealed for http::Response<B> {}
+
+impl<B> GuardResponse for http::Response<B>
+where
+    B: Body<Data: AsRef<[u8]>, Error: Into<BoxError>> + Unpin,
+{
+    type Body = B;
+    type Guarded = http::Response<GuardedBody<B>>;
+
+    fn into_http(self) -> http::Response<B> {
+        self
+    }
+
+    fn from_http(response: http::Response<GuardedBody<B>>) -> Self::Guarded {
+        response
+    }
+}
+
+#[cfg(feature = "reqwest")]
+impl sealed::Sealed for reqwest::Response {}
+
+/// `reqwest::Client` is a `Service<reqwest::Request>`: its responses' bodies are guarded inside
+/// `reqwest::Body::wrap` (which boxes them); status, headers, extensions and URL are kept.
+#[cfg(feature = "reqwest")]
+#[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
+impl GuardResponse for reqwest::Response {
+    type Body = reqwest::Body;
+    type Guarded = reqwest::Response;
+
+    fn into_http(self) -> http::Response<reqwest::Body> {
+        let url = self.url().clone();
+        let mut response = http::Response::from(self);
+        response.extensions_mut().insert(crate::http::KeptUrl(url));
+        response
+    }
+
+    fn from_http(response: http::Response<GuardedBody<reqwest::Body>>) -> reqwest::Response {
+        let mut response = response.map(reqwest::Body::wrap);
+        match response.extensions_mut().remove::<crate::http::KeptUrl>() {
+            Some(crate::http::KeptUrl(url)) => crate::http::reqwest_response(response, url),
+            None => reqwest::Response::from(response),
+        }
+    }
+}
+
+pin_project! {
+    /// The future of a [`StreamGuard`] call: the response head within the first-token
+    /// deadline, then (by default) the first token.
+    pub struct ResponseFuture<F, R: GuardResponse> {
+        #[pin]
+        state: State<F, R::Body>,
+        config: Arc<GuardConfig>,
+        started: Instant,
+        timer: Option<Pin<Box<Sleep>>>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F, B: Body> {
+        Head { #[pin] future: F },
+        FirstToken { response: Option<http::Response<GuardedBody<B>>> },
+    }
+}
+
+impl<F, R: GuardResponse> fmt::Debug for ResponseFuture<F, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match &self.state {
+            State::Head { .. } => "head",
+            State::FirstToken { .. } => "first_token",
+        };
+        f.debug_struct("ResponseFuture")
+            .field("state", &state)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F, R, E> Future for ResponseFuture<F, R>
+where
+    F: Future<Output = Result<R, E>>,
+    E: Into<BoxError>,
+    R: GuardResponse,
+{
+    type Output = Result<R::Guarded, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            match this.state.as_mut().project() {
+                StateProj::Head { future } => {
+                    let response = match future.poll(cx) {
+                        Poll::Ready(result) => result.map_err(Into::into)?.into_http(),
+                        Poll::Pending => {
+                            let Some(deadline) = this.config.first_token_deadline(*this.started)
+                            else {
+                                return Poll::Pending;
+                            };
+                            let timer = this.timer.get_or_insert_with(|| {
+                                Box::pin(tokio::time::sleep_until(deadline))
+                            });
+                            if timer.as_mut().poll(cx).is_pending() {
+                                return Poll::Pending;
+                            }
+                            return Poll::Ready(Err(Box::new(FirstTokenTimeout {
+                                deadline: this.config.first_token.unwrap_or_default(),
+                                headers: false,
+                            })));
+                        }
+                    };
+                    let (parts, body) = response.into_parts();
+                    let body = if parts.status.is_success() {
+                        GuardedBody::guarded(
+                            body,
+                            this.config.clone(),
+                            *this.started,
+                            this.timer.take(),
+                        )
+                    } else {
+                        GuardedBody::passthrough(body)
+                    };
+                    let response = http::Response::from_parts(parts, body);
+                    if !this.config.respond_at_first_token || !response.body().is_guarded() {
+                        return Poll::Ready(Ok(R::from_http(response)));
+                    }
+                    this.state.set(State::FirstToken {
+                        response: Some(response),
+                    });
+                }
+                StateProj::FirstToken { response } => {
+                    // `response` is only taken here, as the future completes.
+                    let Some(pending) = response.as_mut() else {
+                        return Poll::Pending;
+                    };
+                    match Pin::new(pending.body_mut()).poll_first_token(cx) {
+                        Poll::Pending => return Poll::Pending,
+                        Poll::Ready(Err(error)) => {
+                            *response = None;
+                            return Poll::Ready(Err(error));
+                        }
+                        Poll::Ready(Ok(())) => {
+                            let Some(ready) = response.take() else {
+                                return Poll::Pending;
+                            };
+                            return Poll::Ready(Ok(R::from_http(ready)));
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,9 @@
+//! Streamed LLM calls on paused time: first-token and idle deadlines, completion rules, failover
+//! before the first token, hedging, and the SSE parser against a reference.
+
+mod chaos_upstream;
+mod failover;
+mod guard;
+mod hedge;
+mod sse;
+mod upstream;
