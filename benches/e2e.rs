@@ -16,6 +16,7 @@
 //!     its end) and bulkhead;
 //!   - `standard_stack`: `StandardResilience::builder(..).http()`: the same plus tower's two
 //!     `Timeout` layers (total and attempt).
+//!
 //!   So `middleware - bare` is what our middleware costs a round trip and
 //!   `standard_stack - middleware` what the two tower timeouts cost.
 //! - `in_memory/*`: where the time goes without the loopback's noise: an in-memory upstream that
