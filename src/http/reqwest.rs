@@ -62,7 +62,10 @@ pub(crate) fn map_reqwest_body(
     f: impl FnOnce(reqwest::Body) -> reqwest::Body,
 ) -> reqwest::Response {
     let url = response.url().clone();
-    reqwest_response(::http::Response::<reqwest::Body>::from(response).map(f), url)
+    reqwest_response(
+        ::http::Response::<reqwest::Body>::from(response).map(f),
+        url,
+    )
 }
 
 /// A `reqwest::Response` made from `response`, with `url` as its URL.
