@@ -117,6 +117,9 @@ pub use observability::metrics;
 #[cfg_attr(docsrs, doc(cfg(feature = "opentelemetry")))]
 pub use observability::opentelemetry;
 pub mod outcome;
+#[cfg(feature = "quota")]
+#[cfg_attr(docsrs, doc(cfg(feature = "quota")))]
+pub mod quota;
 #[cfg(feature = "retry")]
 #[cfg_attr(docsrs, doc(cfg(feature = "retry")))]
 pub mod retry;
