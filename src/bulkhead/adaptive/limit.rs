@@ -339,17 +339,26 @@ mod tests {
     #[test]
     fn aimd_grows_in_use_and_backs_off_once_per_epoch() {
         let mut c = Controller::new(LimitAlgorithm::Aimd(Aimd::default()), 10, 1, 100);
-        assert_eq!(c.on_sample(sample(100, 10, false, 0)), Some(LimitChange::Growth));
+        assert_eq!(
+            c.on_sample(sample(100, 10, false, 0)),
+            Some(LimitChange::Growth)
+        );
         assert_eq!(c.limit(), 11);
         // Under-used: no growth.
         assert_eq!(c.on_sample(sample(100, 3, false, 0)), None);
         assert_eq!(c.limit(), 11);
-        assert_eq!(c.on_sample(sample(100, 11, true, 0)), Some(LimitChange::Congestion));
+        assert_eq!(
+            c.on_sample(sample(100, 11, true, 0)),
+            Some(LimitChange::Congestion)
+        );
         assert_eq!(c.limit(), 9);
         // The same overload seen by a call of the old epoch: not again.
         assert_eq!(c.on_sample(sample(100, 11, true, 0)), None);
         assert_eq!(c.limit(), 9);
-        assert_eq!(c.on_sample(sample(100, 9, true, 1)), Some(LimitChange::Congestion));
+        assert_eq!(
+            c.on_sample(sample(100, 9, true, 1)),
+            Some(LimitChange::Congestion)
+        );
         assert_eq!(c.limit(), 8);
     }
 
@@ -360,7 +369,10 @@ mod tests {
             c.on_sample(sample(100, 20, false, 0));
         }
         let grown = c.limit();
-        assert!(grown > 20, "grows by its queue while latency holds: {grown}");
+        assert!(
+            grown > 20,
+            "grows by its queue while latency holds: {grown}"
+        );
         for _ in 0..20 {
             c.on_sample(sample(300, grown, false, 0));
         }
