@@ -52,10 +52,14 @@
 //! - [`fallback`]: answer failed calls from a function, a TTL cache or a backup service.
 //! - [`failover`]: an ordered list of providers; open ones are skipped without a call.
 //! - [`keyed`]: one breaker per key (provider, model, host), bounded in number.
+//! - [`chaos`] (feature `chaos`): fault injection, seeded or scripted: errors, latency, and
+//!   with `http` statuses with rate-limit headers and SSE stream faults.
 //! - [`health`]: a registry and report of breakers and bulkheads; an axum `/health` handler.
 //! - `stack` (feature `stack`): `StandardResilience`, the whole client stack in one call.
 //! - [`outcome`]: [`Outcome`] and the [`Classify`] trait that turns results into outcomes.
 //! - [`events`]: the [`Listener`](events::Listener) trait every component reports to.
+//! - [`rejection`]: tells this crate's own rejections (open breaker, full bulkhead, ...) from
+//!   the upstream's failures, for every component and for your own error handling.
 //!
 //! # The recommended order
 //!
@@ -79,7 +83,8 @@
 //! | `retry` | [`retry`]: [`RetryPolicy`](retry::RetryPolicy), a `tower::retry::Policy` with [backoff] and jitter, a retry budget, a deadline, and never a retry of an open circuit; with `http`, `Retry-After` and idempotency rules ([`IdempotencyKeyLayer`](retry::IdempotencyKeyLayer)); with `reqwest`, `reqwest::Request` copied by `try_clone` |
 //! | `metrics` | [`metrics`]: [`MetricsListener`](metrics::MetricsListener), counters, gauges and histograms for every component through the `metrics` facade (any exporter) |
 //! | `opentelemetry` | [`opentelemetry`]: [`OpenTelemetryListener`](opentelemetry::OpenTelemetryListener), the same instruments through an OpenTelemetry `Meter` |
-//! | `stack` | `stack`: `StandardResilience` (total timeout, retry, breaker, bulkhead, attempt timeout) and `ServiceBuilderExt` (implies `retry`) |
+//! | `stack` | `stack`: `StandardResilience` (total timeout, retry, breaker, bulkhead, attempt timeout) and `ServiceBuilderExt::standard_resilience` (implies `retry`) |
+//! | `chaos` | [`chaos`]: [`ChaosLayer`](chaos::ChaosLayer), fault injection with per-fault injection rates, switches, seeds and scripted plans; with `http`, statuses (429 with rate-limit headers, 503, 529) and SSE body faults |
 //! | `serde` | `Serialize` / `Deserialize` for [`health`] reports |
 //! | `axum` | an axum `/health` handler answering 200, or 503 when unhealthy (implies `serde`) |
 
@@ -93,7 +98,11 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod backoff;
+mod builder_ext;
 pub mod bulkhead;
+#[cfg(feature = "chaos")]
+#[cfg_attr(docsrs, doc(cfg(feature = "chaos")))]
+pub mod chaos;
 pub mod circuit_breaker;
 pub mod config;
 mod counter;
@@ -120,6 +129,7 @@ pub mod outcome;
 #[cfg(feature = "quota")]
 #[cfg_attr(docsrs, doc(cfg(feature = "quota")))]
 pub mod quota;
+pub mod rejection;
 #[cfg(feature = "retry")]
 #[cfg_attr(docsrs, doc(cfg(feature = "retry")))]
 pub mod retry;
@@ -131,6 +141,7 @@ pub mod shared_state;
 pub mod stack;
 mod sync;
 
+pub use builder_ext::ServiceBuilderExt;
 pub use config::ConfigError;
 pub use outcome::{Classify, Outcome};
 

@@ -41,7 +41,7 @@
 //! use tower::{ServiceBuilder, service_fn};
 //! use tower_breaker::bulkhead::Bulkhead;
 //! use tower_breaker::circuit_breaker::CircuitBreaker;
-//! use tower_breaker::stack::ServiceBuilderExt;
+//! use tower_breaker::ServiceBuilderExt;
 //!
 //! let breaker = CircuitBreaker::builder("search").build()?;
 //! let bulkhead = Bulkhead::builder("search").max_concurrent(32).build()?;
@@ -53,64 +53,26 @@
 //! # Ok::<_, tower_breaker::ConfigError>(())
 //! ```
 
-use crate::bulkhead::{Bulkhead, BulkheadLayer, BulkheadService};
+use crate::bulkhead::BulkheadEvent;
+use crate::bulkhead::{Bulkhead, BulkheadService};
+use crate::circuit_breaker::CircuitBreakerEvent;
 use crate::circuit_breaker::{
-    Builder as BreakerBuilder, CircuitBreaker, CircuitBreakerLayer, CircuitBreakerService,
-    ClassifyNow, SlidingWindow,
+    Builder as BreakerBuilder, CircuitBreaker, CircuitBreakerService, ClassifyNow, SlidingWindow,
 };
 use crate::config::{Check, ConfigError};
+use crate::events::Listener;
 use crate::outcome::{Classify, DefaultClassifier, Outcome};
+use crate::retry::RetryEvent;
 use crate::retry::{Backoff, Cloneable, RetryPolicy};
 use std::fmt;
 use std::time::Duration;
-use tower::ServiceBuilder;
-use tower::layer::util::Stack;
 use tower::retry::Retry;
 use tower::timeout::Timeout;
 use tower_layer::Layer;
 
-/// `ServiceBuilder` methods for this crate's layers, in the style of tower-http.
-pub trait ServiceBuilderExt<L>: sealed::Sealed {
-    /// Adds `breaker.layer()`: one breaker shared by every service built.
-    fn circuit_breaker(
-        self,
-        breaker: &CircuitBreaker,
-    ) -> ServiceBuilder<Stack<CircuitBreakerLayer, L>>;
-
-    /// Adds `bulkhead.layer()`.
-    fn bulkhead(self, bulkhead: &Bulkhead) -> ServiceBuilder<Stack<BulkheadLayer, L>>;
-
-    /// Adds a [`StandardResilience`] stack.
-    fn standard_resilience<C, P, R>(
-        self,
-        stack: StandardResilience<C, P, R>,
-    ) -> ServiceBuilder<Stack<StandardResilience<C, P, R>, L>>;
-}
-
-mod sealed {
-    pub trait Sealed {}
-    impl<L> Sealed for tower::ServiceBuilder<L> {}
-}
-
-impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
-    fn circuit_breaker(
-        self,
-        breaker: &CircuitBreaker,
-    ) -> ServiceBuilder<Stack<CircuitBreakerLayer, L>> {
-        self.layer(breaker.layer())
-    }
-
-    fn bulkhead(self, bulkhead: &Bulkhead) -> ServiceBuilder<Stack<BulkheadLayer, L>> {
-        self.layer(bulkhead.layer())
-    }
-
-    fn standard_resilience<C, P, R>(
-        self,
-        stack: StandardResilience<C, P, R>,
-    ) -> ServiceBuilder<Stack<StandardResilience<C, P, R>, L>> {
-        self.layer(stack)
-    }
-}
+/// `ServiceBuilder` methods for this crate's layers; the same trait as
+/// [`tower_breaker::ServiceBuilderExt`](crate::ServiceBuilderExt), re-exported here.
+pub use crate::builder_ext::ServiceBuilderExt;
 
 /// Total timeout, retry, circuit breaker, bulkhead and attempt timeout, in that order; see the
 /// [module docs](self). A `Layer`: every service it wraps shares the one breaker, bulkhead and
@@ -241,7 +203,7 @@ impl<Res, E: 'static> Classify<Res, E> for StackClassifier {
     fn classify(&self, result: &Result<Res, E>) -> Outcome {
         match result {
             Ok(_) => Outcome::Success,
-            Err(error) if crate::retry::rejection::rejection(error).is_some() => Outcome::Ignored,
+            Err(error) if crate::rejection::Rejection::of_any(error).is_some() => Outcome::Ignored,
             Err(_) => Outcome::Failure,
         }
     }
@@ -332,6 +294,104 @@ impl<C, P, R> Builder<C, P, R> {
         self
     }
 
+    /// Changes the retry policy's builder, keeping every default not touched by `configure`
+    /// (where [`retry`](Self::retry) replaces the builder and its defaults).
+    ///
+    /// ```
+    /// use tower_breaker::stack::StandardResilience;
+    ///
+    /// let stack = StandardResilience::builder("search")
+    ///     .configure_retry(|retry| retry.max_attempts(2))
+    ///     .configure_breaker(|breaker| breaker.minimum_calls(20))
+    ///     .configure_bulkhead(|bulkhead| bulkhead.max_concurrent(64))
+    ///     .build()?;
+    /// assert_eq!(stack.retry().max_attempts(), 2);
+    /// assert_eq!(stack.bulkhead().max_concurrent(), 64);
+    /// # Ok::<_, tower_breaker::ConfigError>(())
+    /// ```
+    pub fn configure_retry(
+        mut self,
+        configure: impl FnOnce(crate::retry::Builder<C, P>) -> crate::retry::Builder<C, P>,
+    ) -> Self {
+        self.retry = configure(self.retry);
+        self
+    }
+
+    /// Changes the circuit breaker's builder, keeping every default not touched by `configure`.
+    pub fn configure_breaker(
+        mut self,
+        configure: impl FnOnce(BreakerBuilder) -> BreakerBuilder,
+    ) -> Self {
+        self.breaker = configure(self.breaker);
+        self
+    }
+
+    /// Changes the bulkhead's builder, keeping every default not touched by `configure`.
+    pub fn configure_bulkhead(
+        mut self,
+        configure: impl FnOnce(crate::bulkhead::Builder) -> crate::bulkhead::Builder,
+    ) -> Self {
+        self.bulkhead = configure(self.bulkhead);
+        self
+    }
+
+    /// Adds a listener to the breaker, the bulkhead and the retry policy (a
+    /// `MetricsListener`, an `OpenTelemetryListener`, or your own type implementing
+    /// [`Listener`] for the three event types); every default stays.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::sync::atomic::{AtomicUsize, Ordering};
+    /// use tower_breaker::bulkhead::BulkheadEvent;
+    /// use tower_breaker::circuit_breaker::CircuitBreakerEvent;
+    /// use tower_breaker::events::Listener;
+    /// use tower_breaker::retry::RetryEvent;
+    /// use tower_breaker::stack::StandardResilience;
+    ///
+    /// #[derive(Clone, Default)]
+    /// struct Count(Arc<AtomicUsize>);
+    /// impl Listener<CircuitBreakerEvent> for Count {
+    ///     fn on_event(&self, _: &CircuitBreakerEvent) { self.0.fetch_add(1, Ordering::Relaxed); }
+    /// }
+    /// impl Listener<BulkheadEvent> for Count {
+    ///     fn on_event(&self, _: &BulkheadEvent) { self.0.fetch_add(1, Ordering::Relaxed); }
+    /// }
+    /// impl Listener<RetryEvent> for Count {
+    ///     fn on_event(&self, _: &RetryEvent) { self.0.fetch_add(1, Ordering::Relaxed); }
+    /// }
+    ///
+    /// let stack = StandardResilience::builder("search").on_event(Count::default()).build()?;
+    /// # let _ = stack;
+    /// # Ok::<_, tower_breaker::ConfigError>(())
+    /// ```
+    pub fn on_event<L>(self, listener: L) -> Self
+    where
+        L: Listener<CircuitBreakerEvent> + Listener<BulkheadEvent> + Listener<RetryEvent> + Clone,
+    {
+        self.on_breaker_event(listener.clone())
+            .on_bulkhead_event(listener.clone())
+            .on_retry_event(listener)
+    }
+
+    /// Adds a listener for the breaker's events; every default stays.
+    pub fn on_breaker_event(mut self, listener: impl Listener<CircuitBreakerEvent>) -> Self {
+        self.breaker = self.breaker.on_event(listener);
+        self
+    }
+
+    /// Adds a listener for the bulkhead's events; every default stays.
+    pub fn on_bulkhead_event(mut self, listener: impl Listener<BulkheadEvent>) -> Self {
+        self.bulkhead = self.bulkhead.on_event(listener);
+        self
+    }
+
+    /// Adds a listener for the retry policy's events (every retry and every give-up); every
+    /// default stays.
+    pub fn on_retry_event(mut self, listener: impl Listener<RetryEvent>) -> Self {
+        self.retry = self.retry.on_event(listener);
+        self
+    }
+
     /// How the breaker records results (for HTTP, an
     /// [`HttpClassifier`](crate::http::HttpClassifier)); see
     /// [`RecordOutcome`](crate::circuit_breaker::RecordOutcome).
@@ -382,7 +442,9 @@ impl<C, P, R> Builder<C, P, R> {
         Ok(StandardResilience {
             total_timeout: self.total_timeout,
             attempt_timeout: self.attempt_timeout,
-            retry: self.retry.build()?,
+            // The retry knows the breaker its attempts go through: no attempt sleeps toward it
+            // once it opens.
+            retry: self.retry.breaker(&breaker).build()?,
             breaker,
             recorder: self.recorder,
             bulkhead: self.bulkhead.build()?,
@@ -407,6 +469,91 @@ impl Builder {
             attempt_timeout: self.attempt_timeout,
             retry: self.retry.http(),
             breaker: self.breaker,
+            bulkhead: self.bulkhead,
+            recorder: crate::http::HttpClassifier::new(),
+        }
+    }
+}
+
+#[cfg(feature = "reqwest")]
+impl Builder {
+    /// The HTTP flavour for `reqwest::Client` (a tower `Service<reqwest::Request>`): the rules
+    /// of [`http`](Self::http), with requests copied by `try_clone`
+    /// ([`crate::retry::Builder::reqwest`]) and `reqwest::Response`s classified by the
+    /// [`HttpClassifier`](crate::http::HttpClassifier).
+    ///
+    /// ```
+    /// use tower::Layer;
+    /// use tower_breaker::stack::StandardResilience;
+    ///
+    /// let client = StandardResilience::builder("search")
+    ///     .reqwest()
+    ///     .build()?
+    ///     .layer(reqwest::Client::new());
+    /// # let _ = client;
+    /// # Ok::<_, tower_breaker::ConfigError>(())
+    /// ```
+    #[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
+    pub fn reqwest(
+        self,
+    ) -> Builder<
+        crate::retry::RetryOnStatus,
+        crate::retry::ReqwestRequests,
+        crate::http::HttpClassifier,
+    > {
+        Builder {
+            name: self.name,
+            total_timeout: self.total_timeout,
+            attempt_timeout: self.attempt_timeout,
+            retry: self.retry.reqwest(),
+            breaker: self.breaker,
+            bulkhead: self.bulkhead,
+            recorder: crate::http::HttpClassifier::new(),
+        }
+    }
+}
+
+#[cfg(feature = "http")]
+impl Builder {
+    /// The preset for LLM APIs (OpenAI-compatible, Anthropic), over `reqwest::Client` or any
+    /// `http::Request` client:
+    ///
+    /// | part | setting |
+    /// |---|---|
+    /// | retry | the official SDKs' rules ([`crate::retry::Builder::llm`]): 408, 409, 429, 5xx and 529, `x-should-retry`, `retry-after-ms` / `Retry-After` up to 60 s, POST completions retried, 0.5 s doubling to 8 s, 3 attempts; budget 20 % of calls (min 10/s); it gives up at once when the breaker opens |
+    /// | circuit breaker | [`HttpClassifier`](crate::http::HttpClassifier) (429 is a cool-down, streams recorded at their end); time window 120 s, failure rate 50 %, at least 10 calls, 15 s open, 3 probes |
+    /// | bulkhead | 1,000 calls in flight, no queue |
+    /// | attempt timeout | 60 s, to the response head (a stream's body is not bounded by it) |
+    /// | total timeout | 180 s |
+    ///
+    /// Every part can then be changed with the `configure_*` and `on_*event` methods, which
+    /// keep the rest.
+    ///
+    /// ```
+    /// use tower::Layer;
+    /// use tower_breaker::stack::StandardResilience;
+    ///
+    /// let openai = StandardResilience::builder("openai").llm().build()?.layer(reqwest::Client::new());
+    /// # let _ = openai;
+    /// # Ok::<_, tower_breaker::ConfigError>(())
+    /// ```
+    #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+    pub fn llm(
+        self,
+    ) -> Builder<crate::retry::RetryOnStatus, crate::retry::LlmRequests, crate::http::HttpClassifier>
+    {
+        Builder {
+            name: self.name,
+            total_timeout: Duration::from_secs(180),
+            attempt_timeout: Duration::from_secs(60),
+            retry: self.retry.llm(),
+            breaker: self
+                .breaker
+                .sliding_window(SlidingWindow::time_based(Duration::from_secs(120)))
+                .failure_rate_threshold(0.5)
+                .minimum_calls(10)
+                .wait_in_open(Duration::from_secs(15))
+                .permitted_calls_in_half_open(3),
             bulkhead: self.bulkhead,
             recorder: crate::http::HttpClassifier::new(),
         }

@@ -49,10 +49,14 @@
 
 mod rng;
 
-pub(crate) use self::rng::clamp_unit;
 #[cfg(feature = "retry")]
-pub(crate) use self::rng::{AtomicSplitMix64, entropy_seed, unit};
+pub(crate) use self::rng::AtomicSplitMix64;
+pub(crate) use self::rng::clamp_unit;
+#[cfg(feature = "chaos")]
+pub(crate) use self::rng::mix;
 pub use self::rng::{Rng, SplitMix64};
+#[cfg(any(feature = "retry", feature = "chaos"))]
+pub(crate) use self::rng::{entropy_seed, unit};
 
 use crate::config::{ConfigError, MAX_DURATION};
 use std::time::Duration;

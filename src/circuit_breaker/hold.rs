@@ -81,7 +81,13 @@ impl fmt::Display for HoldRejected {
     }
 }
 
-impl std::error::Error for HoldRejected {}
+/// The source is the breaker's last rejection ([`CircuitOpen`]), so that code walking the
+/// chain (the retry policy, classifiers, `tower_breaker::rejection`) sees what the breaker said.
+impl std::error::Error for HoldRejected {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.rejection)
+    }
+}
 
 /// One held call: counted in the breaker's `held` until dropped.
 pub(crate) struct Held {

@@ -103,6 +103,7 @@
 //!   [`reset`](CircuitBreaker::reset).
 //! - **Time** is `tokio::time::Instant`, so `tokio::time::pause()` drives the breaker in tests.
 
+mod call;
 mod config;
 mod error;
 mod events;

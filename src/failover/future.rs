@@ -1,6 +1,6 @@
 use super::{AllProvidersFailed, ProviderFailure, Shared};
 use crate::BoxError;
-use crate::circuit_breaker::{CircuitOpen, RateLimited};
+use crate::rejection::Rejection;
 use pin_project_lite::pin_project;
 use std::fmt;
 use std::future::Future;
@@ -134,14 +134,12 @@ where
     }
 }
 
-/// Describes a provider's error; a rejection by its own breaker counts as skipped.
+/// Describes a provider's error; a rejection by its own middleware (breaker or bulkhead,
+/// anywhere in the error's `source()` chain) counts as skipped.
 fn failure(provider: &Arc<str>, e: &BoxError) -> ProviderFailure {
-    let (skipped, retry_after) = if let Some(open) = e.downcast_ref::<CircuitOpen>() {
-        (true, open.retry_after())
-    } else if let Some(limited) = e.downcast_ref::<RateLimited>() {
-        (true, limited.retry_after())
-    } else {
-        (false, None)
+    let (skipped, retry_after) = match Rejection::of(e.as_ref()) {
+        Some(rejection) => (true, rejection.retry_after()),
+        None => (false, None),
     };
     ProviderFailure {
         provider: provider.clone(),

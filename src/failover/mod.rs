@@ -211,7 +211,8 @@ where
 pub struct ProviderFailure {
     /// The provider's name.
     pub provider: Arc<str>,
-    /// True when it was skipped without a call (its breaker would not permit one).
+    /// True when it was skipped without a call (its breaker would not permit one, or its own
+    /// breaker or bulkhead rejected the call: [`Rejection::of`](crate::rejection::Rejection::of)).
     pub skipped: bool,
     /// What went wrong.
     pub reason: String,

@@ -59,7 +59,6 @@ mod source;
 pub use self::source::{Backup, Cache, FallbackSource, FromFn, Oneshot};
 
 use crate::BoxError;
-use crate::circuit_breaker::{CircuitOpen, RateLimited};
 use crate::events::{Listener, Listeners};
 use pin_project_lite::pin_project;
 use std::fmt;
@@ -115,13 +114,46 @@ impl<Res> ShouldFallback<Res> for OnError {
 }
 
 /// Falls back only when the call was rejected without reaching the upstream: an open breaker
-/// ([`CircuitOpen`]) or a rate-limit cool-down ([`RateLimited`]).
+/// ([`CircuitOpen`](crate::circuit_breaker::CircuitOpen)), a rate-limit cool-down
+/// ([`RateLimited`](crate::circuit_breaker::RateLimited)), a held call that gave up
+/// ([`HoldRejected`](crate::circuit_breaker::HoldRejected)) or a full bulkhead, anywhere in the
+/// error's `source()` chain ([`Rejection::of`](crate::rejection::Rejection::of)).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct OnRejection;
 
 impl<Res> ShouldFallback<Res> for OnRejection {
     fn should_fallback(&self, result: &Result<Res, BoxError>) -> bool {
-        matches!(result, Err(e) if e.is::<CircuitOpen>() || e.is::<RateLimited>())
+        matches!(result, Err(e) if crate::rejection::Rejection::of(e.as_ref()).is_some())
+    }
+}
+
+/// Falls back on every error, and on every response that the classifier `C` counts as a
+/// failure: with the retry policy's classifier ([`RetryOnStatus`](crate::retry::RetryOnStatus)
+/// for HTTP), a 503, 529 or 429 that the retry gave up on gets a fallback answer instead of
+/// reaching the caller as an `Ok`, which [`OnError`] would let through.
+///
+/// ```
+/// use tower_breaker::{BoxError, Outcome};
+/// use tower_breaker::fallback::{OnFailure, ShouldFallback};
+///
+/// // Any `Classify` works; here, a closure that fails empty answers.
+/// let empty_is_failure = OnFailure(|r: &Result<String, BoxError>| match r {
+///     Ok(s) if !s.is_empty() => Outcome::Success,
+///     _ => Outcome::Failure,
+/// });
+/// assert!(empty_is_failure.should_fallback(&Ok(String::new())));
+/// assert!(!empty_is_failure.should_fallback(&Ok("hello".to_string())));
+/// assert!(empty_is_failure.should_fallback(&Err("down".into())));
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OnFailure<C>(pub C);
+
+impl<Res, C> ShouldFallback<Res> for OnFailure<C>
+where
+    C: crate::Classify<Res, BoxError>,
+{
+    fn should_fallback(&self, result: &Result<Res, BoxError>) -> bool {
+        result.is_err() || self.0.classify(result) == crate::Outcome::Failure
     }
 }
 
@@ -152,7 +184,8 @@ pub struct FallbackServed {
     pub reason: String,
 }
 
-/// Inserts [`FallbackServed`] as an extension of every fallback `http::Response`.
+/// Inserts [`FallbackServed`] as an extension of every fallback `http::Response` (and, with the
+/// `reqwest` feature, `reqwest::Response`).
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 #[derive(Debug, Clone, Copy, Default)]
@@ -161,6 +194,13 @@ pub struct MarkExtension;
 #[cfg(feature = "http")]
 impl<B> MarkFallback<http::Response<B>> for MarkExtension {
     fn mark(&self, res: &mut http::Response<B>, served: &FallbackServed) {
+        res.extensions_mut().insert(served.clone());
+    }
+}
+
+#[cfg(feature = "reqwest")]
+impl MarkFallback<reqwest::Response> for MarkExtension {
+    fn mark(&self, res: &mut reqwest::Response, served: &FallbackServed) {
         res.extensions_mut().insert(served.clone());
     }
 }
@@ -480,46 +520,91 @@ where
 
 /// A ready-made "service temporarily unavailable" answer for HTTP: a `503` with an empty body
 /// and a `Retry-After` taken from the error when it knows one (an open breaker, a rate-limit
-/// cool-down, a failover whose providers are all down, a held call that gave up). Use it with
-/// [`FallbackLayer::from_fn`]:
+/// cool-down, a failover whose providers are all down, a held call that gave up). For
+/// `http::Response<B>` (any `B: Default`) and, with the `reqwest` feature, `reqwest::Response`.
+/// Use it with [`FallbackLayer::from_fn`]:
 ///
 /// ```
 /// use tower_breaker::fallback::{FallbackLayer, MarkExtension, service_unavailable};
 ///
-/// let layer = FallbackLayer::from_fn(service_unavailable::<String>).mark(MarkExtension);
+/// let layer = FallbackLayer::from_fn(service_unavailable::<http::Response<String>>).mark(MarkExtension);
+/// # let _ = layer;
+/// ```
+///
+/// Over reqwest, with [`OnFailure`] so that a 503 or 429 the retry gave up on is answered too:
+///
+/// ```
+/// use tower_breaker::fallback::{FallbackLayer, MarkExtension, OnFailure, service_unavailable};
+/// use tower_breaker::retry::RetryOnStatus;
+///
+/// let layer = FallbackLayer::from_fn(service_unavailable::<reqwest::Response>)
+///     .on(OnFailure(RetryOnStatus::llm()))
+///     .mark(MarkExtension);
 /// # let _ = layer;
 /// ```
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
-pub fn service_unavailable<B: Default>(
-    failed: Result<http::Response<B>, BoxError>,
-) -> Result<http::Response<B>, BoxError> {
+pub fn service_unavailable<R: UnavailableResponse>(
+    failed: Result<R, BoxError>,
+) -> Result<R, BoxError> {
     let retry_after = match &failed {
         Err(e) => retry_after_of(e.as_ref()),
         Ok(_) => None,
     };
-    let mut res = http::Response::new(B::default());
-    *res.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
-    if let Some(wait) = retry_after {
-        // Retry-After is in whole seconds; round up so that clients do not come back early.
-        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-        res.headers_mut()
-            .insert(http::header::RETRY_AFTER, http::HeaderValue::from(secs));
-    }
-    Ok(res)
+    // Retry-After is in whole seconds; round up so that clients do not come back early.
+    let secs = retry_after.map(|wait| wait.as_secs() + u64::from(wait.subsec_nanos() > 0));
+    Ok(R::service_unavailable(secs))
 }
 
-/// The wait an error of this crate carries, if any.
-pub fn retry_after_of(error: &(dyn std::error::Error + 'static)) -> Option<Duration> {
-    if let Some(e) = error.downcast_ref::<CircuitOpen>() {
-        e.retry_after()
-    } else if let Some(e) = error.downcast_ref::<RateLimited>() {
-        e.retry_after()
-    } else if let Some(e) = error.downcast_ref::<crate::failover::AllProvidersFailed>() {
-        e.retry_after()
-    } else if let Some(e) = error.downcast_ref::<crate::circuit_breaker::HoldRejected>() {
-        e.rejection().retry_after()
-    } else {
-        None
+/// A response type [`service_unavailable`] can build: `http::Response<B>` with a `Default`
+/// body, and `reqwest::Response` (feature `reqwest`).
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+#[diagnostic::on_unimplemented(
+    message = "`service_unavailable` cannot build a `{Self}`",
+    label = "not an HTTP response type with an empty body",
+    note = "use it with `http::Response<B>` where `B: Default`, or `reqwest::Response` (feature `reqwest`)"
+)]
+pub trait UnavailableResponse: Sized {
+    /// A 503 with an empty body and, when given, a `Retry-After` of `retry_after_secs`.
+    fn service_unavailable(retry_after_secs: Option<u64>) -> Self;
+}
+
+#[cfg(feature = "http")]
+impl<B: Default> UnavailableResponse for http::Response<B> {
+    fn service_unavailable(retry_after_secs: Option<u64>) -> Self {
+        let mut res = http::Response::new(B::default());
+        *res.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
+        if let Some(secs) = retry_after_secs {
+            res.headers_mut()
+                .insert(http::header::RETRY_AFTER, http::HeaderValue::from(secs));
+        }
+        res
     }
+}
+
+#[cfg(feature = "reqwest")]
+impl UnavailableResponse for reqwest::Response {
+    fn service_unavailable(retry_after_secs: Option<u64>) -> Self {
+        reqwest::Response::from(http::Response::<reqwest::Body>::service_unavailable(
+            retry_after_secs,
+        ))
+    }
+}
+
+/// The wait an error of this crate carries, if any: a rejection's
+/// ([`Rejection::retry_after`](crate::rejection::Rejection::retry_after), found anywhere in the
+/// `source()` chain), or the soonest of a failover's providers.
+pub fn retry_after_of(error: &(dyn std::error::Error + 'static)) -> Option<Duration> {
+    if let Some(rejection) = crate::rejection::Rejection::of(error) {
+        return rejection.retry_after();
+    }
+    let mut next = Some(error);
+    while let Some(error) = next {
+        if let Some(e) = error.downcast_ref::<crate::failover::AllProvidersFailed>() {
+            return e.retry_after();
+        }
+        next = error.source();
+    }
+    None
 }

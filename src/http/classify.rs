@@ -1,6 +1,6 @@
 use super::body::{EndRule, RecordingBody};
 use super::retry_after::retry_after;
-use crate::circuit_breaker::{CircuitOpen, Permit, RateLimited, RecordOutcome};
+use crate::circuit_breaker::{Permit, RecordOutcome};
 use crate::config::{Check, ConfigError, MAX_DURATION, MIN_DURATION};
 use crate::{BoxError, Outcome};
 use ::http::{HeaderMap, StatusCode};
@@ -93,7 +93,8 @@ where
 /// errors, anything else), except errors that never reached the upstream, which are
 /// [`Outcome::Ignored`]:
 ///
-/// - in a [`BoxError`] (the error of most tower stacks), a [`CircuitOpen`] or [`RateLimited`]
+/// - in a [`BoxError`] (the error of most tower stacks), a [`CircuitOpen`](crate::circuit_breaker::CircuitOpen) or
+///   [`RateLimited`](crate::circuit_breaker::RateLimited)
 ///   from an inner breaker, or a [`BulkheadFull`](crate::bulkhead::BulkheadFull) or
 ///   [`BulkheadTimeout`](crate::bulkhead::BulkheadTimeout) from an inner bulkhead, anywhere in
 ///   the error's `source()` chain;
@@ -139,12 +140,8 @@ impl<E: 'static> ClassifyError<E> for DefaultErrorClassifier {
 fn classify_dyn(error: &(dyn std::error::Error + 'static)) -> Outcome {
     let mut next = Some(error);
     while let Some(error) = next {
-        if error.is::<CircuitOpen>()
-            || error.is::<RateLimited>()
-            || error.is::<crate::circuit_breaker::HoldRejected>()
-            || error.is::<crate::bulkhead::BulkheadFull>()
-            || error.is::<crate::bulkhead::BulkheadTimeout>()
-        {
+        if crate::rejection::Rejection::of(error).is_some() {
+            // Refused by our own middleware: the upstream was not asked.
             return Outcome::Ignored;
         }
         #[cfg(feature = "reqwest")]

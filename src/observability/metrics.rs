@@ -52,6 +52,7 @@
 //! | `tower_breaker_adaptive_samples_total` | counter | `signal`: `success`, `congestion`, `ignore` | finished calls taken as signals by an adaptive bulkhead |
 //! | `tower_breaker_adaptive_limit_changes_total` | counter | `reason`: `congestion`, `latency`, `growth` | changes of an adaptive bulkhead's limit |
 //! | `tower_breaker_quota_calls_total` | counter | `outcome`: `admitted`, `waited`, `rejected`, `rate_limited` | calls through a [quota governor](crate::quota) (feature `quota`): admitted at once, admitted after a wait, rejected; and 429s that paused a key |
+//! | `tower_breaker_chaos_faults_total` | counter | `fault`: `error`, `latency`, `status`, `stall_before_first_byte`, `stall_mid_stream`, `cut`, `trickle`, `keepalive_only` | faults injected by a chaos layer (feature `chaos`) |
 //!
 //! Every metric is described (unit and help text) to the recorder installed when
 //! [`MetricsListener::new`] runs. A breaker's series appear with its first event, all at once
@@ -94,6 +95,8 @@
 
 use super::{Backend, Core, Instrument, Kind, Labels};
 use crate::bulkhead::BulkheadEvent;
+#[cfg(feature = "chaos")]
+use crate::chaos::ChaosEvent;
 use crate::circuit_breaker::CircuitBreakerEvent;
 use crate::events::Listener;
 use crate::fallback::FallbackEvent;
@@ -202,6 +205,14 @@ impl Listener<crate::quota::QuotaEvent> for MetricsListener {
 impl Listener<FallbackEvent> for MetricsListener {
     fn on_event(&self, event: &FallbackEvent) {
         self.core.on_fallback(event);
+    }
+}
+
+#[cfg(feature = "chaos")]
+#[cfg_attr(docsrs, doc(cfg(feature = "chaos")))]
+impl Listener<ChaosEvent> for MetricsListener {
+    fn on_event(&self, event: &ChaosEvent) {
+        self.core.on_chaos(event);
     }
 }
 

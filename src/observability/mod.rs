@@ -13,6 +13,8 @@ pub mod opentelemetry;
 
 use crate::Outcome;
 use crate::bulkhead::{AdaptiveEvent, BulkheadEvent, RejectionReason};
+#[cfg(feature = "chaos")]
+use crate::chaos::ChaosEvent;
 use crate::circuit_breaker::{CircuitBreakerEvent, CircuitState};
 use crate::fallback::FallbackEvent;
 #[cfg(feature = "quota")]
@@ -43,6 +45,7 @@ pub(crate) enum Instrument {
     AdaptiveSamples,
     AdaptiveLimitChanges,
     QuotaCalls,
+    ChaosFaults,
 }
 
 /// How an instrument is measured.
@@ -59,7 +62,7 @@ pub(crate) enum Kind {
 }
 
 impl Instrument {
-    pub(crate) const ALL: [Instrument; 15] = [
+    pub(crate) const ALL: [Instrument; 16] = [
         Instrument::BreakerCalls,
         Instrument::BreakerSlowCalls,
         Instrument::BreakerTransitions,
@@ -75,6 +78,7 @@ impl Instrument {
         Instrument::AdaptiveSamples,
         Instrument::AdaptiveLimitChanges,
         Instrument::QuotaCalls,
+        Instrument::ChaosFaults,
     ];
 
     /// The name for the `metrics` facade (Prometheus style).
@@ -96,6 +100,7 @@ impl Instrument {
             Instrument::AdaptiveSamples => "tower_breaker_adaptive_samples_total",
             Instrument::AdaptiveLimitChanges => "tower_breaker_adaptive_limit_changes_total",
             Instrument::QuotaCalls => "tower_breaker_quota_calls_total",
+            Instrument::ChaosFaults => "tower_breaker_chaos_faults_total",
         }
     }
 
@@ -119,6 +124,7 @@ impl Instrument {
             Instrument::AdaptiveSamples => "tower_breaker.adaptive.samples",
             Instrument::AdaptiveLimitChanges => "tower_breaker.adaptive.limit_changes",
             Instrument::QuotaCalls => "tower_breaker.quota.calls",
+            Instrument::ChaosFaults => "tower_breaker.chaos.faults",
         }
     }
 
@@ -143,6 +149,7 @@ impl Instrument {
             Instrument::AdaptiveLimit => "{call}",
             Instrument::AdaptiveSamples => "{sample}",
             Instrument::AdaptiveLimitChanges => "{change}",
+            Instrument::ChaosFaults => "{fault}",
             _ => "{call}",
         }
     }
@@ -183,6 +190,9 @@ impl Instrument {
             }
             Instrument::QuotaCalls => {
                 "Calls through a quota governor, by outcome: admitted, waited, rejected, rate_limited."
+            }
+            Instrument::ChaosFaults => {
+                "Faults injected by a chaos layer, by fault: error, latency, status, stall_before_first_byte, stall_mid_stream, cut, trickle, keepalive_only."
             }
         }
     }
@@ -584,6 +594,17 @@ impl<B: Backend> Core<B> {
         let counter =
             self.backend
                 .counter(Instrument::FallbackCalls, name, &[("outcome", outcome)]);
+        B::count(&counter, 1);
+    }
+
+    // -- chaos --------------------------------------------------------------------------------
+
+    #[cfg(feature = "chaos")]
+    pub(crate) fn on_chaos(&self, event: &ChaosEvent) {
+        let ChaosEvent::FaultInjected { name, fault, .. } = event;
+        let counter =
+            self.backend
+                .counter(Instrument::ChaosFaults, name, &[("fault", fault.as_str())]);
         B::count(&counter, 1);
     }
 }

@@ -35,6 +35,7 @@
 //! | `tower_breaker.retry.attempts` | `Counter<u64>` | `{attempt}` |
 //! | `tower_breaker.retry.calls` | `Counter<u64>` | `{call}` |
 //! | `tower_breaker.fallback.calls` | `Counter<u64>` | `{call}` |
+//! | `tower_breaker.chaos.faults` | `Counter<u64>` | `{fault}` |
 //!
 //! The open-time histogram's buckets are 1, 5, 10, 30, 60, 120, 300, 600, 1800 and 3600
 //! seconds (a view can change them).
@@ -47,6 +48,8 @@
 
 use super::{Backend, Core, Instrument, Kind, Labels};
 use crate::bulkhead::BulkheadEvent;
+#[cfg(feature = "chaos")]
+use crate::chaos::ChaosEvent;
 use crate::circuit_breaker::CircuitBreakerEvent;
 use crate::events::Listener;
 use crate::fallback::FallbackEvent;
@@ -149,6 +152,14 @@ impl Listener<crate::quota::QuotaEvent> for OpenTelemetryListener {
 impl Listener<FallbackEvent> for OpenTelemetryListener {
     fn on_event(&self, event: &FallbackEvent) {
         self.core.on_fallback(event);
+    }
+}
+
+#[cfg(feature = "chaos")]
+#[cfg_attr(docsrs, doc(cfg(feature = "chaos")))]
+impl Listener<ChaosEvent> for OpenTelemetryListener {
+    fn on_event(&self, event: &ChaosEvent) {
+        self.core.on_chaos(event);
     }
 }
 

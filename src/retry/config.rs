@@ -2,6 +2,7 @@ use super::events::RetryEvent;
 use super::policy::{PolicyRng, Shared};
 use super::{Cloneable, RetryBudget, RetryPolicy};
 use crate::backoff::{AtomicSplitMix64, Backoff, Rng, entropy_seed};
+use crate::circuit_breaker::CircuitBreaker;
 use crate::config::{Check, ConfigError, MAX_DURATION, MIN_DURATION};
 use crate::events::{Listener, Listeners};
 use crate::outcome::DefaultClassifier;
@@ -28,6 +29,7 @@ pub struct Builder<C = DefaultClassifier, P = Cloneable> {
     retry_bulkhead_full: bool,
     rng: Option<Rngs>,
     listeners: Listeners<RetryEvent>,
+    breaker: Option<CircuitBreaker>,
     classifier: C,
     protocol: P,
 }
@@ -52,6 +54,7 @@ impl Builder {
             retry_bulkhead_full: true,
             rng: None,
             listeners: Listeners::new(),
+            breaker: None,
             classifier: DefaultClassifier,
             protocol: Cloneable,
         }
@@ -155,6 +158,38 @@ impl<C, P> Builder<C, P> {
         self
     }
 
+    /// The circuit breaker this policy's attempts go through (inside the retry layer), so that
+    /// no attempt sleeps toward a breaker that rejects:
+    ///
+    /// - when a result comes back and the breaker already rejects (this failure opened it, say)
+    ///   and will still reject when the backoff ends, the next attempt is made at once, without
+    ///   a budget token: the breaker rejects it without calling the upstream, and the policy
+    ///   gives up with the breaker's error ([`GiveUpReason::CircuitOpen`](super::GiveUpReason)
+    ///   or `RateLimited`);
+    /// - an attempt already sleeping in backoff wakes as soon as the breaker opens (on the
+    ///   breaker's state change, not by polling) and gives up the same way.
+    ///
+    /// So during an outage a caller waits for the breaker to open, not for backoffs toward it.
+    /// [`StandardResilience`](crate::stack::StandardResilience) sets this for its own breaker.
+    ///
+    /// ```
+    /// use tower_breaker::circuit_breaker::CircuitBreaker;
+    /// use tower_breaker::retry::RetryPolicy;
+    ///
+    /// let breaker = CircuitBreaker::builder("openai").build()?;
+    /// let policy = RetryPolicy::builder().breaker(&breaker).build()?;
+    /// let client = tower::ServiceBuilder::new()
+    ///     .retry(policy)
+    ///     .layer(breaker.layer())
+    ///     .service(tower::service_fn(|q: String| async move { Ok::<_, tower::BoxError>(q) }));
+    /// # let _ = client;
+    /// # Ok::<_, tower_breaker::ConfigError>(())
+    /// ```
+    pub fn breaker(mut self, breaker: &CircuitBreaker) -> Self {
+        self.breaker = Some(breaker.clone());
+        self
+    }
+
     /// Retries the results that `classifier` counts as [`Outcome::Failure`](crate::Outcome)
     /// (default: every `Err`, no `Ok`). The same [`Classify`](crate::Classify) trait as the
     /// circuit breaker's, so closures work.
@@ -171,6 +206,7 @@ impl<C, P> Builder<C, P> {
             retry_bulkhead_full: self.retry_bulkhead_full,
             rng: self.rng,
             listeners: self.listeners,
+            breaker: self.breaker,
             classifier,
             protocol: self.protocol,
         }
@@ -191,6 +227,7 @@ impl<C, P> Builder<C, P> {
             retry_bulkhead_full: self.retry_bulkhead_full,
             rng: self.rng,
             listeners: self.listeners,
+            breaker: self.breaker,
             classifier: self.classifier,
             protocol,
         }
@@ -215,6 +252,42 @@ impl<C, P> Builder<C, P> {
     pub fn reqwest(self) -> Builder<super::RetryOnStatus, super::ReqwestRequests> {
         self.classify(super::RetryOnStatus::standard())
             .protocol(super::ReqwestRequests)
+    }
+
+    /// The official OpenAI and Anthropic SDKs' retry rules, for LLM APIs over
+    /// `http::Request<B>` (a `Clone` body) or `reqwest::Request`:
+    ///
+    /// | rule | setting |
+    /// |---|---|
+    /// | what is retried | errors (timeouts, connection errors), 408, 409, 429, every 5xx (529 included); `x-should-retry: true/false` overrides ([`RetryOnStatus::llm`](super::RetryOnStatus::llm)) |
+    /// | which requests | POSTs too: a completion creates nothing, a retry costs tokens, not correctness ([`LlmRequests`](super::LlmRequests)) |
+    /// | the wait | `retry-after-ms`, then `Retry-After`, when above zero and at most 60 s; otherwise the backoff |
+    /// | backoff | exponential from 0.5 s, doubling to 8 s, ±25 % jitter |
+    /// | attempts | 3 (2 retries) |
+    ///
+    /// The budget, the deadline and every other setting keep their values, and each can be
+    /// changed after this call. With a breaker inside the retry, a 429 cools the breaker down
+    /// (see [`HttpClassifier`](crate::http::HttpClassifier)) and give
+    /// [`breaker`](Self::breaker) so that retries stop as soon as it opens.
+    ///
+    /// ```
+    /// use tower_breaker::retry::RetryPolicy;
+    ///
+    /// let policy = RetryPolicy::builder().name("openai").llm().build()?;
+    /// assert_eq!(policy.max_attempts(), 3);
+    /// # Ok::<_, tower_breaker::ConfigError>(())
+    /// ```
+    #[cfg(feature = "http")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+    pub fn llm(self) -> Builder<super::RetryOnStatus, super::LlmRequests> {
+        self.classify(super::RetryOnStatus::llm())
+            .protocol(super::LlmRequests)
+            .max_attempts(3)
+            .backoff(
+                Backoff::exponential(Duration::from_millis(500), Duration::from_secs(8))
+                    .jitter(0.25),
+            )
+            .max_server_delay(super::LLM_MAX_SERVER_DELAY)
     }
 
     /// Checks every setting and builds the policy.
@@ -275,6 +348,7 @@ impl<C, P> Builder<C, P> {
             retry_bulkhead_full: self.retry_bulkhead_full,
             rng,
             listeners: self.listeners,
+            breaker: self.breaker,
         };
         Ok(RetryPolicy::from_parts(
             shared,
@@ -297,6 +371,7 @@ impl<C, P> fmt::Debug for Builder<C, P> {
             .field("retry_non_idempotent", &self.retry_non_idempotent)
             .field("retry_bulkhead_full", &self.retry_bulkhead_full)
             .field("listeners", &self.listeners)
+            .field("breaker", &self.breaker.as_ref().map(CircuitBreaker::name))
             .finish_non_exhaustive()
     }
 }

@@ -28,6 +28,7 @@
 //! # }
 //! ```
 
+use crate::circuit_breaker::CircuitBreaker;
 use pin_project_lite::pin_project;
 use std::fmt;
 use std::future::Future;
@@ -52,6 +53,9 @@ pin_project! {
     enum Kind {
         Now,
         Sleep { #[pin] sleep: Sleep },
+        // Boxed once per retry (never on the first attempt): the breaker's watch is an
+        // `async` block, whose type cannot be named here.
+        Watch { #[pin] sleep: Sleep, opened: Pin<Box<dyn Future<Output = ()> + Send + Sync>> },
     }
 }
 
@@ -67,6 +71,16 @@ impl RetryDelay {
         };
         Self { kind }
     }
+
+    /// A wait of `delay` that ends early when `breaker` starts rejecting calls that would be
+    /// made at its end (it opened): the next attempt then fails at once with its error.
+    pub(crate) fn watching(delay: Duration, breaker: &CircuitBreaker) -> Self {
+        let sleep = tokio::time::sleep(delay);
+        let opened = Box::pin(breaker.rejecting_at(sleep.deadline()));
+        Self {
+            kind: Kind::Watch { sleep, opened },
+        }
+    }
 }
 
 impl Future for RetryDelay {
@@ -76,6 +90,13 @@ impl Future for RetryDelay {
         match self.project().kind.project() {
             KindProj::Now => Poll::Ready(()),
             KindProj::Sleep { sleep } => sleep.poll(cx),
+            KindProj::Watch { sleep, opened } => {
+                if sleep.poll(cx).is_ready() || opened.as_mut().poll(cx).is_ready() {
+                    Poll::Ready(())
+                } else {
+                    Poll::Pending
+                }
+            }
         }
     }
 }
@@ -84,7 +105,7 @@ impl fmt::Debug for RetryDelay {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let deadline = match &self.kind {
             Kind::Now => None,
-            Kind::Sleep { sleep } => Some(sleep.deadline()),
+            Kind::Sleep { sleep } | Kind::Watch { sleep, .. } => Some(sleep.deadline()),
         };
         f.debug_struct("RetryDelay")
             .field("deadline", &deadline)

@@ -147,6 +147,48 @@ where
     }
 }
 
+/// The same for `reqwest::Request` (feature `reqwest`), so that `reqwest::Client` stacks get
+/// keys too.
+///
+/// ```
+/// use tower::{Layer, Service, ServiceExt, service_fn};
+/// use tower_breaker::retry::IdempotencyKeyLayer;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), tower::BoxError> {
+/// let mut svc = IdempotencyKeyLayer::new().layer(service_fn(|req: reqwest::Request| async move {
+///     Ok::<_, tower::BoxError>(req.headers().contains_key("idempotency-key"))
+/// }));
+/// let post = reqwest::Request::new(reqwest::Method::POST, "http://127.0.0.1/v1/chat/completions".parse()?);
+/// assert!(svc.ready().await?.call(post).await?);
+/// # Ok(())
+/// # }
+/// ```
+#[cfg(feature = "reqwest")]
+#[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
+impl<S> Service<reqwest::Request> for IdempotencyKey<S>
+where
+    S: Service<reqwest::Request>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: reqwest::Request) -> Self::Future {
+        if !is_idempotent(req.method(), req.headers()) {
+            req.headers_mut().insert(
+                HeaderName::from_static(IDEMPOTENCY_KEY),
+                new_key(&self.keys),
+            );
+        }
+        self.inner.call(req)
+    }
+}
+
 impl<S: fmt::Debug> fmt::Debug for IdempotencyKey<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("IdempotencyKey")

@@ -46,10 +46,12 @@
 //!
 //! # The rules, in the order they are applied to a result
 //!
-//! 1. **Rejections by our own middleware.** A [`CircuitOpen`](crate::circuit_breaker::CircuitOpen)
-//!    or [`RateLimited`](crate::circuit_breaker::RateLimited) error (found in a boxed error and
-//!    its `source()` chain) is never retried: the breaker said the upstream is down, so fail fast
-//!    (or go to a fallback). A [`BulkheadFull`](crate::bulkhead::BulkheadFull) or
+//! 1. **Rejections by our own middleware**, recognised by
+//!    [`Rejection::of`](crate::rejection::Rejection::of) in a boxed error and its `source()`
+//!    chain. A [`CircuitOpen`](crate::circuit_breaker::CircuitOpen),
+//!    [`RateLimited`](crate::circuit_breaker::RateLimited) or
+//!    [`HoldRejected`](crate::circuit_breaker::HoldRejected) is never retried: the breaker said
+//!    the upstream is down, so fail fast (or go to a fallback). A [`BulkheadFull`](crate::bulkhead::BulkheadFull) or
 //!    [`BulkheadTimeout`](crate::bulkhead::BulkheadTimeout) is retried after the backoff unless
 //!    `retry_bulkhead_full(false)`.
 //! 2. **Classification.** Only results that the classifier counts as
@@ -109,9 +111,10 @@ mod policy;
 mod protocol;
 #[cfg(feature = "http")]
 mod protocol_http;
+#[cfg(feature = "http")]
+mod protocol_llm;
 #[cfg(feature = "reqwest")]
 mod protocol_reqwest;
-pub(crate) mod rejection;
 
 pub use self::budget::RetryBudget;
 pub use self::config::Builder;
@@ -124,7 +127,12 @@ pub use self::policy::RetryPolicy;
 pub use self::protocol::{Cloneable, Protocol};
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
-pub use self::protocol_http::{HttpRequests, IDEMPOTENCY_KEY, RetryOnStatus, is_idempotent};
+pub use self::protocol_http::{
+    HttpRequests, IDEMPOTENCY_KEY, RetryOnStatus, X_SHOULD_RETRY, is_idempotent,
+};
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+pub use self::protocol_llm::{LLM_MAX_SERVER_DELAY, LlmRequests};
 #[cfg(feature = "reqwest")]
 #[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
 pub use self::protocol_reqwest::ReqwestRequests;

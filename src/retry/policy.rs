@@ -1,10 +1,11 @@
 use super::events::{GiveUpReason, RetryEvent, RetryReason};
 use super::future::RetryDelay;
-use super::rejection::{Rejection, rejection};
 use super::{Builder, Cloneable, Protocol, RetryBudget};
 use crate::backoff::{AtomicSplitMix64, Backoff, Rng};
+use crate::circuit_breaker::{CircuitBreaker, CircuitState};
 use crate::events::Listeners;
 use crate::outcome::DefaultClassifier;
+use crate::rejection::{Rejection, RejectionKind};
 use crate::{Classify, Outcome};
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -44,6 +45,8 @@ pub(crate) struct Shared {
     pub(crate) retry_bulkhead_full: bool,
     pub(crate) rng: PolicyRng,
     pub(crate) listeners: Listeners<RetryEvent>,
+    /// The breaker the attempts go through, watched so that no attempt sleeps toward it.
+    pub(crate) breaker: Option<CircuitBreaker>,
 }
 
 /// The jitter's random numbers, shared by every clone so that requests do not jitter in step.
@@ -64,6 +67,12 @@ enum Decision {
         reason: RetryReason,
         server_delay: bool,
     },
+}
+
+/// The breaker rejects now and will still reject when the wait ends.
+fn breaker_rejects_after(breaker: &CircuitBreaker, delay: Duration) -> bool {
+    let now = Instant::now();
+    breaker.rejects_at(now.checked_add(delay).unwrap_or(now))
 }
 
 impl RetryPolicy {
@@ -142,17 +151,17 @@ impl<C, P> RetryPolicy<C, P> {
     {
         let shared = &*self.shared;
         let reason = match result {
-            Err(err) => match rejection(err) {
-                Some(Rejection::CircuitOpen) => {
+            Err(err) => match Rejection::of_any(err).map(|r| r.kind()) {
+                Some(RejectionKind::CircuitOpen) => {
                     return Decision::GiveUp(GiveUpReason::CircuitOpen);
                 }
-                Some(Rejection::RateLimited) => {
+                Some(RejectionKind::RateLimited) => {
                     return Decision::GiveUp(GiveUpReason::RateLimited);
                 }
-                Some(Rejection::Bulkhead) if !shared.retry_bulkhead_full => {
-                    return Decision::GiveUp(GiveUpReason::BulkheadFull);
+                Some(kind) if kind.is_bulkhead() && shared.retry_bulkhead_full => {
+                    RetryReason::BulkheadFull
                 }
-                Some(Rejection::Bulkhead) => RetryReason::BulkheadFull,
+                Some(_) => return Decision::GiveUp(GiveUpReason::BulkheadFull),
                 None if self.classifier.classify(result) == Outcome::Failure => RetryReason::Error,
                 None => return Decision::GiveUp(GiveUpReason::NotRetryable),
             },
@@ -171,10 +180,33 @@ impl<C, P> RetryPolicy<C, P> {
             .protocol
             .server_delay(result)
             .map(|wait| wait.min(shared.max_server_delay));
-        let delay = match server {
+        let mut delay = match server {
             Some(wait) => wait,
             None => shared.next_delay(self.attempt, self.previous),
         };
+        let mut server_delay = server.is_some();
+
+        if let Some(breaker) = &shared.breaker {
+            if breaker_rejects_after(breaker, delay) {
+                match (breaker.state(), breaker.retry_after()) {
+                    // A rate-limit cool-down that ends soon: wait for it rather than give up,
+                    // as for a server's `Retry-After` (the deadline and budget still apply).
+                    (CircuitState::RateLimited, Some(wait)) if wait <= shared.max_server_delay => {
+                        delay = wait;
+                        server_delay = true;
+                    }
+                    // Open: the next attempt is rejected at once, and the policy gives up
+                    // with the breaker's error.
+                    _ => {
+                        return Decision::Retry {
+                            delay: Duration::ZERO,
+                            reason,
+                            server_delay: false,
+                        };
+                    }
+                }
+            }
+        }
 
         if let Some(deadline) = shared.deadline {
             let now = Instant::now();
@@ -195,7 +227,7 @@ impl<C, P> RetryPolicy<C, P> {
         Decision::Retry {
             delay,
             reason,
-            server_delay: server.is_some(),
+            server_delay,
         }
     }
 }
@@ -281,7 +313,10 @@ where
                 self.previous = Some(delay);
                 // `tower::retry` drops `result` (and with it a failed response's body) as soon
                 // as this returns, before it polls the delay.
-                Some(RetryDelay::new(delay))
+                Some(match &self.shared.breaker {
+                    Some(breaker) if !delay.is_zero() => RetryDelay::watching(delay, breaker),
+                    _ => RetryDelay::new(delay),
+                })
             }
             Decision::Done | Decision::GiveUp(_) => None,
         }
@@ -334,6 +369,10 @@ impl<C, P> fmt::Debug for RetryPolicy<C, P> {
             .field("retry_non_idempotent", &shared.retry_non_idempotent)
             .field("retry_bulkhead_full", &shared.retry_bulkhead_full)
             .field("listeners", &shared.listeners)
+            .field(
+                "breaker",
+                &shared.breaker.as_ref().map(CircuitBreaker::name),
+            )
             .field("attempt", &self.attempt)
             .finish_non_exhaustive()
     }

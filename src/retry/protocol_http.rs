@@ -111,7 +111,13 @@ pub(crate) fn server_delay(status: StatusCode, headers: &HeaderMap) -> Option<Du
 pub struct RetryOnStatus {
     /// One bit per status from 400 to 655; statuses outside 4xx and 5xx are never retried.
     bits: [u64; 4],
+    /// Whether an `x-should-retry: true` / `false` header overrides the status.
+    should_retry_header: bool,
 }
+
+/// The header with which OpenAI- and Anthropic-style APIs tell their SDKs whether to retry a
+/// response (`true` or `false`), whatever its status.
+pub const X_SHOULD_RETRY: &str = "x-should-retry";
 
 impl RetryOnStatus {
     /// 408 Request Timeout, 429 Too Many Requests, 500 Internal Server Error, 502 Bad Gateway,
@@ -122,9 +128,48 @@ impl RetryOnStatus {
             .fold(Self::none(), Self::with)
     }
 
+    /// The official OpenAI and Anthropic SDKs' rules: 408, 409, 429 and every 5xx (529,
+    /// "overloaded", included), and an `x-should-retry: true` or `false` header from the server
+    /// overrides the status ([`honour_should_retry`](Self::honour_should_retry)).
+    ///
+    /// ```
+    /// use http::Response;
+    /// use tower_breaker::{Classify, Outcome};
+    /// use tower_breaker::retry::RetryOnStatus;
+    ///
+    /// let sdk = RetryOnStatus::llm();
+    /// let status = |code: u16| Ok::<_, ()>(Response::builder().status(code).body(()).unwrap());
+    /// for code in [408, 409, 429, 500, 503, 529] {
+    ///     assert_eq!(sdk.classify(&status(code)), Outcome::Failure, "{code}");
+    /// }
+    /// assert_eq!(sdk.classify(&status(400)), Outcome::Success);
+    /// let told_not_to = Response::builder().status(503).header("x-should-retry", "false").body(()).unwrap();
+    /// assert_eq!(sdk.classify(&Ok::<_, ()>(told_not_to)), Outcome::Success);
+    /// let told_to = Response::builder().status(400).header("x-should-retry", "true").body(()).unwrap();
+    /// assert_eq!(sdk.classify(&Ok::<_, ()>(told_to)), Outcome::Failure);
+    /// ```
+    pub fn llm() -> Self {
+        (500..=599)
+            .fold(Self::none(), Self::with)
+            .with(408)
+            .with(409)
+            .with(429)
+            .honour_should_retry(true)
+    }
+
     /// No status: only errors are retried.
     pub fn none() -> Self {
-        Self { bits: [0; 4] }
+        Self {
+            bits: [0; 4],
+            should_retry_header: false,
+        }
+    }
+
+    /// Lets an `x-should-retry: true` or `false` response header decide, whatever the status
+    /// (default false, true for [`llm`](Self::llm)). Other values are ignored.
+    pub fn honour_should_retry(mut self, yes: bool) -> Self {
+        self.should_retry_header = yes;
+        self
     }
 
     /// Adds `status` (400 to 599; anything else is ignored).
@@ -157,7 +202,14 @@ impl RetryOnStatus {
         }
     }
 
-    fn outcome(&self, status: StatusCode) -> Outcome {
+    fn outcome(&self, status: StatusCode, headers: &HeaderMap) -> Outcome {
+        if self.should_retry_header {
+            match headers.get(X_SHOULD_RETRY).map(|v| v.as_bytes()) {
+                Some(b"true") => return Outcome::Failure,
+                Some(b"false") => return Outcome::Success,
+                _ => {}
+            }
+        }
         if self.contains(status.as_u16()) {
             Outcome::Failure
         } else {
@@ -176,7 +228,7 @@ impl Default for RetryOnStatus {
 impl<B, E> Classify<http::Response<B>, E> for RetryOnStatus {
     fn classify(&self, result: &Result<http::Response<B>, E>) -> Outcome {
         match result {
-            Ok(response) => self.outcome(response.status()),
+            Ok(response) => self.outcome(response.status(), response.headers()),
             Err(_) => Outcome::Failure,
         }
     }
@@ -186,7 +238,7 @@ impl<B, E> Classify<http::Response<B>, E> for RetryOnStatus {
 impl<E> Classify<reqwest::Response, E> for RetryOnStatus {
     fn classify(&self, result: &Result<reqwest::Response, E>) -> Outcome {
         match result {
-            Ok(response) => self.outcome(response.status()),
+            Ok(response) => self.outcome(response.status(), response.headers()),
             Err(_) => Outcome::Failure,
         }
     }

@@ -89,7 +89,10 @@ async fn when_every_provider_is_down_the_error_lists_each_and_the_fallback_answe
         .map_response(|body: String| http::Response::new(body))
         .service(failover);
     let mut svc = ServiceBuilder::new()
-        .layer(FallbackLayer::from_fn(service_unavailable::<String>).mark(MarkExtension))
+        .layer(
+            FallbackLayer::from_fn(service_unavailable::<http::Response<String>>)
+                .mark(MarkExtension),
+        )
         .service(http_front);
     for _ in 0..2 {
         let res = svc.ready().await.unwrap().call(()).await.unwrap();

@@ -1,6 +1,9 @@
 //! Degrading gracefully, against real HTTP servers on 127.0.0.1: failover, fallback, cache,
 //! hold-and-replay, keyed breakers, and the health endpoint.
 
+#[path = "../support/mod.rs"]
+mod support;
+
 mod failover;
 mod health;
 mod hold;

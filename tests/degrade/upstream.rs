@@ -1,50 +1,41 @@
-//! A real axum server on an ephemeral port whose health the test switches, counting hits.
+//! A provider for the degrade tests: the shared mock upstream (`support::upstream`), answering
+//! 503 while the test has it down, counting hits.
 
-use axum::Router;
-use axum::http::StatusCode;
-use axum::routing::get;
-use std::net::SocketAddr;
+use crate::support::upstream;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use tower::util::BoxCloneService;
 use tower::{BoxError, ServiceBuilder, service_fn};
 use tower_breaker::Outcome;
+use tower_breaker::chaos::{ChaosLayer, Fault};
 use tower_breaker::circuit_breaker::CircuitBreaker;
 
-#[derive(Clone)]
 pub struct Upstream {
-    pub addr: SocketAddr,
-    hits: Arc<AtomicUsize>,
+    server: upstream::Upstream,
     down: Arc<AtomicBool>,
 }
 
 impl Upstream {
+    /// A provider answering "`name` answered", or 503 while down.
     pub async fn start(name: &'static str) -> Self {
-        let hits = Arc::new(AtomicUsize::new(0));
         let down = Arc::new(AtomicBool::new(false));
-        let (h, d) = (hits.clone(), down.clone());
-        let app = Router::new().route(
-            "/",
-            get(move || {
-                let (h, d) = (h.clone(), d.clone());
-                async move {
-                    h.fetch_add(1, Ordering::SeqCst);
-                    if d.load(Ordering::SeqCst) {
-                        (StatusCode::SERVICE_UNAVAILABLE, String::new())
-                    } else {
-                        (StatusCode::OK, format!("{name} answered"))
-                    }
-                }
-            }),
-        );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        Self { addr, hits, down }
+        let flag = down.clone();
+        let outage = ChaosLayer::http(name)
+            .inject_when(Fault::service_unavailable(), 1.0, move |_| {
+                flag.load(Ordering::SeqCst)
+            })
+            .build()
+            .unwrap();
+        let server = upstream::Upstream::builder()
+            .reply(format!("{name} answered"))
+            .chaos(outage)
+            .start()
+            .await;
+        Self { server, down }
     }
 
     pub fn hits(&self) -> usize {
-        self.hits.load(Ordering::SeqCst)
+        self.server.hits()
     }
 
     pub fn set_down(&self, down: bool) {
@@ -52,7 +43,7 @@ impl Upstream {
     }
 
     pub fn url(&self) -> String {
-        format!("http://{}/", self.addr)
+        self.server.chat_url()
     }
 }
 
@@ -74,20 +65,24 @@ pub fn client(
     )
 }
 
-/// A real HTTP GET whose answer is the body, where a 5xx is an error.
+/// A real chat completion whose answer is the assistant's text, where a 5xx is an error.
 pub fn raw(upstream: &Upstream) -> BoxCloneService<(), String, BoxError> {
     let http = reqwest::Client::new();
     let url = upstream.url();
     let call = service_fn(move |()| {
         let (http, url) = (http.clone(), url.clone());
         async move {
-            let res = http.get(url).send().await?;
+            let res = http.post(url).body(r#"{"model":"m"}"#).send().await?;
             let status = res.status();
             let body = res.text().await?;
             if status.is_server_error() {
                 return Err::<String, BoxError>(format!("upstream answered {status}").into());
             }
-            Ok(body)
+            let answer: serde_json::Value = serde_json::from_str(&body)?;
+            Ok(answer["choices"][0]["message"]["content"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string())
         }
     });
     BoxCloneService::new(call)

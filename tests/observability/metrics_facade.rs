@@ -336,3 +336,42 @@ async fn keyed_breakers_have_a_series_each() {
         Value::Counter(1)
     );
 }
+
+/// Every injected fault is counted by kind.
+#[cfg(feature = "chaos")]
+#[tokio::test(start_paused = true)]
+async fn chaos_faults_are_counted_by_kind() {
+    use tower::{Service, ServiceExt};
+    use tower_breaker::chaos::{ChaosLayer, Fault, FaultPlan};
+
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let _local = metrics::set_default_local_recorder(&recorder);
+    let layer = ChaosLayer::builder("staging")
+        .plan(
+            FaultPlan::new()
+                .then_times(2, Fault::error("x"))
+                .then_all([Fault::latency(Duration::from_millis(5)), Fault::error("y")]),
+        )
+        .on_event(MetricsListener::new())
+        .build()
+        .unwrap();
+    let mut svc = tower::ServiceBuilder::new()
+        .layer(layer)
+        .service(tower::service_fn(|_: ()| async {
+            Ok::<_, tower::BoxError>(())
+        }));
+    for _ in 0..4 {
+        let _ = svc.ready().await.unwrap().call(()).await;
+    }
+    let read = read_metrics(&snapshotter);
+    let faults = |kind| {
+        read[&key(
+            "tower_breaker_chaos_faults_total",
+            &[("name", "staging"), ("fault", kind)],
+        )]
+            .clone()
+    };
+    assert_eq!(faults("error"), Value::Counter(3));
+    assert_eq!(faults("latency"), Value::Counter(1));
+}

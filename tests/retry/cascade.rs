@@ -1,7 +1,7 @@
 //! The cascade the retry must not cause: with the breaker inside the retry, an upstream that is
 //! down sees the breaker's threshold plus its probes, not the threshold times the attempts.
 
-use crate::e2e::{Server, get, hyper_client, server_errors};
+use crate::e2e::{failing, get, hyper_client, server_errors};
 use crate::harness::{call, down};
 use crate::support::{ms, secs};
 use std::sync::Arc;
@@ -78,7 +78,7 @@ async fn a_down_upstream_sees_the_threshold_plus_probes() {
 
 #[tokio::test]
 async fn a_down_server_sees_the_threshold_plus_probes_over_the_wire() {
-    let server = Server::failing(usize::MAX).await;
+    let server = failing(usize::MAX).await;
     let (breaker, rounds) = breaker(ms(200));
     let policy = RetryPolicy::builder()
         .http()

@@ -1,88 +1,33 @@
-//! End to end: a real hyper server on 127.0.0.1, a real hyper-util client, and the stack
-//! `RetryLayer` + our breaker + `tower::timeout`.
+//! End to end: the mock upstream on 127.0.0.1 (`support::upstream`, scripted by fault plans),
+//! a real hyper-util client, and the stack `RetryLayer` + our breaker + `tower::timeout`.
 
 use crate::harness::call;
+use crate::support::upstream::Upstream;
 use crate::support::{ms, secs};
 use bytes::Bytes;
-use http::{HeaderMap, Request, Response, StatusCode};
+use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use std::convert::Infallible;
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use hyper_util::rt::TokioExecutor;
 use tower::{BoxError, ServiceBuilder};
 use tower_breaker::Outcome;
 use tower_breaker::backoff::Backoff;
+use tower_breaker::chaos::{ChaosLayer, Fault, FaultPlan};
 use tower_breaker::circuit_breaker::{CircuitBreaker, CircuitState, SlidingWindow};
 use tower_breaker::retry::{IdempotencyKeyLayer, RetryPolicy};
 
-/// A local HTTP/1 server: request `n` is answered by `respond(n, headers)`. Stops when dropped.
-pub struct Server {
-    pub addr: SocketAddr,
-    hits: Arc<AtomicUsize>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Server {
-    pub async fn start<F>(respond: F) -> Server
-    where
-        F: Fn(usize, &HeaderMap) -> Response<Full<Bytes>> + Clone + Send + Sync + 'static,
-    {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let hits = Arc::new(AtomicUsize::new(0));
-        let counter = hits.clone();
-        let task = tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let counter = counter.clone();
-                let respond = respond.clone();
-                let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
-                    let n = counter.fetch_add(1, Ordering::SeqCst);
-                    let response = respond(n, req.headers());
-                    async move { Ok::<_, Infallible>(response) }
-                });
-                tokio::spawn(async move {
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
-                });
-            }
-        });
-        Server { addr, hits, task }
+/// The shared mock upstream, failing its first `failures` requests with 503 (every request,
+/// for `usize::MAX`), then answering.
+pub async fn failing(failures: usize) -> Upstream {
+    if failures == usize::MAX {
+        let down = ChaosLayer::http("down")
+            .inject(Fault::service_unavailable(), 1.0)
+            .build()
+            .unwrap();
+        return Upstream::with_chaos(down).await;
     }
-
-    /// A server that answers 503 to the first `failures` requests, then 200 "ok".
-    pub async fn failing(failures: usize) -> Server {
-        Server::start(move |n, _| {
-            let status = if n < failures { 503 } else { 200 };
-            Response::builder()
-                .status(status)
-                .body(Full::new(Bytes::from(if n < failures {
-                    "busy"
-                } else {
-                    "ok"
-                })))
-                .unwrap()
-        })
-        .await
-    }
-
-    pub fn hits(&self) -> usize {
-        self.hits.load(Ordering::SeqCst)
-    }
-
-    pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+    Upstream::with_plan(FaultPlan::new().then_times(failures, Fault::service_unavailable())).await
 }
 
 pub type HyperClient = Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>;
@@ -106,7 +51,7 @@ pub fn get(url: String) -> Request<Full<Bytes>> {
 
 #[tokio::test]
 async fn a_server_that_fails_twice_then_answers_sees_three_requests() {
-    let server = Server::failing(2).await;
+    let server = failing(2).await;
     let breaker = CircuitBreaker::builder("e2e")
         .sliding_window(SlidingWindow::consecutive(5))
         .build()
@@ -130,26 +75,14 @@ async fn a_server_that_fails_twice_then_answers_sees_three_requests() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let body = response.into_body().collect().await.unwrap().to_bytes();
-    assert_eq!(body, "ok");
+    assert!(body.starts_with(br#"{"data":"#), "the model list");
     assert_eq!(server.hits(), 3);
     assert_eq!(breaker.state(), CircuitState::Closed);
 }
 
 #[tokio::test]
 async fn a_post_gets_one_key_for_all_its_attempts_over_the_wire() {
-    let keys = Arc::new(Mutex::new(Vec::new()));
-    let seen = keys.clone();
-    let server = Server::start(move |n, headers| {
-        seen.lock()
-            .unwrap()
-            .push(headers.get("idempotency-key").cloned());
-        let status = if n < 2 { 503 } else { 200 };
-        Response::builder()
-            .status(status)
-            .body(Full::new(Bytes::new()))
-            .unwrap()
-    })
-    .await;
+    let server = failing(2).await;
     let policy = RetryPolicy::builder()
         .http()
         .backoff(Backoff::constant(ms(5)))
@@ -179,7 +112,11 @@ async fn a_post_gets_one_key_for_all_its_attempts_over_the_wire() {
     let response = call(&mut keyed, post()).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(server.hits(), 3);
-    let keys = keys.lock().unwrap();
+    let keys: Vec<_> = server
+        .received()
+        .iter()
+        .map(|r| r.headers.get("idempotency-key").cloned())
+        .collect();
     assert_eq!(keys[0], None);
     assert!(keys[1].is_some());
     assert_eq!(keys[1], keys[2]);
@@ -192,7 +129,7 @@ mod with_reqwest {
 
     #[tokio::test]
     async fn reqwest_requests_are_copied_with_try_clone() {
-        let server = Server::failing(2).await;
+        let server = failing(2).await;
         let policy = RetryPolicy::builder()
             .reqwest()
             .backoff(Backoff::constant(ms(5)))
@@ -207,13 +144,19 @@ mod with_reqwest {
         );
         let response = call(&mut client, req).await.unwrap();
         assert_eq!(response.status(), StatusCode::OK);
-        assert_eq!(response.text().await.unwrap(), "ok");
+        assert!(
+            response
+                .text()
+                .await
+                .unwrap()
+                .contains(r#""object":"list""#)
+        );
         assert_eq!(server.hits(), 3);
     }
 
     #[tokio::test]
     async fn a_streamed_body_is_sent_once_never_dropped() {
-        let server = Server::failing(usize::MAX).await;
+        let server = failing(usize::MAX).await;
         let policy = RetryPolicy::builder()
             .reqwest()
             .backoff(Backoff::constant(ms(5)))

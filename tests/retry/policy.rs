@@ -12,7 +12,7 @@ use tower_breaker::Outcome;
 use tower_breaker::backoff::Backoff;
 use tower_breaker::bulkhead::{Bulkhead, BulkheadFull};
 use tower_breaker::circuit_breaker::{
-    CircuitBreaker, CircuitOpen, CircuitState, RateLimited, SlidingWindow,
+    CircuitBreaker, CircuitOpen, CircuitState, HoldRejected, RateLimited, SlidingWindow,
 };
 use tower_breaker::retry::{GiveUpReason, RetryBudget, RetryEvent, RetryPolicy, RetryReason};
 
@@ -387,6 +387,40 @@ async fn a_rate_limit_cool_down_is_never_retried() {
     assert!(err.is::<RateLimited>(), "{err}");
     assert_eq!(calls.count(), 0);
     assert_eq!(events.gave_up(), [GiveUpReason::RateLimited]);
+}
+
+/// A call the breaker held and then gave up on (`HoldRejected`) is the breaker's rejection:
+/// the policy gives up at once, as for `CircuitOpen`, with no further hold and no backoff.
+#[tokio::test(start_paused = true)]
+async fn a_held_call_that_gave_up_is_never_retried() {
+    let events = Events::default();
+    let policy = plain(5, Backoff::constant(secs(1)))
+        .on_event(events.listener())
+        .build()
+        .unwrap();
+    let breaker = CircuitBreaker::builder("upstream")
+        .sliding_window(SlidingWindow::consecutive(1))
+        .wait_in_open(secs(30))
+        .build()
+        .unwrap();
+    breaker.try_acquire().unwrap().record(Outcome::Failure);
+    assert_eq!(breaker.state(), CircuitState::Open);
+    let (svc, calls) = down::<()>();
+    let mut svc = ServiceBuilder::new()
+        .retry(policy)
+        .layer(breaker.layer().hold_while_open(4, ms(500)))
+        .service(svc);
+    let start = Instant::now();
+    let err = call(&mut svc, ()).await.unwrap_err();
+    assert!(err.is::<HoldRejected>(), "{err}");
+    assert_eq!(calls.count(), 0);
+    assert_eq!(
+        start.elapsed(),
+        ms(500),
+        "held once, for its max_wait, then given up"
+    );
+    assert_eq!(events.gave_up(), [GiveUpReason::CircuitOpen]);
+    assert!(events.delays().is_empty(), "no retry was scheduled");
 }
 
 #[tokio::test(start_paused = true)]

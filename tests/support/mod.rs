@@ -43,3 +43,7 @@ pub fn secs(s: u64) -> Duration {
 pub fn ms(m: u64) -> Duration {
     Duration::from_millis(m)
 }
+
+/// The mock LLM upstream (OpenAI-compatible and Anthropic-style, SSE), driven by fault plans.
+#[cfg(all(feature = "chaos", feature = "http"))]
+pub mod upstream;

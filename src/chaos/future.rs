@@ -1,0 +1,164 @@
+//! The response futures of [`Chaos`](super::Chaos).
+
+use super::error::ChaosError;
+use crate::BoxError;
+use pin_project_lite::pin_project;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use tokio::time::Sleep;
+
+/// Waits out an injected delay, if any. The timer is boxed once, only when a latency fires.
+fn poll_delay(delay: &mut Option<Pin<Box<Sleep>>>, cx: &mut Context<'_>) -> Poll<()> {
+    if let Some(sleep) = delay {
+        ready!(sleep.as_mut().poll(cx));
+        *delay = None;
+    }
+    Poll::Ready(())
+}
+
+fn polled_after_completion() -> BoxError {
+    Box::new(ChaosError::new(
+        Arc::from("chaos"),
+        Arc::from("response future polled after completion"),
+    ))
+}
+
+pin_project! {
+    /// The response future of [`Chaos`](super::Chaos) in front of any service: an injected
+    /// delay, then the injected error or the inner service's answer.
+    pub struct ResponseFuture<F> {
+        delay: Option<Pin<Box<Sleep>>>,
+        error: Option<ChaosError>,
+        #[pin]
+        inner: Option<F>,
+    }
+}
+
+impl<F> ResponseFuture<F> {
+    pub(crate) fn new(
+        delay: Option<Pin<Box<Sleep>>>,
+        error: Option<ChaosError>,
+        inner: Option<F>,
+    ) -> Self {
+        Self {
+            delay,
+            error,
+            inner,
+        }
+    }
+}
+
+impl<F> fmt::Debug for ResponseFuture<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture")
+            .field("delayed", &self.delay.is_some())
+            .field("error", &self.error)
+            .finish()
+    }
+}
+
+impl<F, T, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<T, E>>,
+    E: Into<BoxError>,
+{
+    type Output = Result<T, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        ready!(poll_delay(this.delay, cx));
+        if let Some(error) = this.error.take() {
+            return Poll::Ready(Err(Box::new(error)));
+        }
+        match this.inner.as_pin_mut() {
+            Some(inner) => inner.poll(cx).map_err(Into::into),
+            None => Poll::Ready(Err(polled_after_completion())),
+        }
+    }
+}
+
+#[cfg(feature = "http")]
+pub use self::http_future::HttpResponseFuture;
+
+#[cfg(feature = "http")]
+mod http_future {
+    use super::super::body::ChaosBody;
+    use super::super::fault::StreamFault;
+    use super::{poll_delay, polled_after_completion};
+    use crate::BoxError;
+    use http::Response;
+    use pin_project_lite::pin_project;
+    use std::fmt;
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::sync::Arc;
+    use std::task::{Context, Poll, ready};
+    use tokio::time::Sleep;
+
+    pin_project! {
+        /// The response future of [`Chaos`](crate::chaos::Chaos) in front of an HTTP
+        /// service: an injected delay, then the injected status or error, or the inner
+        /// service's response with its body wrapped in a [`ChaosBody`].
+        pub struct HttpResponseFuture<F, B> {
+            delay: Option<Pin<Box<Sleep>>>,
+            answer: Option<Result<Response<ChaosBody<B>>, BoxError>>,
+            stream: Option<StreamFault>,
+            name: Arc<str>,
+            #[pin]
+            inner: Option<F>,
+        }
+    }
+
+    impl<F, B> HttpResponseFuture<F, B> {
+        pub(crate) fn new(
+            delay: Option<Pin<Box<Sleep>>>,
+            answer: Option<Result<Response<ChaosBody<B>>, BoxError>>,
+            stream: Option<StreamFault>,
+            name: Arc<str>,
+            inner: Option<F>,
+        ) -> Self {
+            Self {
+                delay,
+                answer,
+                stream,
+                name,
+                inner,
+            }
+        }
+    }
+
+    impl<F, B> fmt::Debug for HttpResponseFuture<F, B> {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.debug_struct("HttpResponseFuture")
+                .field("delayed", &self.delay.is_some())
+                .field("answer", &self.answer.as_ref().map(|a| a.is_ok()))
+                .field("stream", &self.stream)
+                .finish()
+        }
+    }
+
+    impl<F, B, E> Future for HttpResponseFuture<F, B>
+    where
+        F: Future<Output = Result<Response<B>, E>>,
+        E: Into<BoxError>,
+    {
+        type Output = Result<Response<ChaosBody<B>>, BoxError>;
+
+        fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+            let this = self.project();
+            ready!(poll_delay(this.delay, cx));
+            if let Some(answer) = this.answer.take() {
+                return Poll::Ready(answer);
+            }
+            let Some(inner) = this.inner.as_pin_mut() else {
+                return Poll::Ready(Err(polled_after_completion()));
+            };
+            let response = ready!(inner.poll(cx)).map_err(Into::into)?;
+            let (stream, name) = (*this.stream, this.name.clone());
+            Poll::Ready(Ok(response.map(|body| ChaosBody::wrap(body, stream, name))))
+        }
+    }
+}

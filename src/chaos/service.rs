@@ -1,0 +1,200 @@
+use super::error::ChaosError;
+use super::fault::Fault;
+use super::future::ResponseFuture;
+use super::inject::{Decision, Injector};
+use crate::BoxError;
+use std::fmt;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use tower_service::Service;
+
+/// The service made by a [`ChaosLayer`](super::ChaosLayer): decides each request's faults,
+/// then answers with an error or a status, delays, or alters the response body. Clones share
+/// the layer's injector.
+pub struct Chaos<S, V> {
+    inner: S,
+    injector: Arc<Injector<V>>,
+}
+
+impl<S: Clone, V> Clone for Chaos<S, V> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            injector: self.injector.clone(),
+        }
+    }
+}
+
+impl<S: fmt::Debug, V> fmt::Debug for Chaos<S, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Chaos")
+            .field("inner", &self.inner)
+            .field("injector", &self.injector)
+            .finish()
+    }
+}
+
+impl<S, V> Chaos<S, V> {
+    pub(crate) fn from_injector(inner: S, injector: Arc<Injector<V>>) -> Self {
+        Self { inner, injector }
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Consumes the wrapper, returning the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+/// The error an answer fault becomes on a service without HTTP responses. Only errors reach
+/// here: `ChaosBuilder::build` refuses HTTP faults for such a layer.
+fn answer_error(name: &Arc<str>, fault: Fault) -> ChaosError {
+    match fault {
+        Fault::Error(message) => ChaosError::new(name.clone(), message),
+        other => ChaosError::new(name.clone(), Arc::from(format!("{other:?}"))),
+    }
+}
+
+impl<S, Req> Service<Req> for Chaos<S, Req>
+where
+    S: Service<Req>,
+    S::Error: Into<BoxError>,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, req: Req) -> Self::Future {
+        let decision = self.injector.decide(&req);
+        if decision.is_empty() {
+            return ResponseFuture::new(None, None, Some(self.inner.call(req)));
+        }
+        let Decision { delay, answer, .. } = decision;
+        let delay = (!delay.is_zero()).then(|| Box::pin(tokio::time::sleep(delay)));
+        match answer {
+            Some(fault) => {
+                let error = answer_error(&self.injector.name, fault);
+                ResponseFuture::new(delay, Some(error), None)
+            }
+            None => ResponseFuture::new(delay, None, Some(self.inner.call(req))),
+        }
+    }
+}
+
+#[cfg(feature = "http")]
+pub(crate) use self::http_service::check_status;
+
+#[cfg(feature = "http")]
+mod http_service {
+    use super::super::body::ChaosBody;
+    use super::super::fault::{Fault, StatusFault, http_value};
+    use super::super::future::HttpResponseFuture;
+    use super::{Chaos, answer_error};
+    use crate::BoxError;
+    use crate::config::ConfigError;
+    use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
+    use std::task::{Context, Poll};
+    use tower_service::Service;
+
+    /// Checks a status fault's code and headers when the layer is built.
+    pub(crate) fn check_status(name: &str, fault: &StatusFault) -> Result<(), ConfigError> {
+        if StatusCode::from_u16(fault.status).is_err() {
+            return Err(ConfigError::new(
+                name,
+                "status",
+                fault.status,
+                "a status code, 100 ..= 999",
+            ));
+        }
+        for (header, value) in &fault.headers {
+            let value = http_value(value);
+            if HeaderName::try_from(header.as_str()).is_err()
+                || HeaderValue::try_from(value.as_str()).is_err()
+            {
+                return Err(ConfigError::new(
+                    name,
+                    "header",
+                    (header, value),
+                    "a valid HTTP header name and value",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The response a status fault answers with.
+    fn status_response<B>(fault: &StatusFault) -> Response<ChaosBody<B>> {
+        let mut response = Response::new(ChaosBody::fixed(fault.body.clone()));
+        // Checked by `check_status` when the layer was built.
+        *response.status_mut() =
+            StatusCode::from_u16(fault.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let headers = response.headers_mut();
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        for (name, value) in &fault.headers {
+            if let (Ok(name), Ok(value)) = (
+                HeaderName::try_from(name.as_str()),
+                HeaderValue::try_from(http_value(value)),
+            ) {
+                headers.append(name, value);
+            }
+        }
+        response
+    }
+
+    impl<S, ReqB, ResB> Service<Request<ReqB>> for Chaos<S, http::request::Parts>
+    where
+        S: Service<Request<ReqB>, Response = Response<ResB>>,
+        S::Error: Into<BoxError>,
+    {
+        type Response = Response<ChaosBody<ResB>>;
+        type Error = BoxError;
+        type Future = HttpResponseFuture<S::Future, ResB>;
+
+        fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            self.inner.poll_ready(cx).map_err(Into::into)
+        }
+
+        fn call(&mut self, req: Request<ReqB>) -> Self::Future {
+            let (parts, body) = req.into_parts();
+            let decision = self.injector.decide(&parts);
+            let req = Request::from_parts(parts, body);
+            let name = self.injector.name.clone();
+            if decision.is_empty() {
+                return HttpResponseFuture::new(None, None, None, name, Some(self.inner.call(req)));
+            }
+            let delay =
+                (!decision.delay.is_zero()).then(|| Box::pin(tokio::time::sleep(decision.delay)));
+            let answer = match decision.answer {
+                Some(Fault::Status(status)) => Ok(status_response(&status)),
+                Some(other) => Err(BoxError::from(answer_error(&name, other))),
+                None => {
+                    let inner = self.inner.call(req);
+                    return HttpResponseFuture::new(
+                        delay,
+                        None,
+                        decision.stream,
+                        name,
+                        Some(inner),
+                    );
+                }
+            };
+            HttpResponseFuture::new(delay, Some(answer), None, name, None)
+        }
+    }
+}

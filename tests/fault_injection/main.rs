@@ -1,0 +1,11 @@
+//! Fault injection (`tower_breaker::chaos`): injection rates over many requests, seeded
+//! reproduction, scripted plans, HTTP statuses with rate-limit headers, and streamed-body
+//! faults against the mock upstream on 127.0.0.1. Paused tokio time throughout.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod config;
+mod http;
+mod rates;
+mod stream;
