@@ -2,15 +2,17 @@
 //! stack, while a mock AI provider goes down in every way real ones do.
 //!
 //! ```text
-//! cargo run --release --example outage              # about a minute, 500 requests a minute
-//! cargo run --release --example outage -- --quick   # under 15 s (what CI runs)
-//! cargo run --release --example outage -- --svg outage.svg
-//! cargo run --release --example outage -- --help
+//! cargo run --release --features chaos,http --example outage              # about a minute, 500 requests a minute
+//! cargo run --release --features chaos,http --example outage -- --quick   # under 15 s (what CI runs)
+//! cargo run --release --features chaos,http --example outage -- --svg outage.svg
+//! cargo run --release --features chaos,http --example outage -- --help
 //! ```
 //!
-//! Two mock providers run on 127.0.0.1 (axum, OpenAI-style `/v1/chat/completions`, JSON and
-//! SSE streaming). `primary` goes through a phase script: healthy, hard outage (503), hang (no
-//! answer), 429 storm with `Retry-After`, streams cut midway, recovery. `backup` stays healthy.
+//! Two mock providers run on 127.0.0.1: the crate's mock LLM upstream (`tests/support/upstream.rs`,
+//! OpenAI-style `/v1/chat/completions`, JSON and SSE streaming). `primary` goes through a phase
+//! script, played by a `ChaosLayer` whose faults each switch on during their phase: healthy,
+//! hard outage (503), hang (no answer), 429 storm with `Retry-After`, streams cut midway,
+//! recovery. `backup` stays healthy.
 //! Each client gets its own pair of providers, both following the same clock, so neither
 //! client's load changes what the other sees.
 //!
@@ -18,13 +20,9 @@
 //! - The stack: a fallback answer, over a failover from `primary` to `backup`, each provider
 //!   behind its own circuit breaker, bulkhead and attempt timeout.
 
-use axum::Router;
-use axum::body::Body;
-use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use axum::serve::ListenerExt;
+#[path = "../tests/support/upstream.rs"]
+mod upstream;
+
 use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -35,11 +33,13 @@ use tower::util::{BoxCloneService, BoxCloneSyncService};
 use tower::{BoxError, Service, ServiceBuilder, ServiceExt, service_fn};
 use tower_breaker::Outcome;
 use tower_breaker::bulkhead::Bulkhead;
+use tower_breaker::chaos::{ChaosLayer, Fault};
 use tower_breaker::circuit_breaker::{
     CircuitBreaker, CircuitBreakerEvent, CircuitState, Permit, RecordOutcome, SlidingWindow,
 };
 use tower_breaker::failover::Failover;
 use tower_breaker::fallback::FallbackLayer;
+use upstream::Upstream;
 
 // ---------------------------------------------------------------------------------------------
 // Options
@@ -58,7 +58,7 @@ outage: the same load through a naive retrying client and through a tower-breake
 while a mock AI provider has an outage (503s, hangs, a 429 storm, streams cut midway).
 
 USAGE:
-    cargo run --release --example outage -- [OPTIONS]
+    cargo run --release --features chaos,http --example outage -- [OPTIONS]
 
 OPTIONS:
     --quick            A short run for CI: 10 s at 1,800 requests a minute (finishes in < 15 s)
@@ -204,112 +204,61 @@ impl Clock {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Mock providers
+// Mock providers: the crate's mock LLM upstream, with the phase script as chaos faults
 
-#[derive(Clone)]
-struct Provider {
-    name: &'static str,
-    /// Only the failing provider follows the phase script.
-    fails: bool,
-    clock: Clock,
+/// The failing provider's faults: each one on while the clock is in its phase.
+fn phase_faults(
+    clock: &Clock,
     retry_after_secs: u64,
-    hits_during_outage: Arc<AtomicUsize>,
-    hits: Arc<AtomicUsize>,
-}
-
-async fn chat(State(p): State<Provider>, body: String) -> Response {
-    p.hits.fetch_add(1, Ordering::Relaxed);
-    let stream = body.contains("\"stream\":true");
-    let phase = if p.fails {
-        p.clock.phase(Instant::now())
-    } else {
-        Phase::Healthy
+) -> Result<ChaosLayer<http::request::Parts>, BoxError> {
+    let during = |phase: Phase| {
+        let clock = clock.clone();
+        move |_: &http::request::Parts| clock.phase(Instant::now()) == phase
     };
-    if phase.is_outage() {
-        p.hits_during_outage.fetch_add(1, Ordering::Relaxed);
-    }
-    match phase {
-        Phase::Outage => {
-            return (
-                StatusCode::SERVICE_UNAVAILABLE,
-                r#"{"error":{"message":"The server is overloaded or not ready yet."}}"#,
-            )
-                .into_response();
-        }
-        Phase::Hang => std::future::pending::<()>().await,
-        Phase::RateLimited => {
-            let mut res = (
-                StatusCode::TOO_MANY_REQUESTS,
-                r#"{"error":{"message":"Rate limit reached for requests"}}"#,
-            )
-                .into_response();
-            res.headers_mut()
-                .insert("retry-after", HeaderValue::from(p.retry_after_secs));
-            return res;
-        }
-        _ => {}
-    }
-    // A healthy answer takes a few milliseconds, like a small completion on loopback.
-    tokio::time::sleep(Duration::from_millis(5)).await;
-    let cut = phase == Phase::CutStreams;
-    if !stream {
-        let json = format!(
-            r#"{{"id":"chatcmpl-1","object":"chat.completion","model":"{}","choices":[{{"index":0,"message":{{"role":"assistant","content":"Hello from {}"}},"finish_reason":"stop"}}]}}"#,
-            p.name, p.name
-        );
-        if !cut {
-            return ([("content-type", "application/json")], json).into_response();
-        }
-        // Half the body, then the connection resets.
-        let half = json[..json.len() / 2].to_string();
-        let parts: [Result<String, std::io::Error>; 2] =
-            [Ok(half), Err(std::io::Error::other("connection reset"))];
-        return Response::builder()
-            .header("content-type", "application/json")
-            .body(Body::from_stream(futures_util::stream::iter(parts)))
-            .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response());
-    }
-    let name = p.name;
-    let events = futures_util::stream::unfold(0u32, move |i| async move {
-        if i == 6 {
-            return None;
-        }
-        tokio::time::sleep(Duration::from_millis(2)).await;
-        if cut && i == 3 {
-            // The upstream dies halfway through the answer: the connection is reset.
-            return Some((Err(std::io::Error::other("connection reset")), 6));
-        }
-        let chunk = if i == 5 {
-            "data: [DONE]\n\n".to_string()
-        } else {
-            format!(
-                "data: {{\"choices\":[{{\"delta\":{{\"content\":\"token {i} from {name} \"}}}}]}}\n\n"
-            )
-        };
-        Some((Ok::<_, std::io::Error>(chunk), i + 1))
-    });
-    Response::builder()
-        .header("content-type", "text/event-stream")
-        .body(Body::from_stream(events))
-        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+    let cut = during(Phase::CutStreams);
+    let cut_json = during(Phase::CutStreams);
+    let streaming = |req: &http::request::Parts| {
+        req.headers
+            .get("accept")
+            .is_some_and(|accept| accept == "text/event-stream")
+    };
+    Ok(ChaosLayer::http("primary")
+        .inject_when(Fault::service_unavailable(), 1.0, during(Phase::Outage))
+        // A hang: no answer within any timeout of the run.
+        .inject_when(
+            Fault::latency(Duration::from_secs(3600)),
+            1.0,
+            during(Phase::Hang),
+        )
+        .inject_when(
+            Fault::rate_limited(Some(Duration::from_secs(retry_after_secs))),
+            1.0,
+            during(Phase::RateLimited),
+        )
+        // The upstream dies halfway through a streamed answer: the connection is reset.
+        .inject_when(Fault::reset_after(3), 1.0, move |req| {
+            cut(req) && streaming(req)
+        })
+        .inject_when(Fault::error("connection reset"), 1.0, move |req| {
+            cut_json(req) && !streaming(req)
+        })
+        .build()?)
 }
 
-async fn start_provider(provider: Provider) -> Result<SocketAddr, BoxError> {
-    let app = Router::new()
-        .route("/v1/chat/completions", post(chat))
-        .with_state(provider);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    // Stream events as they are written, not 40 ms later (Nagle + delayed ACK).
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            eprintln!("mock provider stopped: {e}");
-        }
-    });
-    Ok(addr)
+/// One provider on 127.0.0.1: healthy answers take a few milliseconds, like a small
+/// completion on loopback; streams send an event every 2 ms.
+async fn start_provider(name: &str, chaos: Option<ChaosLayer<http::request::Parts>>) -> Upstream {
+    let builder = Upstream::builder()
+        .reply(format!("Hello from {name}"))
+        .latency(Duration::from_millis(5))
+        .chunks(3)
+        .chunk_interval(Duration::from_millis(2));
+    match chaos {
+        Some(layer) => builder.chaos(layer),
+        None => builder,
+    }
+    .start()
+    .await
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -335,7 +284,17 @@ fn http_client(addr: SocketAddr) -> BoxCloneSyncService<ChatRequest, String, Box
                 r#"{{"model":"demo","stream":{},"messages":[{{"role":"user","content":"hi"}}]}}"#,
                 req.stream
             );
-            let mut res = http.post(&url).body(body).send().await?;
+            let accept = if req.stream {
+                "text/event-stream"
+            } else {
+                "application/json"
+            };
+            let mut res = http
+                .post(&url)
+                .header("accept", accept)
+                .body(body)
+                .send()
+                .await?;
             let status = res.status();
             if !status.is_success() {
                 let retry_after = res
@@ -530,7 +489,8 @@ struct Sample {
 
 struct World {
     clock: Clock,
-    primary: Provider,
+    primary: Upstream,
+    _backup: Upstream,
     samples: Arc<Mutex<Vec<Sample>>>,
     done: Arc<AtomicUsize>,
 }
@@ -540,21 +500,15 @@ impl World {
         clock: Clock,
         retry_after_secs: u64,
     ) -> Result<(Self, SocketAddr, SocketAddr), BoxError> {
-        let make = |name, fails| Provider {
-            name,
-            fails,
-            clock: clock.clone(),
-            retry_after_secs,
-            hits_during_outage: Arc::new(AtomicUsize::new(0)),
-            hits: Arc::new(AtomicUsize::new(0)),
-        };
-        let primary = make("primary", true);
-        let primary_addr = start_provider(primary.clone()).await?;
-        let backup_addr = start_provider(make("backup", false)).await?;
+        let primary =
+            start_provider("primary", Some(phase_faults(&clock, retry_after_secs)?)).await;
+        let backup = start_provider("backup", None).await;
+        let (primary_addr, backup_addr) = (primary.addr, backup.addr);
         Ok((
             Self {
                 clock,
                 primary,
+                _backup: backup,
                 samples: Arc::new(Mutex::new(Vec::new())),
                 done: Arc::new(AtomicUsize::new(0)),
             },
@@ -648,7 +602,12 @@ fn summarize(world: &World) -> Summary {
         p50: percentile(&outage, 50.0),
         p95: percentile(&outage, 95.0),
         p99: percentile(&outage, 99.0),
-        primary_hits_during_outage: world.primary.hits_during_outage.load(Ordering::Relaxed),
+        primary_hits_during_outage: world
+            .primary
+            .received()
+            .iter()
+            .filter(|r| clock.phase(r.at).is_outage())
+            .count(),
         recovered_after,
     }
 }
