@@ -2,6 +2,10 @@
 //! the properties issue 18 asks for, checked in CI (`benches/quota_sim.rs` prints the same
 //! runs as figures).
 
+#[path = "../support/mod.rs"]
+mod support;
+
+mod e2e;
 mod sim;
 
 use sim::{CapacitySim, QuotaSim, run_capacity, run_quota};
