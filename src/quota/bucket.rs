@@ -76,10 +76,16 @@ impl Bucket {
     }
 
     /// What the provider reported: `remaining` units when it saw a call, of which `since`
-    /// have been taken here by calls it had not seen yet.
+    /// have been taken here by calls it had not seen yet. Providers report whole units,
+    /// rounded down, so the true level was in `remaining .. remaining + 1`: a level here in
+    /// that range is kept (snapping it to `remaining` at every answer would lose up to a unit
+    /// each time), one outside it is set to the report.
     pub(crate) fn observe(&mut self, remaining: u64, since: f64) {
         if self.is_limited() {
-            self.level = (remaining as f64 - since).min(self.capacity);
+            let low = remaining as f64 - since;
+            if !(low..=low + 1.0).contains(&self.level) {
+                self.level = low.min(self.capacity);
+            }
         }
     }
 }
@@ -104,6 +110,28 @@ mod tests {
         assert_eq!(b.wait(1.0), Duration::from_secs(2));
         b.refill(t0 + Duration::from_secs(2));
         assert_eq!(b.wait(1.0), Duration::ZERO);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_report_rounded_down_keeps_a_level_it_agrees_with() {
+        let t0 = Instant::now();
+        let mut b = Bucket::unlimited(t0);
+        b.set_limit(60, Duration::from_secs(60), t0);
+        b.level = 7.5;
+        b.observe(7, 0.0);
+        assert_eq!(b.level, 7.5, "7.5 is reported as 7");
+        b.observe(3, 1.0);
+        assert_eq!(
+            b.level, 2.0,
+            "less room: its report, less the call it had not seen"
+        );
+        b.observe(9, 0.0);
+        assert_eq!(b.level, 9.0, "the provider saw more room: up to its report");
+        b.observe(4, 0.0);
+        assert_eq!(
+            b.level, 4.0,
+            "from above, down to the report, not its upper end"
+        );
     }
 
     proptest! {
