@@ -628,6 +628,54 @@ mod tests {
         assert_eq!(b.metrics().active, 0);
     }
 
+    proptest::proptest! {
+        /// Whatever calls take, record and drop, every slot is in one place: free in the
+        /// semaphore, held by a permit, or owed as debt after a shrink; no more permits exist
+        /// than the limit and the debt; and a debt is only owed while no slot is free.
+        #[test]
+        fn slots_are_conserved_as_the_limit_moves(
+            gradient in proptest::prelude::any::<bool>(),
+            ops in proptest::collection::vec((0u8..4, 0usize..64, 1u64..2_000), 1..300),
+        ) {
+            let algorithm = if gradient {
+                LimitAlgorithm::Gradient(Gradient::default())
+            } else {
+                LimitAlgorithm::Aimd(Aimd::default())
+            };
+            let b = AdaptiveBulkhead::builder("p")
+                .algorithm(algorithm)
+                .initial_limit(8)
+                .limits(1, 40)
+                .build()
+                .unwrap_or_else(|e| panic!("{e}"));
+            let mut held: Vec<AdaptivePermit> = Vec::new();
+            for (op, index, ms) in ops {
+                match op {
+                    0 | 1 => {
+                        if let Ok(p) = b.try_acquire() {
+                            held.push(p);
+                        }
+                    }
+                    _ if held.is_empty() => {}
+                    2 => {
+                        let mut p = held.swap_remove(index % held.len());
+                        p.record_latency(Duration::from_millis(ms));
+                        let signal = if ms % 7 == 0 { Signal::Congestion } else { Signal::Success };
+                        p.record(signal);
+                    }
+                    _ => drop(held.swap_remove(index % held.len())),
+                }
+                let s = &b.shared;
+                let free = s.semaphore.available_permits() as u64;
+                let limit = u64::from(s.limit.load(Ordering::Relaxed));
+                let debt = u64::from(s.debt.load(Ordering::Relaxed));
+                proptest::prop_assert_eq!(free + held.len() as u64, limit + debt);
+                proptest::prop_assert!(debt == 0 || free == 0, "debt {} with {} free", debt, free);
+                proptest::prop_assert_eq!(u64::from(s.inflight.load(Ordering::Relaxed)), held.len() as u64);
+            }
+        }
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_waiter_gets_a_slot_the_limit_adds() {
         let b = AdaptiveBulkhead::builder("a")
