@@ -9,7 +9,7 @@
 mod sim;
 
 use sim::{CapacitySim, QuotaSim, run_capacity, run_quota};
-use tower_breaker::bulkhead::{Aimd, LimitAlgorithm};
+use tower_breaker::bulkhead::{Aimd, Gradient, LimitAlgorithm};
 
 fn main() {
     // `cargo bench` passes `--bench`; `cargo test --benches` would too: run either way, it is
@@ -122,11 +122,18 @@ async fn capacity() {
         }
     }
     println!(
-        "| limit | phase | capacity | settled (s after step, ±20 %) | limit range after +10 s | calls/s | best fixed (limit) | ratio | 529s |"
+        "| limit | phase | capacity | settled (s after step, ±20 %) | limit range after +10 s | calls/s | best fixed (limit) | ratio | 529s (share of calls) |"
     );
     println!("|---|---|---|---|---|---|---|---|---|");
     for (name, sim) in [
         ("gradient", CapacitySim::default()),
+        (
+            "gradient, tolerance 1.2",
+            CapacitySim {
+                algorithm: Some(LimitAlgorithm::Gradient(Gradient::default().tolerance(1.2))),
+                ..CapacitySim::default()
+            },
+        ),
         ("aimd", CapacitySim::aimd()),
     ] {
         let r = run_capacity(sim.clone()).await;
@@ -141,13 +148,15 @@ async fn capacity() {
                 .settled_at(from, to, lo, hi)
                 .map_or("never".to_owned(), |t| format!("{:.1}", t - from));
             let (min, max) = r.range(from + 10.0, to);
+            let calls = r.throughput[i] * (to - from) + r.overloaded[i] as f64;
             println!(
-                "| {name} | {i} | {capacity} | {settled} | {min}-{max} | {:.1} | {:.1} ({}) | {:.2} | {} |",
+                "| {name} | {i} | {capacity} | {settled} | {min}-{max} | {:.1} | {:.1} ({}) | {:.2} | {} ({:.0} %) |",
                 r.throughput[i],
                 best[i].0,
                 best[i].1,
                 r.throughput[i] / best[i].0,
-                r.overloaded[i]
+                r.overloaded[i],
+                100.0 * r.overloaded[i] as f64 / calls
             );
         }
     }
