@@ -156,3 +156,68 @@ async fn limit_does_not_shrink_when_answer_lengths_vary_tenfold() {
         assert!(min >= 40, "{algorithm:?}: the limit fell to {min}");
     }
 }
+
+/// Through the layer: calls that do not fit now wait their turn in arrival order, and one
+/// dropped while waiting gives its share back to the next.
+#[tokio::test(start_paused = true)]
+async fn layer_calls_wait_in_order_and_a_dropped_wait_gives_back() {
+    use std::future::Future;
+    use std::pin::pin;
+    use std::task::{Context, Waker};
+    use tokio::time::Instant;
+    use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
+
+    let quota = Quota::<&str>::builder("layer")
+        .requests_per_window(60) // one a second after the first 60
+        .max_wait(Duration::from_secs(10))
+        .build()
+        .expect("a valid quota");
+    let start = Instant::now();
+    let mut svc = ServiceBuilder::new()
+        .layer(quota.layer(|_: &u32| "k"))
+        .service(service_fn(move |n: u32| async move {
+            Ok::<_, std::io::Error>((n, start.elapsed()))
+        }));
+    for n in 0..60 {
+        svc.ready()
+            .await
+            .expect("ready")
+            .call(n)
+            .await
+            .expect("fits");
+    }
+    let first = svc.ready().await.expect("ready").call(60);
+    let second = svc.ready().await.expect("ready").call(61);
+    {
+        // Polled once (it waits 3 s), then dropped: its request goes back.
+        let mut third = pin!(svc.ready().await.expect("ready").call(62));
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(third.as_mut().poll(&mut cx).is_pending());
+    }
+    let fourth = svc.ready().await.expect("ready").call(63);
+    let (a, b, d) = tokio::join!(first, second, fourth);
+    assert_eq!(a.expect("fits").1, Duration::from_secs(1));
+    assert_eq!(b.expect("fits").1, Duration::from_secs(2));
+    // The dropped call's turn (3 s) went to the next one.
+    assert_eq!(d.expect("fits").1, Duration::from_secs(3));
+}
+
+/// A store that fails does not fail calls: the replica decides on its local budgets.
+#[tokio::test(start_paused = true)]
+async fn a_failing_store_falls_back_to_local_budgets() {
+    let store = MemoryStore::new();
+    let quota = Quota::<&str>::builder("fallback")
+        .requests_per_window(2)
+        .max_wait(Duration::ZERO)
+        .shared_state(store.clone())
+        .build()
+        .expect("a valid quota");
+    store.set_available(false);
+    let _a = quota.acquire(&"k", 0).await.expect("local budget");
+    let _b = quota.acquire(&"k", 0).await.expect("local budget");
+    let err = quota
+        .acquire(&"k", 0)
+        .await
+        .expect_err("local budget spent");
+    assert_eq!(err.budget(), Exhausted::Requests);
+}
