@@ -27,7 +27,8 @@ pin_project! {
         inner: Option<B>,
         fixed: Option<Bytes>,
         fault: Option<StreamFault>,
-        name: Arc<str>,
+        // The layer's name, for the error of a reset (only with a fault).
+        name: Option<Arc<str>>,
         // Event splitting (only with a fault that counts or paces events).
         partial: Vec<u8>,
         ready: VecDeque<Bytes>,
@@ -53,11 +54,15 @@ impl<B> fmt::Debug for ChaosBody<B> {
 impl<B> ChaosBody<B> {
     /// The body of an injected status.
     pub(crate) fn fixed(text: String) -> Self {
-        Self::new(None, Some(Bytes::from(text)), None, Arc::from(""))
+        Self::new(None, Some(Bytes::from(text)), None, None)
     }
 
     /// The upstream's body, altered by `fault` if any.
-    pub(crate) fn wrap(body: B, fault: Option<StreamFault>, name: Arc<str>) -> Self {
+    pub(crate) fn wrap(body: B, stream: Option<(StreamFault, Arc<str>)>) -> Self {
+        let (fault, name) = match stream {
+            Some((fault, name)) => (Some(fault), Some(name)),
+            None => (None, None),
+        };
         Self::new(Some(body), None, fault, name)
     }
 
@@ -65,7 +70,7 @@ impl<B> ChaosBody<B> {
         inner: Option<B>,
         fixed: Option<Bytes>,
         fault: Option<StreamFault>,
-        name: Arc<str>,
+        name: Option<Arc<str>>,
     ) -> Self {
         Self {
             inner,
@@ -174,7 +179,7 @@ where
                         *this.fault = None;
                         if reset {
                             let cut = ChaosError::new(
-                                this.name.clone(),
+                                this.name.clone().unwrap_or_else(|| Arc::from("chaos")),
                                 Arc::from("stream cut mid-way (connection reset)"),
                             );
                             return Poll::Ready(Some(Err(Box::new(cut))));

@@ -105,8 +105,8 @@ mod http_future {
         pub struct HttpResponseFuture<F, B> {
             delay: Option<Pin<Box<Sleep>>>,
             answer: Option<Result<Response<ChaosBody<B>>, BoxError>>,
-            stream: Option<StreamFault>,
-            name: Arc<str>,
+            // The stream fault and the layer's name (for its errors), only when one fired.
+            stream: Option<(StreamFault, Arc<str>)>,
             #[pin]
             inner: Option<F>,
         }
@@ -116,15 +116,13 @@ mod http_future {
         pub(crate) fn new(
             delay: Option<Pin<Box<Sleep>>>,
             answer: Option<Result<Response<ChaosBody<B>>, BoxError>>,
-            stream: Option<StreamFault>,
-            name: Arc<str>,
+            stream: Option<(StreamFault, Arc<str>)>,
             inner: Option<F>,
         ) -> Self {
             Self {
                 delay,
                 answer,
                 stream,
-                name,
                 inner,
             }
         }
@@ -135,7 +133,7 @@ mod http_future {
             f.debug_struct("HttpResponseFuture")
                 .field("delayed", &self.delay.is_some())
                 .field("answer", &self.answer.as_ref().map(|a| a.is_ok()))
-                .field("stream", &self.stream)
+                .field("stream", &self.stream.as_ref().map(|(fault, _)| fault))
                 .finish()
         }
     }
@@ -157,8 +155,8 @@ mod http_future {
                 return Poll::Ready(Err(polled_after_completion()));
             };
             let response = ready!(inner.poll(cx)).map_err(Into::into)?;
-            let (stream, name) = (*this.stream, this.name.clone());
-            Poll::Ready(Ok(response.map(|body| ChaosBody::wrap(body, stream, name))))
+            let stream = this.stream.take();
+            Poll::Ready(Ok(response.map(|body| ChaosBody::wrap(body, stream))))
         }
     }
 }

@@ -48,6 +48,8 @@ pub(crate) struct Injector<V> {
     /// Requests decided so far: request `n` uses draws `n * stride ..`, so its faults depend
     /// only on the seed and `n`, never on timing or on which clone served it.
     requests: AtomicU64,
+    /// Draws per request: two per fault (does it fire, its value) of the longest list.
+    stride: u64,
 }
 
 impl<V> fmt::Debug for Injector<V> {
@@ -134,6 +136,8 @@ impl<V> Injector<V> {
         enabled: Option<Switch<V>>,
         listeners: Listeners<ChaosEvent>,
     ) -> Self {
+        let longest = plan.iter().map(Vec::len).chain([slots.len(), 1]).max();
+        let stride = 2 * longest.unwrap_or(1) as u64;
         Self {
             name,
             seed,
@@ -143,14 +147,13 @@ impl<V> Injector<V> {
             enabled,
             listeners,
             requests: AtomicU64::new(0),
+            stride,
         }
     }
 
     /// The `i`th number of request `n`'s draws, in `[0, 1)`.
     fn draw(&self, n: u64, i: u64) -> f64 {
-        // Two draws per slot: one for "does it fire", one for its value (a latency).
-        let stride = 2 * self.slots.len().max(1) as u64;
-        let index = n.wrapping_mul(stride).wrapping_add(i).wrapping_add(1);
+        let index = n.wrapping_mul(self.stride).wrapping_add(i).wrapping_add(1);
         // The splitmix64 sequence from `seed`, addressed by index (as `SplitMix64` would
         // produce it), so that concurrent requests need no lock.
         unit(mix(self
@@ -209,5 +212,40 @@ impl<V> Injector<V> {
                 _ => None,
             },
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backoff::SplitMix64;
+
+    /// The draws are splitmix64's sequence from the seed, addressed by index: the `k`th draw
+    /// is the `k`th number `SplitMix64::new(seed)` yields.
+    #[test]
+    fn draws_are_the_seeded_splitmix64_sequence() {
+        let slots = vec![Slot::<()> {
+            fault: Fault::error("x"),
+            rate: 0.5,
+            enabled: None,
+        }];
+        let injector = Injector::new(
+            Arc::from("t"),
+            99,
+            slots,
+            Vec::new(),
+            false,
+            None,
+            Listeners::new(),
+        );
+        let mut rng = SplitMix64::new(99);
+        for n in 0..50 {
+            for i in 0..2 {
+                assert_eq!(
+                    injector.draw(n, i).to_bits(),
+                    unit(rng.next_u64()).to_bits()
+                );
+            }
+        }
     }
 }

@@ -26,8 +26,9 @@
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), tower::BoxError> {
-//! // 10% errors and 20% of calls 50..250 ms slower, reproducible with seed 7.
-//! let chaos = ChaosLayer::builder("staging")
+//! // 10% errors and 20% of calls 50..250 ms slower, reproducible with seed 7. The type
+//! // parameter is the request type (the `enabled` closures see it).
+//! let chaos = ChaosLayer::<String>::builder("staging")
 //!     .seed(7)
 //!     .inject(Fault::error("connection reset"), 0.1)
 //!     .inject(Fault::latency_between(Duration::from_millis(50), Duration::from_millis(250)), 0.2)
@@ -72,6 +73,14 @@
 //! # }
 //! # Ok::<_, tower_breaker::ConfigError>(())
 //! ```
+//!
+//! # Where it goes
+//!
+//! The HTTP layer needs a service of `http::Request` to `http::Response`: a hyper-util client,
+//! or the server side (an axum app, a staging mock of the provider). A `reqwest::Client` is a
+//! `Service<reqwest::Request>`: in front of it the generic layer
+//! (`ChaosLayer::<reqwest::Request>::builder`) injects errors and latency; for statuses and
+//! stream faults, put the HTTP layer on the server your client calls.
 //!
 //! # How faults combine
 //!

@@ -174,10 +174,10 @@ mod http_service {
             let (parts, body) = req.into_parts();
             let decision = self.injector.decide(&parts);
             let req = Request::from_parts(parts, body);
-            let name = self.injector.name.clone();
             if decision.is_empty() {
-                return HttpResponseFuture::new(None, None, None, name, Some(self.inner.call(req)));
+                return HttpResponseFuture::new(None, None, None, Some(self.inner.call(req)));
             }
+            let name = self.injector.name.clone();
             let delay =
                 (!decision.delay.is_zero()).then(|| Box::pin(tokio::time::sleep(decision.delay)));
             let answer = match decision.answer {
@@ -185,16 +185,11 @@ mod http_service {
                 Some(other) => Err(BoxError::from(answer_error(&name, other))),
                 None => {
                     let inner = self.inner.call(req);
-                    return HttpResponseFuture::new(
-                        delay,
-                        None,
-                        decision.stream,
-                        name,
-                        Some(inner),
-                    );
+                    let stream = decision.stream.map(|fault| (fault, name));
+                    return HttpResponseFuture::new(delay, None, stream, Some(inner));
                 }
             };
-            HttpResponseFuture::new(delay, Some(answer), None, name, None)
+            HttpResponseFuture::new(delay, Some(answer), None, None)
         }
     }
 }

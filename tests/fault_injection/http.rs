@@ -235,5 +235,7 @@ async fn the_healthy_upstream_speaks_openai_json_and_sse() {
             .ends_with(r#"data: {"type":"message_stop"}"#),
         "{messages}"
     );
-    assert_eq!(upstream.received()[0].uri.path(), "/v1/chat/completions");
+    let first = &upstream.received()[0];
+    assert_eq!(first.uri.path(), "/v1/chat/completions");
+    assert_eq!(first.body, r#"{"model":"gpt-x"}"#);
 }

@@ -7,5 +7,7 @@ mod support;
 
 mod config;
 mod http;
+mod model;
 mod rates;
+mod service;
 mod stream;

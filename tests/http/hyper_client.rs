@@ -2,17 +2,17 @@
 //! servers. Paused tokio time where the breaker's clock matters: nothing here arms a timer, so
 //! real sockets still make progress and the breaker's waits are exact.
 
-use crate::server::{Log, event, get, hyper_client, serve, sse, sse_then_reset, status};
+use crate::server::{DONE, Log, get, hyper_client, post_stream, sse_then_reset};
+use crate::support::upstream::Upstream;
 use crate::support::{advance, ms, secs};
 use bytes::Bytes;
-use futures_util::StreamExt;
 use http_body_util::BodyExt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use tokio::sync::mpsc;
 use tower::{Service, ServiceBuilder, ServiceExt};
 use tower_breaker::Outcome;
 use tower_breaker::bulkhead::Bulkhead;
+use tower_breaker::chaos::{ChaosLayer, Fault, FaultPlan};
 use tower_breaker::circuit_breaker::{
     CircuitBreaker, CircuitOpen, CircuitState, RateLimited, SlidingWindow,
 };
@@ -36,7 +36,11 @@ where
 
 #[tokio::test(start_paused = true)]
 async fn a_503_trips_the_breaker_and_later_calls_never_reach_the_server() {
-    let server = serve(|_req| async { status(503, &[("retry-after", "120")]) }).await;
+    let down = ChaosLayer::http("down")
+        .inject(Fault::status(503).header("retry-after", "120"), 1.0)
+        .build()
+        .unwrap();
+    let server = Upstream::with_chaos(down).await;
     let log = Log::default();
     let breaker = CircuitBreaker::builder("upstream")
         .sliding_window(SlidingWindow::consecutive(3))
@@ -83,17 +87,13 @@ async fn a_503_trips_the_breaker_and_later_calls_never_reach_the_server() {
 async fn a_429_storm_cools_the_breaker_down_for_retry_after_without_tripping() {
     let limited = Arc::new(AtomicBool::new(true));
     let flag = limited.clone();
-    let server = serve(move |_req| {
-        let limited = flag.load(Ordering::SeqCst);
-        async move {
-            if limited {
-                status(429, &[("retry-after", "2")])
-            } else {
-                status(200, &[])
-            }
-        }
-    })
-    .await;
+    let storm = ChaosLayer::http("storm")
+        .inject_when(Fault::rate_limited(Some(secs(2))), 1.0, move |_| {
+            flag.load(Ordering::SeqCst)
+        })
+        .build()
+        .unwrap();
+    let server = Upstream::with_chaos(storm).await;
     let log = Log::default();
     let breaker = CircuitBreaker::builder("llm")
         .sliding_window(SlidingWindow::count_based(10))
@@ -108,7 +108,7 @@ async fn a_429_storm_cools_the_breaker_down_for_retry_after_without_tripping() {
     // The storm: ten calls in flight at once, all answered 429.
     let storm = futures_util::future::join_all((0..10).map(|_| {
         let client = client.clone();
-        let url = server.url("/");
+        let url = server.url("/v1/models");
         async move { client.oneshot(get(&url)).await }
     }))
     .await;
@@ -123,7 +123,7 @@ async fn a_429_storm_cools_the_breaker_down_for_retry_after_without_tripping() {
     // During the cool-down, calls fail at once and never reach the server.
     let err = client
         .clone()
-        .oneshot(get(&server.url("/")))
+        .oneshot(get(&server.url("/v1/models")))
         .await
         .unwrap_err();
     let limited_err = err.downcast_ref::<RateLimited>().expect("RateLimited");
@@ -132,7 +132,7 @@ async fn a_429_storm_cools_the_breaker_down_for_retry_after_without_tripping() {
     advance(ms(1_999)).await;
     let err = client
         .clone()
-        .oneshot(get(&server.url("/")))
+        .oneshot(get(&server.url("/v1/models")))
         .await
         .unwrap_err();
     assert_eq!(
@@ -144,7 +144,11 @@ async fn a_429_storm_cools_the_breaker_down_for_retry_after_without_tripping() {
     // After 2 s the upstream is called again.
     advance(ms(1)).await;
     limited.store(false, Ordering::SeqCst);
-    let response = client.clone().oneshot(get(&server.url("/"))).await.unwrap();
+    let response = client
+        .clone()
+        .oneshot(get(&server.url("/v1/models")))
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
     response.into_body().collect().await.unwrap();
     assert_eq!(server.hits(), 11);
@@ -194,7 +198,7 @@ async fn a_stream_reset_after_three_events_is_a_failure() {
 
 #[tokio::test]
 async fn a_stream_that_ends_cleanly_is_a_success() {
-    let server = serve(|_req| async { sse(futures_util::stream::iter((1..=3).map(event))) }).await;
+    let server = Upstream::start().await;
     let log = Log::default();
     let breaker = CircuitBreaker::builder("sse")
         .on_event(log.listener())
@@ -204,11 +208,14 @@ async fn a_stream_that_ends_cleanly_is_a_success() {
         .layer(breaker.http_layer())
         .service(hyper_client());
 
-    let response = client.oneshot(get(&server.url("/events"))).await.unwrap();
+    let response = client
+        .oneshot(post_stream(&server.chat_url()))
+        .await
+        .unwrap();
     assert!(response.body().holds_permit());
     assert!(log.outcomes().is_empty());
     let body = response.into_body().collect().await.unwrap().to_bytes();
-    assert_eq!(body, "data: 1\n\ndata: 2\n\ndata: 3\n\n");
+    assert!(std::str::from_utf8(&body).unwrap().ends_with(DONE));
     assert_eq!(log.outcomes(), vec![Outcome::Success]);
     assert_eq!(breaker.metrics().successful_calls, 1);
 }
@@ -216,10 +223,8 @@ async fn a_stream_that_ends_cleanly_is_a_success() {
 #[tokio::test]
 async fn a_body_dropped_early_by_the_caller_is_ignored() {
     // One event, then the stream stays open.
-    let server = serve(|_req| async {
-        sse(futures_util::stream::iter([event(1)]).chain(futures_util::stream::pending()))
-    })
-    .await;
+    let server =
+        Upstream::with_plan(FaultPlan::new().then(Fault::stall_after(1, secs(3600)))).await;
     let log = Log::default();
     let breaker = CircuitBreaker::builder("sse")
         .on_event(log.listener())
@@ -229,9 +234,12 @@ async fn a_body_dropped_early_by_the_caller_is_ignored() {
         .layer(breaker.http_layer())
         .service(hyper_client());
 
-    let response = client.oneshot(get(&server.url("/events"))).await.unwrap();
+    let response = client
+        .oneshot(post_stream(&server.chat_url()))
+        .await
+        .unwrap();
     let mut body = response.into_body();
-    read_until(&mut body, "data: 1").await;
+    read_until(&mut body, "\n\n").await;
     drop(body);
     assert_eq!(log.outcomes(), vec![Outcome::Ignored]);
     let metrics = breaker.metrics();
@@ -240,18 +248,12 @@ async fn a_body_dropped_early_by_the_caller_is_ignored() {
 
 #[tokio::test(start_paused = true)]
 async fn a_streamed_probe_holds_the_half_open_slot_until_its_body_ends() {
-    let (events, stream) = mpsc::channel::<usize>(8);
-    let stream = Arc::new(std::sync::Mutex::new(Some(stream)));
-    let server = serve(move |req: http::Request<hyper::body::Incoming>| {
-        let stream = stream.clone();
-        async move {
-            if req.uri().path() == "/fail" {
-                return status(503, &[]);
-            }
-            let rx = stream.lock().unwrap().take().expect("one stream");
-            sse(tokio_stream::wrappers::ReceiverStream::new(rx).map(event))
-        }
-    })
+    // A 503, then a probe whose stream sends one event and stalls for 30 s.
+    let server = Upstream::with_plan(
+        FaultPlan::new()
+            .then(Fault::service_unavailable())
+            .then(Fault::stall_after(1, secs(30))),
+    )
     .await;
     let breaker = CircuitBreaker::builder("probe")
         .sliding_window(SlidingWindow::consecutive(1))
@@ -265,7 +267,7 @@ async fn a_streamed_probe_holds_the_half_open_slot_until_its_body_ends() {
 
     client
         .clone()
-        .oneshot(get(&server.url("/fail")))
+        .oneshot(post_stream(&server.chat_url()))
         .await
         .unwrap();
     assert_eq!(breaker.state(), CircuitState::Open);
@@ -274,16 +276,15 @@ async fn a_streamed_probe_holds_the_half_open_slot_until_its_body_ends() {
     // The probe's head is a 200; its body is still streaming.
     let probe = client
         .clone()
-        .oneshot(get(&server.url("/stream")))
+        .oneshot(post_stream(&server.chat_url()))
         .await
         .unwrap();
     assert_eq!(breaker.state(), CircuitState::HalfOpen);
     let mut body = probe.into_body();
-    events.send(1).await.unwrap();
-    read_until(&mut body, "data: 1").await;
+    read_until(&mut body, "\n\n").await;
     let err = client
         .clone()
-        .oneshot(get(&server.url("/stream")))
+        .oneshot(post_stream(&server.chat_url()))
         .await
         .unwrap_err();
     let open = err.downcast_ref::<CircuitOpen>().unwrap();
@@ -294,20 +295,16 @@ async fn a_streamed_probe_holds_the_half_open_slot_until_its_body_ends() {
     );
     assert_eq!(server.hits(), 2);
 
-    // The stream ends cleanly: the probe succeeds and the breaker closes.
-    events.send(2).await.unwrap();
-    drop(events);
+    // After the stall the stream ends cleanly: the probe succeeds and the breaker closes.
     let rest = body.collect().await.unwrap().to_bytes();
-    assert_eq!(rest, "data: 2\n\n");
+    assert!(std::str::from_utf8(&rest).unwrap().ends_with(DONE));
     assert_eq!(breaker.state(), CircuitState::Closed);
 }
 
 #[tokio::test]
 async fn a_stream_that_stalls_fails_after_the_body_idle_timeout() {
-    let server = serve(|_req| async {
-        sse(futures_util::stream::iter([event(1)]).chain(futures_util::stream::pending()))
-    })
-    .await;
+    let server =
+        Upstream::with_plan(FaultPlan::new().then(Fault::stall_after(1, secs(3600)))).await;
     let log = Log::default();
     let breaker = CircuitBreaker::builder("sse")
         .on_event(log.listener())
@@ -321,9 +318,12 @@ async fn a_stream_that_stalls_fails_after_the_body_idle_timeout() {
         .layer(breaker.layer().record_with(classifier))
         .service(hyper_client());
 
-    let response = client.oneshot(get(&server.url("/events"))).await.unwrap();
+    let response = client
+        .oneshot(post_stream(&server.chat_url()))
+        .await
+        .unwrap();
     let mut body = response.into_body();
-    read_until(&mut body, "data: 1").await;
+    read_until(&mut body, "\n\n").await;
     let started = tokio::time::Instant::now();
     let err = body.frame().await.unwrap().unwrap_err();
     assert!(started.elapsed() >= ms(200));
@@ -356,7 +356,11 @@ async fn errors_on_the_way_count_as_failures_and_local_rejections_as_ignored() {
     assert!(err.is::<hyper_util::client::legacy::Error>(), "{err}");
 
     // A timeout layer inside the breaker: `Elapsed` is a failure.
-    let hang = serve(|_req| std::future::pending()).await;
+    let hang = ChaosLayer::http("hang")
+        .inject(Fault::latency(secs(3600)), 1.0)
+        .build()
+        .unwrap();
+    let hang = Upstream::with_chaos(hang).await;
     let client = ServiceBuilder::new()
         .layer(breaker.http_layer())
         .timeout(ms(100))
@@ -387,10 +391,11 @@ async fn errors_on_the_way_count_as_failures_and_local_rejections_as_ignored() {
 
 #[tokio::test]
 async fn custom_rules_decide_what_a_status_means() {
-    let server = serve(|req: http::Request<hyper::body::Incoming>| async move {
-        let code = req.uri().path().trim_start_matches('/').parse().unwrap();
-        status(code, &[])
-    })
+    let server = Upstream::with_plan(
+        FaultPlan::new()
+            .then(Fault::status(404))
+            .then(Fault::status(500)),
+    )
     .await;
     let log = Log::default();
     let breaker = CircuitBreaker::builder("custom")
@@ -412,9 +417,10 @@ async fn custom_rules_decide_what_a_status_means() {
     for code in [404, 500, 200] {
         let response = client
             .clone()
-            .oneshot(get(&server.url(&format!("/{code}"))))
+            .oneshot(get(&server.url("/v1/models")))
             .await
             .unwrap();
+        assert_eq!(response.status(), code);
         // Recorded at the head, even for a success.
         assert!(!response.body().holds_permit());
     }
@@ -426,17 +432,7 @@ async fn custom_rules_decide_what_a_status_means() {
 
 #[tokio::test]
 async fn an_empty_success_is_recorded_at_once() {
-    let server = serve(|_req| async {
-        http::Response::builder()
-            .status(204)
-            .body(
-                http_body_util::Empty::new()
-                    .map_err(|never| match never {})
-                    .boxed(),
-            )
-            .unwrap()
-    })
-    .await;
+    let server = Upstream::with_plan(FaultPlan::new().then(Fault::status(204).body(""))).await;
     let log = Log::default();
     let breaker = CircuitBreaker::builder("empty")
         .on_event(log.listener())

@@ -1,20 +1,32 @@
 //! `reqwest::Client` (a `Service<reqwest::Request>`) behind `CircuitBreaker::http_layer`.
 
-use crate::server::{Log, event, serve, sse, sse_then_reset, status};
+use crate::server::{DONE, Log, sse_then_reset};
+use crate::support::upstream::Upstream;
 use crate::support::{ms, secs};
-use futures_util::StreamExt;
 use reqwest::{Method, Request, Url};
 use tower::{Service, ServiceBuilder, ServiceExt};
 use tower_breaker::Outcome;
+use tower_breaker::chaos::{ChaosLayer, Fault, FaultPlan};
 use tower_breaker::circuit_breaker::{CircuitBreaker, CircuitOpen, CircuitState, SlidingWindow};
 
 fn request(url: &str) -> Request {
     Request::new(Method::GET, Url::parse(url).unwrap())
 }
 
+/// A streamed chat completion request.
+fn stream_request(url: &str) -> Request {
+    let mut request = Request::new(Method::POST, Url::parse(url).unwrap());
+    *request.body_mut() = Some(r#"{"model":"m","stream":true}"#.into());
+    request
+}
+
 #[tokio::test]
 async fn a_reqwest_stack_trips_on_503_and_stops_calling() {
-    let server = serve(|_req| async { status(503, &[]) }).await;
+    let down = ChaosLayer::http("down")
+        .inject(Fault::service_unavailable(), 1.0)
+        .build()
+        .unwrap();
+    let server = Upstream::with_chaos(down).await;
     let breaker = CircuitBreaker::builder("reqwest")
         .sliding_window(SlidingWindow::consecutive(3))
         .wait_in_open(secs(30))
@@ -29,7 +41,7 @@ async fn a_reqwest_stack_trips_on_503_and_stops_calling() {
             .ready()
             .await
             .unwrap()
-            .call(request(&server.url("/v1/chat")))
+            .call(request(&server.chat_url()))
             .await
             .unwrap();
         assert_eq!(response.status(), 503);
@@ -40,7 +52,7 @@ async fn a_reqwest_stack_trips_on_503_and_stops_calling() {
             .ready()
             .await
             .unwrap()
-            .call(request(&server.url("/v1/chat")))
+            .call(request(&server.chat_url()))
             .await
             .unwrap_err();
         assert!(err.is::<CircuitOpen>(), "{err}");
@@ -56,7 +68,11 @@ async fn reqwest_timeouts_and_connect_errors_are_failures() {
         .on_event(log.listener())
         .build()
         .unwrap();
-    let hang = serve(|_req| std::future::pending()).await;
+    let hang = ChaosLayer::http("hang")
+        .inject(Fault::latency(secs(3600)), 1.0)
+        .build()
+        .unwrap();
+    let hang = Upstream::with_chaos(hang).await;
     let client = reqwest::Client::builder().timeout(ms(100)).build().unwrap();
     let client = ServiceBuilder::new()
         .layer(breaker.http_layer())
@@ -81,12 +97,12 @@ async fn reqwest_timeouts_and_connect_errors_are_failures() {
 
 #[tokio::test]
 async fn a_reqwest_stream_is_recorded_when_it_ends() {
-    let server = serve(|req: http::Request<hyper::body::Incoming>| async move {
-        match req.uri().path() {
-            "/clean" => sse(futures_util::stream::iter((1..=3).map(event))),
-            _ => sse(futures_util::stream::iter([event(1)]).chain(futures_util::stream::pending())),
-        }
-    })
+    // A clean stream, then one that sends an event and stays open.
+    let server = Upstream::with_plan(
+        FaultPlan::new()
+            .then_healthy(1)
+            .then(Fault::stall_after(1, secs(3600))),
+    )
     .await;
     let log = Log::default();
     let breaker = CircuitBreaker::builder("reqwest")
@@ -99,16 +115,13 @@ async fn a_reqwest_stream_is_recorded_when_it_ends() {
 
     let response = client
         .clone()
-        .oneshot(request(&server.url("/clean")))
+        .oneshot(stream_request(&server.chat_url()))
         .await
         .unwrap();
     // The URL survives the body being wrapped.
-    assert_eq!(response.url().path(), "/clean");
+    assert_eq!(response.url().path(), "/v1/chat/completions");
     assert!(log.outcomes().is_empty());
-    assert_eq!(
-        response.text().await.unwrap(),
-        "data: 1\n\ndata: 2\n\ndata: 3\n\n"
-    );
+    assert!(response.text().await.unwrap().ends_with(DONE));
     assert_eq!(log.outcomes(), vec![Outcome::Success]);
 
     // Three events, then the connection is reset.
@@ -135,7 +148,10 @@ async fn a_reqwest_stream_is_recorded_when_it_ends() {
     assert_eq!(log.outcomes(), vec![Outcome::Success, Outcome::Failure]);
 
     // Dropped early by the caller: ignored.
-    let mut response = client.oneshot(request(&server.url("/open"))).await.unwrap();
+    let mut response = client
+        .oneshot(stream_request(&server.chat_url()))
+        .await
+        .unwrap();
     response.chunk().await.unwrap();
     drop(response);
     assert_eq!(

@@ -1,107 +1,17 @@
-//! Test servers on 127.0.0.1 and a hyper-util client.
+//! A raw TCP server that resets its connection, a hyper-util client, and a breaker event log.
+//! HTTP upstreams are the shared mock upstream (`support::upstream`), scripted by fault plans.
 
 use bytes::Bytes;
-use futures_util::Stream;
-use http::{Request, Response};
-use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
-use hyper::body::{Frame, Incoming};
+use http::Request;
+use http_body_util::Full;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use std::convert::Infallible;
-use std::future::Future;
+use hyper_util::rt::TokioExecutor;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
-
-pub type Body = BoxBody<Bytes, std::io::Error>;
-
-/// A hyper (HTTP/1.1) server that counts the requests it receives.
-pub struct Server {
-    pub addr: SocketAddr,
-    hits: Arc<AtomicUsize>,
-    task: JoinHandle<()>,
-}
-
-impl Server {
-    pub fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.addr, path)
-    }
-
-    /// Requests that reached the server.
-    pub fn hits(&self) -> usize {
-        self.hits.load(Ordering::SeqCst)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-/// Serves `handler` on an ephemeral port of 127.0.0.1.
-pub async fn serve<H, Fut>(handler: H) -> Server
-where
-    H: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
-    Fut: Future<Output = Response<Body>> + Send + 'static,
-{
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let hits = Arc::new(AtomicUsize::new(0));
-    let counter = hits.clone();
-    let task = tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let handler = handler.clone();
-            let counter = counter.clone();
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |req| {
-                    counter.fetch_add(1, Ordering::SeqCst);
-                    let answer = handler(req);
-                    async move { Ok::<_, Infallible>(answer.await) }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    Server { addr, hits, task }
-}
-
-/// A response with `status`, `headers` and a short body.
-pub fn status(code: u16, headers: &[(&'static str, &'static str)]) -> Response<Body> {
-    let mut builder = Response::builder().status(code);
-    for (name, value) in headers {
-        builder = builder.header(*name, *value);
-    }
-    builder
-        .body(
-            Full::new(Bytes::from(format!("status {code}")))
-                .map_err(|never| match never {})
-                .boxed(),
-        )
-        .unwrap()
-}
-
-/// A `text/event-stream` response streaming `frames`.
-pub fn sse<S>(frames: S) -> Response<Body>
-where
-    S: Stream<Item = Result<Frame<Bytes>, std::io::Error>> + Send + Sync + 'static,
-{
-    Response::builder()
-        .header("content-type", "text/event-stream")
-        .body(BodyExt::boxed(StreamBody::new(frames)))
-        .unwrap()
-}
-
-pub fn event(n: usize) -> Result<Frame<Bytes>, std::io::Error> {
-    Ok(Frame::data(Bytes::from(format!("data: {n}\n\n"))))
-}
 
 /// A raw TCP server for one connection: answers the first request with an SSE head and
 /// `events` events, waits for the returned signal, then resets the connection (RST, not FIN).
@@ -144,6 +54,18 @@ pub fn hyper_client() -> HyperClient {
 pub fn get(url: &str) -> Request<Full<Bytes>> {
     Request::get(url).body(Full::default()).unwrap()
 }
+
+/// A streamed chat completion request.
+pub fn post_stream(url: &str) -> Request<Full<Bytes>> {
+    Request::post(url)
+        .body(Full::new(Bytes::from_static(
+            br#"{"model":"m","stream":true}"#,
+        )))
+        .unwrap()
+}
+
+/// The upstream's last SSE event.
+pub const DONE: &str = "data: [DONE]\n\n";
 
 /// What a breaker reported: its transitions and recorded outcomes, in order.
 #[derive(Clone, Default)]

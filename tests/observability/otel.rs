@@ -231,3 +231,41 @@ async fn instrument_names_and_units() {
             .collect::<Vec<_>>()
     );
 }
+
+/// Injected faults reach OpenTelemetry as `tower_breaker.chaos.faults`, by kind.
+#[cfg(feature = "chaos")]
+#[tokio::test(start_paused = true)]
+async fn chaos_faults_are_counted_by_kind() {
+    use tower::{Service, ServiceExt};
+    use tower_breaker::chaos::{ChaosLayer, Fault, FaultPlan};
+
+    let otel = Otel::new();
+    let layer = ChaosLayer::builder("staging")
+        .plan(
+            FaultPlan::new()
+                .then(Fault::error("x"))
+                .then(Fault::latency(Duration::from_millis(5))),
+        )
+        .on_event(otel.listener.clone())
+        .build()
+        .unwrap();
+    let mut svc = tower::ServiceBuilder::new()
+        .layer(layer)
+        .service(tower::service_fn(|_: ()| async {
+            Ok::<_, tower::BoxError>(())
+        }));
+    for _ in 0..3 {
+        let _ = svc.ready().await.unwrap().call(()).await;
+    }
+    let read = otel.read();
+    for fault in ["error", "latency"] {
+        assert_eq!(
+            read[&key(
+                "tower_breaker.chaos.faults",
+                &[("fault", fault), ("name", "staging")]
+            )],
+            Value::Counter(1),
+            "{fault}"
+        );
+    }
+}

@@ -17,6 +17,7 @@
 //! reqwest::Client::new().post(upstream.chat_url()).body(r#"{"stream":true}"#).send().await?;
 //! upstream.hits();      // requests received (faulted or not)
 //! upstream.answered();  // requests the healthy app answered (not replaced by a fault)
+//! upstream.received();  // each request: arrival time, method, URI, headers, body
 //! upstream.base_url();  // "http://127.0.0.1:PORT/v1", for SDKs (async-openai's api_base)
 //! ```
 //!
@@ -35,6 +36,7 @@ use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use http_body_util::BodyExt;
 use hyper_util::rt::TokioIo;
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -77,6 +79,8 @@ pub struct Received {
     pub method: Method,
     pub uri: Uri,
     pub headers: HeaderMap,
+    /// The request body (lossy UTF-8).
+    pub body: String,
 }
 
 /// Builds an [`Upstream`].
@@ -207,7 +211,7 @@ impl Upstream {
         self.answered.load(Ordering::SeqCst)
     }
 
-    /// Every request received, in order.
+    /// Every request received, in the order their bodies were read.
     pub fn received(&self) -> Vec<Received> {
         self.received.lock().unwrap().clone()
     }
@@ -230,18 +234,26 @@ impl Upstream {
                 let service =
                     hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
                         hits.fetch_add(1, Ordering::SeqCst);
-                        received.lock().unwrap().push(Received {
-                            at: tokio::time::Instant::now(),
-                            method: req.method().clone(),
-                            uri: req.uri().clone(),
-                            headers: req.headers().clone(),
-                        });
-                        // An injected error becomes a service error: hyper closes the connection
-                        // without an answer.
-                        let app = app.clone();
+                        let at = tokio::time::Instant::now();
+                        let (app, received) = (app.clone(), received.clone());
                         async move {
-                            // (A concrete error type: a boxed one trips a rustc limitation on
-                            // `Send` futures here.)
+                            // The body is read whole, kept, and handed on.
+                            let (parts, body) = req.into_parts();
+                            let body = match body.collect().await {
+                                Ok(body) => body.to_bytes(),
+                                Err(e) => return Err(std::io::Error::other(e.to_string())),
+                            };
+                            received.lock().unwrap().push(Received {
+                                at,
+                                method: parts.method.clone(),
+                                uri: parts.uri.clone(),
+                                headers: parts.headers.clone(),
+                                body: String::from_utf8_lossy(&body).into_owned(),
+                            });
+                            let req = Request::from_parts(parts, Body::from(body));
+                            // An injected error becomes a service error: hyper closes the
+                            // connection without an answer. (A concrete error type: a boxed one
+                            // trips a rustc limitation on `Send` futures here.)
                             match app.oneshot(req).await {
                                 Ok(response) => Ok(response.map(Body::new)),
                                 Err(e) => Err(std::io::Error::other(e.to_string())),
