@@ -306,7 +306,7 @@ impl<C, P, R> Builder<C, P, R> {
     ///     .configure_bulkhead(|bulkhead| bulkhead.max_concurrent(64))
     ///     .build()?;
     /// assert_eq!(stack.retry().max_attempts(), 2);
-    /// assert_eq!(stack.bulkhead().max_concurrent(), 64);
+    /// assert_eq!(stack.bulkhead().metrics().max_concurrent, 64);
     /// # Ok::<_, tower_breaker::ConfigError>(())
     /// ```
     pub fn configure_retry(
