@@ -434,10 +434,14 @@ impl<K: Hash + Eq + Clone + fmt::Display + Send + 'static> Quota<K> {
     /// after a wait of at most `max_wait` when it will, or fails with [`QuotaExceeded`]
     /// (nothing is taken then). Dropping the future while it waits gives its share back.
     ///
-    /// Waiting needs a tokio runtime with the time driver enabled.
+    /// Waiting needs a tokio runtime with the time driver enabled (a call that fits at once
+    /// reads the clock but sets no timer).
     pub async fn acquire(&self, key: &K, tokens: u64) -> Result<QuotaPermit<K>, QuotaExceeded> {
         let pending = self.shared.clone().admit_async(key.clone(), tokens).await?;
-        tokio::time::sleep(pending.wait()).await;
+        // No timer for a call that fits now: that path needs no time driver.
+        if !pending.wait().is_zero() {
+            tokio::time::sleep(pending.wait()).await;
+        }
         Ok(pending.into_permit())
     }
 
