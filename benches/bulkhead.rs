@@ -15,6 +15,8 @@
 //!   blocked on) only because `tower-resilience` builds a `tokio::time::Sleep` for its maximum
 //!   wait on every call; ours reads no clock on this path.
 //! - `handle/*`: the bulkhead without tower, `try_acquire` and drop of the permit.
+//! - `*adaptive*`: the adaptive bulkhead (gradient controller, limit 10 of 1 ..= 1,000), each
+//!   call a sample for the controller: what the moving limit costs beside the fixed one.
 //!
 //! Overhead = time per call minus `bulkhead/service_fn`. Figures in `benches/README.md`.
 
@@ -28,7 +30,7 @@ use std::time::Duration;
 use tower::limit::ConcurrencyLimit;
 use tower::util::ServiceFn;
 use tower::{Layer, Service, service_fn};
-use tower_breaker::bulkhead::Bulkhead;
+use tower_breaker::bulkhead::{AdaptiveBulkhead, Bulkhead, Signal};
 
 const SLOTS: u32 = 10;
 const MAX_WAIT: Duration = Duration::from_secs(5);
@@ -52,6 +54,16 @@ fn call_once<S: Service<u64>>(svc: &mut S, cx: &mut Context<'_>) -> Result<S::Re
         Poll::Ready(result) => result,
         Poll::Pending => panic!("the response future is pending"),
     }
+}
+
+/// An adaptive bulkhead starting at the fixed one's 10 slots.
+fn adaptive() -> AdaptiveBulkhead {
+    AdaptiveBulkhead::builder("bench")
+        .initial_limit(SLOTS)
+        .max_queue(100)
+        .max_wait(MAX_WAIT)
+        .build()
+        .expect("a valid bulkhead")
 }
 
 fn bench_service<S: Service<u64>>(b: &mut Bencher<'_>, mut svc: S) {
@@ -92,6 +104,9 @@ fn benches(c: &mut Criterion) {
             .expect("valid config");
         bench_service(b, layer.layer(bare()))
     });
+    group.bench_function("tower_breaker_adaptive", |b| {
+        bench_service(b, adaptive().layer().layer(bare()))
+    });
     group.finish();
 
     let mut group = c.benchmark_group("handle");
@@ -102,6 +117,14 @@ fn benches(c: &mut Criterion) {
     group.bench_function("tokio_semaphore_try_acquire_owned", |b| {
         let semaphore = std::sync::Arc::new(tokio::sync::Semaphore::new(SLOTS as usize));
         b.iter(|| drop(black_box(semaphore.clone().try_acquire_owned())));
+    });
+    group.bench_function("adaptive_try_acquire_record", |b| {
+        let bulkhead = adaptive();
+        b.iter(|| {
+            if let Ok(permit) = black_box(bulkhead.try_acquire()) {
+                permit.record(Signal::Success);
+            }
+        });
     });
     group.finish();
 }

@@ -142,6 +142,9 @@ pub use observability::metrics;
 #[cfg_attr(docsrs, doc(cfg(feature = "opentelemetry")))]
 pub use observability::opentelemetry;
 pub mod outcome;
+#[cfg(feature = "quota")]
+#[cfg_attr(docsrs, doc(cfg(feature = "quota")))]
+pub mod quota;
 pub mod rejection;
 #[cfg(feature = "reqwest-middleware")]
 #[cfg_attr(docsrs, doc(cfg(feature = "reqwest-middleware")))]

@@ -53,6 +53,10 @@ pub enum RejectionKind {
     BulkheadFull,
     /// A call waited in a bulkhead's queue for its `max_wait` ([`BulkheadTimeout`]).
     BulkheadTimeout,
+    /// A quota governor found no room for the call within its `max_wait`
+    /// ([`QuotaExceeded`](crate::quota::QuotaExceeded), feature `quota`): the provider's
+    /// quota, not the provider, refused it, and the rejection says when it would fit.
+    QuotaExceeded,
 }
 
 impl RejectionKind {
@@ -80,6 +84,7 @@ impl RejectionKind {
             RejectionKind::RateLimited => "rate_limited",
             RejectionKind::BulkheadFull => "bulkhead_full",
             RejectionKind::BulkheadTimeout => "bulkhead_timeout",
+            RejectionKind::QuotaExceeded => "quota_exceeded",
         }
     }
 }
@@ -149,7 +154,15 @@ impl<'a> Rejection<'a> {
         } else if let Some(e) = any.downcast_ref::<BulkheadTimeout>() {
             e
         } else {
-            any.downcast_ref::<AcquireError>()?
+            any.downcast_ref::<AcquireError>()
+                .map(|e| e as &'a (dyn Error + 'static))
+                .or_else(|| {
+                    #[cfg(feature = "quota")]
+                    if let Some(e) = any.downcast_ref::<crate::quota::QuotaExceeded>() {
+                        return Some(e as &'a (dyn Error + 'static));
+                    }
+                    None
+                })?
         };
         Self::of(error)
     }
@@ -175,6 +188,15 @@ impl<'a> Rejection<'a> {
         } else if let Some(timeout) = error.downcast_ref::<BulkheadTimeout>() {
             (RejectionKind::BulkheadTimeout, timeout.name(), None)
         } else {
+            #[cfg(feature = "quota")]
+            if let Some(quota) = error.downcast_ref::<crate::quota::QuotaExceeded>() {
+                return Some(Self {
+                    kind: RejectionKind::QuotaExceeded,
+                    name: quota.name(),
+                    held: false,
+                    retry_after: Some(quota.retry_after()),
+                });
+            }
             return None;
         };
         Some(Self {
@@ -190,7 +212,7 @@ impl<'a> Rejection<'a> {
         self.kind
     }
 
-    /// The name of the breaker or bulkhead that refused it.
+    /// The name of the breaker, bulkhead or quota governor that refused it.
     pub fn name(&self) -> &'a str {
         self.name
     }
@@ -200,8 +222,9 @@ impl<'a> Rejection<'a> {
         self.held
     }
 
-    /// How long until the breaker lets a call through again, when it knows (`None` for a
-    /// bulkhead, a forced-open breaker, or a half-open one with every slot taken).
+    /// How long until the breaker lets a call through again (or the quota has room for it),
+    /// when it knows (`None` for a bulkhead, a forced-open breaker, or a half-open one with
+    /// every slot taken).
     pub fn retry_after(&self) -> Option<Duration> {
         self.retry_after
     }
@@ -258,6 +281,33 @@ mod tests {
         let other: BoxError = "boom".into();
         assert_eq!(kind(&other), None);
         assert!(Rejection::of_any(&std::io::Error::other("x")).is_none());
+    }
+
+    #[cfg(feature = "quota")]
+    #[tokio::test(start_paused = true)]
+    async fn quota_rejections_are_found_with_their_wait() {
+        use crate::quota::Quota;
+        let quota = Quota::<&str>::builder("llm")
+            .max_wait(Duration::ZERO)
+            .requests_per_window(1)
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let _first = quota
+            .acquire(&"gpt", 0)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let Err(exceeded) = quota.acquire(&"gpt", 0).await else {
+            panic!("the second call of the minute fits")
+        };
+        let found = Rejection::of_any(&exceeded).unwrap_or_else(|| panic!("not found bare"));
+        assert_eq!(found.kind(), RejectionKind::QuotaExceeded);
+        assert_eq!(found.name(), "llm");
+        assert_eq!(found.retry_after(), Some(Duration::from_secs(60)));
+        let boxed: BoxError = Box::new(Wrapper(exceeded.into()));
+        assert_eq!(
+            Rejection::of(boxed.as_ref()).map(|r| r.kind()),
+            Some(RejectionKind::QuotaExceeded)
+        );
     }
 
     #[test]

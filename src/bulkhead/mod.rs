@@ -113,11 +113,20 @@
 //! ([`BulkheadBody`]) until the body ends, fails or is dropped. [`HoldPermit`] does the same for
 //! other response types.
 //!
+//! # A limit that finds the upstream's capacity
+//!
+//! A fixed limit is either too low (capacity wasted) or too high (429 storms and queueing
+//! upstream), and the right value moves with the provider's load. [`AdaptiveBulkhead`] moves
+//! its limit by itself: AIMD or a gradient controller in the manner of Netflix's
+//! `Gradient2Limit` ([`LimitAlgorithm`]), with 429, 529 and timeouts as congestion and the
+//! time to the response head or first token as the latency signal.
+//!
 //! # Where it goes in a stack
 //!
 //! Inside the circuit breaker and outside the timeout: the breaker rejects calls to a failing
 //! upstream before they take a slot, and the timeout bounds how long a slot is held.
 
+mod adaptive;
 mod config;
 mod error;
 mod events;
@@ -131,6 +140,14 @@ mod wait;
 #[cfg(feature = "http")]
 mod body;
 
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+pub use self::adaptive::HttpSignals;
+pub use self::adaptive::{
+    AdaptiveBuilder, AdaptiveBulkhead, AdaptiveBulkheadLayer, AdaptiveBulkheadService,
+    AdaptiveEvent, AdaptiveMetrics, AdaptivePermit, AdaptiveResponseFuture, Aimd, ClassifySignal,
+    DefaultSignals, Gradient, LimitAlgorithm, LimitChange, Signal,
+};
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub use self::body::{BulkheadBody, HoldUntilBodyEnd};

@@ -92,7 +92,7 @@ mod body;
 mod classify;
 #[cfg(feature = "reqwest")]
 pub(crate) mod reqwest;
-mod retry_after;
+pub(crate) mod retry_after;
 
 #[cfg(feature = "grpc")]
 pub(crate) use self::body::EndRule;

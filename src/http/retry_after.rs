@@ -82,11 +82,11 @@ fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     Some(wait.min(MAX_RETRY_AFTER))
 }
 
-const NANOS_PER_SEC: u128 = 1_000_000_000;
-const NANOS_PER_MILLI: u128 = 1_000_000;
+pub(crate) const NANOS_PER_SEC: u128 = 1_000_000_000;
+pub(crate) const NANOS_PER_MILLI: u128 = 1_000_000;
 
 /// `digits ["." digits]` counted in units of `unit_nanos`, clamped to [`MAX_RETRY_AFTER`].
-fn parse_decimal(value: &str, unit_nanos: u128) -> Option<Duration> {
+pub(crate) fn parse_decimal(value: &str, unit_nanos: u128) -> Option<Duration> {
     let (whole, fraction) = match value.split_once('.') {
         Some((whole, fraction)) => (whole, Some(fraction)),
         None => (value, None),

@@ -48,6 +48,10 @@
 //! | `tower_breaker_retry_attempts_total` | counter | `reason`: `error`, `response`, `bulkhead_full` | retries (attempts after the first), by what failed |
 //! | `tower_breaker_retry_calls_total` | counter | `outcome`: `succeeded`, or why the policy gave up: `max_attempts`, `deadline`, `budget_exhausted`, `not_idempotent`, `circuit_open`, `rate_limited`, `bulkhead_full`, `not_retryable` | calls whose first attempt failed, by how they ended |
 //! | `tower_breaker_fallback_calls_total` | counter | `outcome`: `served`, `failed` | fallback answers served, and fallbacks that failed themselves |
+//! | `tower_breaker_adaptive_limit` | gauge | | an [adaptive bulkhead](crate::bulkhead::AdaptiveBulkhead)'s limit, set at each change (register the listener with `on_limit_event`; its calls go through `on_event` as a bulkhead's) |
+//! | `tower_breaker_adaptive_samples_total` | counter | `signal`: `success`, `congestion`, `ignore` | finished calls taken as signals by an adaptive bulkhead |
+//! | `tower_breaker_adaptive_limit_changes_total` | counter | `reason`: `congestion`, `latency`, `growth` | changes of an adaptive bulkhead's limit |
+//! | `tower_breaker_quota_calls_total` | counter | `outcome`: `admitted`, `waited`, `rejected`, `rate_limited` | calls through a [quota governor](crate::quota) (feature `quota`): admitted at once, admitted after a wait, rejected; and 429s that paused a key |
 //! | `tower_breaker_chaos_faults_total` | counter | `fault`: `error`, `latency`, `status`, `stall_before_first_byte`, `stall_mid_stream`, `cut`, `trickle`, `keepalive_only` | faults injected by a chaos layer (feature `chaos`) |
 //!
 //! Every metric is described (unit and help text) to the recorder installed when
@@ -184,6 +188,20 @@ impl Listener<BulkheadEvent> for MetricsListener {
 impl Listener<RetryEvent> for MetricsListener {
     fn on_event(&self, event: &RetryEvent) {
         self.core.on_retry(event);
+    }
+}
+
+impl Listener<crate::bulkhead::AdaptiveEvent> for MetricsListener {
+    fn on_event(&self, event: &crate::bulkhead::AdaptiveEvent) {
+        self.core.on_adaptive(event);
+    }
+}
+
+#[cfg(feature = "quota")]
+#[cfg_attr(docsrs, doc(cfg(feature = "quota")))]
+impl Listener<crate::quota::QuotaEvent> for MetricsListener {
+    fn on_event(&self, event: &crate::quota::QuotaEvent) {
+        self.core.on_quota(event);
     }
 }
 

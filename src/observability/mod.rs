@@ -16,11 +16,13 @@ pub mod metrics;
 pub mod opentelemetry;
 
 use crate::Outcome;
-use crate::bulkhead::{BulkheadEvent, RejectionReason};
+use crate::bulkhead::{AdaptiveEvent, BulkheadEvent, RejectionReason};
 #[cfg(feature = "chaos")]
 use crate::chaos::ChaosEvent;
 use crate::circuit_breaker::{CircuitBreakerEvent, CircuitState};
 use crate::fallback::FallbackEvent;
+#[cfg(feature = "quota")]
+use crate::quota::QuotaEvent;
 #[cfg(feature = "retry")]
 use crate::retry::RetryEvent;
 use std::any::Any;
@@ -46,6 +48,10 @@ pub(crate) enum Instrument {
     RetryAttempts,
     RetryCalls,
     FallbackCalls,
+    AdaptiveLimit,
+    AdaptiveSamples,
+    AdaptiveLimitChanges,
+    QuotaCalls,
     ChaosFaults,
 }
 
@@ -63,7 +69,7 @@ pub(crate) enum Kind {
 }
 
 impl Instrument {
-    pub(crate) const ALL: [Instrument; 12] = [
+    pub(crate) const ALL: [Instrument; 16] = [
         Instrument::BreakerCalls,
         Instrument::BreakerSlowCalls,
         Instrument::BreakerTransitions,
@@ -75,6 +81,10 @@ impl Instrument {
         Instrument::RetryAttempts,
         Instrument::RetryCalls,
         Instrument::FallbackCalls,
+        Instrument::AdaptiveLimit,
+        Instrument::AdaptiveSamples,
+        Instrument::AdaptiveLimitChanges,
+        Instrument::QuotaCalls,
         Instrument::ChaosFaults,
     ];
 
@@ -93,6 +103,10 @@ impl Instrument {
             Instrument::RetryAttempts => "tower_breaker_retry_attempts_total",
             Instrument::RetryCalls => "tower_breaker_retry_calls_total",
             Instrument::FallbackCalls => "tower_breaker_fallback_calls_total",
+            Instrument::AdaptiveLimit => "tower_breaker_adaptive_limit",
+            Instrument::AdaptiveSamples => "tower_breaker_adaptive_samples_total",
+            Instrument::AdaptiveLimitChanges => "tower_breaker_adaptive_limit_changes_total",
+            Instrument::QuotaCalls => "tower_breaker_quota_calls_total",
             Instrument::ChaosFaults => "tower_breaker_chaos_faults_total",
         }
     }
@@ -113,13 +127,17 @@ impl Instrument {
             Instrument::RetryAttempts => "tower_breaker.retry.attempts",
             Instrument::RetryCalls => "tower_breaker.retry.calls",
             Instrument::FallbackCalls => "tower_breaker.fallback.calls",
+            Instrument::AdaptiveLimit => "tower_breaker.adaptive.limit",
+            Instrument::AdaptiveSamples => "tower_breaker.adaptive.samples",
+            Instrument::AdaptiveLimitChanges => "tower_breaker.adaptive.limit_changes",
+            Instrument::QuotaCalls => "tower_breaker.quota.calls",
             Instrument::ChaosFaults => "tower_breaker.chaos.faults",
         }
     }
 
     pub(crate) fn kind(self) -> Kind {
         match self {
-            Instrument::BreakerState => Kind::Gauge,
+            Instrument::BreakerState | Instrument::AdaptiveLimit => Kind::Gauge,
             Instrument::BulkheadActive | Instrument::BulkheadQueued => Kind::UpDown,
             Instrument::BreakerOpenTime => Kind::Histogram,
             _ => Kind::Counter,
@@ -135,6 +153,9 @@ impl Instrument {
             // No unit: "1" would make a Prometheus exporter append `_ratio`.
             Instrument::BreakerState => "",
             Instrument::RetryAttempts => "{attempt}",
+            Instrument::AdaptiveLimit => "{call}",
+            Instrument::AdaptiveSamples => "{sample}",
+            Instrument::AdaptiveLimitChanges => "{change}",
             Instrument::ChaosFaults => "{fault}",
             _ => "{call}",
         }
@@ -167,6 +188,16 @@ impl Instrument {
                 "Calls a retry policy finished after a failure, by outcome: succeeded, or why it gave up."
             }
             Instrument::FallbackCalls => "Fallback answers, by outcome: served, failed.",
+            Instrument::AdaptiveLimit => "The concurrency limit of an adaptive bulkhead now.",
+            Instrument::AdaptiveSamples => {
+                "Finished calls an adaptive bulkhead took as signals, by signal: success, congestion, ignore."
+            }
+            Instrument::AdaptiveLimitChanges => {
+                "Changes of an adaptive bulkhead's limit, by reason: congestion, latency, growth."
+            }
+            Instrument::QuotaCalls => {
+                "Calls through a quota governor, by outcome: admitted, waited, rejected, rate_limited."
+            }
             Instrument::ChaosFaults => {
                 "Faults injected by a chaos layer, by fault: error, latency, status, stall_before_first_byte, stall_mid_stream, cut, trickle, keepalive_only."
             }
@@ -606,6 +637,48 @@ impl<B: Backend> Core<B> {
         series
     }
 
+    // -- adaptive bulkhead and quota ----------------------------------------------------------
+
+    pub(crate) fn on_adaptive(&self, event: &AdaptiveEvent) {
+        match event {
+            AdaptiveEvent::Sample { name, signal, .. } => {
+                let counter = self.backend.counter(
+                    Instrument::AdaptiveSamples,
+                    name,
+                    &[("signal", signal.as_str())],
+                );
+                B::count(&counter, 1);
+            }
+            AdaptiveEvent::LimitChanged {
+                name, to, reason, ..
+            } => {
+                let counter = self.backend.counter(
+                    Instrument::AdaptiveLimitChanges,
+                    name,
+                    &[("reason", reason.as_str())],
+                );
+                B::count(&counter, 1);
+                let gauge = self.backend.gauge(Instrument::AdaptiveLimit, name, &[]);
+                B::set(&gauge, u64::from(*to));
+            }
+        }
+    }
+
+    #[cfg(feature = "quota")]
+    pub(crate) fn on_quota(&self, event: &QuotaEvent) {
+        let (name, outcome) = match event {
+            QuotaEvent::Admitted { name, wait, .. } if wait.is_zero() => (name, "admitted"),
+            QuotaEvent::Admitted { name, .. } => (name, "waited"),
+            QuotaEvent::Rejected { name, .. } => (name, "rejected"),
+            QuotaEvent::RateLimited { name, .. } => (name, "rate_limited"),
+            QuotaEvent::LimitsLearned { .. } => return,
+        };
+        let counter = self
+            .backend
+            .counter(Instrument::QuotaCalls, name, &[("outcome", outcome)]);
+        B::count(&counter, 1);
+    }
+
     // -- retry and fallback -------------------------------------------------------------------
 
     #[cfg(feature = "retry")]
@@ -801,6 +874,41 @@ mod tests {
             1.0
         );
         assert_eq!(value(&first_values, "BulkheadActive{llm,}"), 1.0);
+    }
+
+    /// The adaptive limit's gauge follows its changes; samples and changes are counted by
+    /// signal and by reason.
+    #[test]
+    fn adaptive_limit_changes_and_samples_are_measured() {
+        use crate::bulkhead::{LimitChange, Signal};
+        let memory = Memory::default();
+        let values = memory.0.clone();
+        let core = Core::new(memory);
+        let name: Arc<str> = Arc::from("llm");
+        core.on_adaptive(&AdaptiveEvent::Sample {
+            name: name.clone(),
+            signal: Signal::Congestion,
+            latency: std::time::Duration::from_millis(5),
+            inflight: 3,
+        });
+        for (from, to) in [(20, 18), (18, 19)] {
+            core.on_adaptive(&AdaptiveEvent::LimitChanged {
+                name: name.clone(),
+                from,
+                to,
+                reason: LimitChange::Congestion,
+            });
+        }
+        let values = values.lock().unwrap_or_else(PoisonError::into_inner);
+        assert_eq!(values.get("AdaptiveLimit{llm,}"), Some(&19.0));
+        assert_eq!(
+            values.get("AdaptiveSamples{llm,signal=congestion}"),
+            Some(&1.0)
+        );
+        assert_eq!(
+            values.get("AdaptiveLimitChanges{llm,reason=congestion}"),
+            Some(&2.0)
+        );
     }
 
     /// A Prometheus exporter of OpenTelemetry turns each OpenTelemetry name into the `metrics`

@@ -135,6 +135,20 @@ impl Listener<RetryEvent> for OpenTelemetryListener {
     }
 }
 
+impl Listener<crate::bulkhead::AdaptiveEvent> for OpenTelemetryListener {
+    fn on_event(&self, event: &crate::bulkhead::AdaptiveEvent) {
+        self.core.on_adaptive(event);
+    }
+}
+
+#[cfg(feature = "quota")]
+#[cfg_attr(docsrs, doc(cfg(feature = "quota")))]
+impl Listener<crate::quota::QuotaEvent> for OpenTelemetryListener {
+    fn on_event(&self, event: &crate::quota::QuotaEvent) {
+        self.core.on_quota(event);
+    }
+}
+
 impl Listener<FallbackEvent> for OpenTelemetryListener {
     fn on_event(&self, event: &FallbackEvent) {
         self.core.on_fallback(event);

@@ -179,7 +179,9 @@ impl<C, P> RetryPolicy<C, P> {
                 Some(RejectionKind::CircuitOpen) => {
                     return Decision::GiveUp(GiveUpReason::CircuitOpen);
                 }
-                Some(RejectionKind::RateLimited) => {
+                // A quota with no room within its own `max_wait`: retrying sooner cannot fit
+                // either; the caller has the error's wait.
+                Some(RejectionKind::RateLimited | RejectionKind::QuotaExceeded) => {
                     return Decision::GiveUp(GiveUpReason::RateLimited);
                 }
                 Some(kind) if kind.is_bulkhead() && shared.retry_bulkhead_full => {

@@ -1,6 +1,6 @@
 use super::{
-    FleetMode, FleetState, Notice, Proposal, Proposed, StateStore, StoreError, StoreFuture,
-    WindowCounts,
+    FleetMode, FleetState, Notice, Proposal, Proposed, QuotaGrant, QuotaTake, StateStore,
+    StoreError, StoreFuture, WindowCounts,
 };
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -33,6 +33,8 @@ struct Data {
     probes: HashMap<(String, u64), u32>,
     /// Per breaker and generation: (bucket number, counts), oldest first.
     counts: HashMap<(String, u64), VecDeque<(u64, WindowCounts)>>,
+    /// Per quota: the request and token levels, and when they were last refilled.
+    quotas: HashMap<String, ([Option<f64>; 2], Instant)>,
 }
 
 #[derive(Clone, Copy)]
@@ -109,6 +111,7 @@ impl MemoryStore {
         data.states.clear();
         data.probes.clear();
         data.counts.clear();
+        data.quotas.clear();
     }
 
     /// The fleet state of `breaker`, read directly.
@@ -248,6 +251,29 @@ impl StateStore for MemoryStore {
                     failures: sum.failures + c.failures,
                     slow: sum.slow + c.slow,
                 })
+        });
+        Box::pin(async move { result })
+    }
+
+    fn take_quota<'a>(&'a self, quota: &'a str, take: QuotaTake) -> StoreFuture<'a, QuotaGrant> {
+        let result = self.check().map(|()| {
+            let now = Instant::now();
+            let mut data = self.lock();
+            let (levels, at) = data
+                .quotas
+                .entry(quota.to_owned())
+                .or_insert(([None, None], now));
+            let elapsed = now.saturating_duration_since(*at).as_secs_f64();
+            for (level, budget) in levels.iter_mut().zip([take.requests, take.tokens]) {
+                if let (Some(l), Some(b)) = (level.as_mut(), budget) {
+                    let rate = b.limit as f64 / b.window.as_secs_f64().max(1e-3);
+                    *l = (*l + rate * elapsed).min(b.limit as f64);
+                }
+            }
+            *at = now;
+            let (grant, after) = take.apply(*levels);
+            *levels = after;
+            grant
         });
         Box::pin(async move { result })
     }

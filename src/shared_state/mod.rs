@@ -364,6 +364,111 @@ pub trait StateStore: Send + Sync + 'static {
         counts: WindowCounts,
         window: Duration,
     ) -> StoreFuture<'a, WindowCounts>;
+
+    /// Takes one call's share of the quota named `quota` ([`QuotaTake::apply`]), atomically,
+    /// with every budget refilled up to the store's time first. The default refuses (an
+    /// error): a governor then keeps its budgets locally.
+    fn take_quota<'a>(&'a self, quota: &'a str, take: QuotaTake) -> StoreFuture<'a, QuotaGrant> {
+        let _ = (quota, take);
+        Box::pin(async { Err(StoreError::new("this store does not keep quotas")) })
+    }
+}
+
+/// One budget of a [`QuotaTake`]: `limit` units per `window`, refilled continuously, of
+/// which the call takes `cost` (negative: gives back).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct QuotaBudget {
+    /// Units per window (at least 1).
+    pub limit: u64,
+    /// The window.
+    pub window: Duration,
+    /// What this call takes.
+    pub cost: f64,
+}
+
+/// What a quota governor asks of the store for one call (feature `quota` uses it; see
+/// [`StateStore::take_quota`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct QuotaTake {
+    /// The request budget, when a limit is known.
+    pub requests: Option<QuotaBudget>,
+    /// The token budget, when a limit is known.
+    pub tokens: Option<QuotaBudget>,
+    /// The longest wait the call accepts; `None`: take in any case (a correction, or a
+    /// refund).
+    pub max_wait: Option<Duration>,
+}
+
+/// The store's answer to a [`QuotaTake`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum QuotaGrant {
+    /// Taken: the call goes after `wait`.
+    Granted {
+        /// How long the call waits for its turn (zero: at once).
+        wait: Duration,
+    },
+    /// Not taken: the call would wait `retry_after`, longer than it accepts.
+    Refused {
+        /// When it would fit.
+        retry_after: Duration,
+        /// True when the token budget is the one without room.
+        tokens: bool,
+    },
+}
+
+impl QuotaTake {
+    /// The rule every store applies, atomically: given each budget's level (`None`: a budget
+    /// the store has not seen, which starts full) refilled up to now, the store's answer and
+    /// the levels after. A budget's wait is `(cost - level) / rate` when its level is below
+    /// the cost; a call takes its cost (the level may go below zero: the debt of a waiting
+    /// call) when the longest wait is within `max_wait`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tower_breaker::shared_state::{QuotaBudget, QuotaGrant, QuotaTake};
+    ///
+    /// let one = QuotaBudget { limit: 60, window: Duration::from_secs(60), cost: 1.0 };
+    /// let take = QuotaTake { requests: Some(one), tokens: None, max_wait: Some(Duration::ZERO) };
+    /// let (grant, levels) = take.apply([Some(0.5), None]);
+    /// assert_eq!(grant, QuotaGrant::Refused { retry_after: Duration::from_millis(500), tokens: false });
+    /// assert_eq!(levels, [Some(0.5), None]);
+    /// ```
+    pub fn apply(&self, levels: [Option<f64>; 2]) -> (QuotaGrant, [Option<f64>; 2]) {
+        let budgets = [self.requests, self.tokens];
+        let mut wait = Duration::ZERO;
+        let mut tokens = false;
+        for (i, budget) in budgets.iter().enumerate() {
+            let Some(b) = budget else { continue };
+            let level = levels[i].unwrap_or(b.limit as f64);
+            if level < b.cost && b.cost > 0.0 {
+                let rate = b.limit as f64 / b.window.as_secs_f64().max(1e-3);
+                let w =
+                    Duration::try_from_secs_f64((b.cost - level) / rate).unwrap_or(Duration::MAX);
+                if w > wait {
+                    wait = w;
+                    tokens = i == 1;
+                }
+            }
+        }
+        if self.max_wait.is_some_and(|max| wait > max) {
+            return (
+                QuotaGrant::Refused {
+                    retry_after: wait,
+                    tokens,
+                },
+                levels,
+            );
+        }
+        let mut after = levels;
+        for (i, budget) in budgets.iter().enumerate() {
+            if let Some(b) = budget {
+                let level = levels[i].unwrap_or(b.limit as f64);
+                after[i] = Some((level - b.cost).min(b.limit as f64));
+            }
+        }
+        (QuotaGrant::Granted { wait }, after)
+    }
 }
 
 /// How a breaker shares its state: the store and the sync settings. Given to

@@ -1,6 +1,6 @@
 use super::{
-    FleetMode, FleetState, Notice, Proposal, ProposalKind, Proposed, StateStore, StoreError,
-    StoreFuture, WindowCounts,
+    FleetMode, FleetState, Notice, Proposal, ProposalKind, Proposed, QuotaGrant, QuotaTake,
+    StateStore, StoreError, StoreFuture, WindowCounts,
 };
 use crate::config::{Check, MAX_DURATION, MIN_DURATION};
 use futures_util::StreamExt;
@@ -23,6 +23,7 @@ use tokio::task::JoinHandle;
 /// | `{prefix}:breaker:{name}` | hash: `gen`, `mode`, `until` (ms, Redis clock), `kind` |
 /// | `{prefix}:breaker:{name}:probes:{gen}` | probe slots handed out for a round |
 /// | `{prefix}:breaker:{name}:counts:{gen}` | hash of per-bucket counts, for [`fleet_failure_rate`](super::SharedState::fleet_failure_rate) |
+/// | `{prefix}:quota:{name}` | hash: `r`, `t` (request and token levels), `at` (ms, Redis clock), for [`Quota`](crate::quota::Quota) governors |
 /// | `{prefix}:events` (channel) | `"{gen} {mode} {ms left} {kind} {name}"` per change |
 ///
 /// Every key expires: a state `key_ttl` (default 24 h) after it was last written or read (each
@@ -73,6 +74,7 @@ struct Inner {
     load: Script,
     reserve: Script,
     counts: Script,
+    quota: Script,
     /// True during an outage (logged once).
     down: AtomicBool,
 }
@@ -239,6 +241,7 @@ impl RedisStoreBuilder {
                 load: Script::new(LOAD),
                 reserve: Script::new(RESERVE),
                 counts: Script::new(COUNTS),
+                quota: Script::new(QUOTA),
                 down: AtomicBool::new(false),
             }),
         })
@@ -349,6 +352,37 @@ impl StateStore for RedisStore {
                 calls,
                 failures,
                 slow,
+            })
+        })
+    }
+
+    fn take_quota<'a>(&'a self, quota: &'a str, take: QuotaTake) -> StoreFuture<'a, QuotaGrant> {
+        Box::pin(async move {
+            let mut conn = self.inner.connection.clone();
+            let mut invocation = self
+                .inner
+                .quota
+                .key(format!("{}:quota:{quota}", self.inner.prefix));
+            for budget in [take.requests, take.tokens] {
+                match budget {
+                    Some(b) => invocation.arg(b.limit).arg(ms(b.window).max(1)).arg(b.cost),
+                    None => invocation.arg(0).arg(1).arg(0),
+                };
+            }
+            let max_wait_us = take.max_wait.map_or(-1, |w| {
+                i64::try_from(w.min(MAX_DURATION).as_micros()).unwrap_or(i64::MAX)
+            });
+            invocation.arg(max_wait_us).arg(self.ttl_ms());
+            let (granted, wait_us, which): (i64, i64, i64) =
+                self.bounded(invocation.invoke_async(&mut conn)).await?;
+            let wait = Duration::from_micros(u64::try_from(wait_us).unwrap_or(0));
+            Ok(if granted == 1 {
+                QuotaGrant::Granted { wait }
+            } else {
+                QuotaGrant::Refused {
+                    retry_after: wait,
+                    tokens: which == 2,
+                }
             })
         })
     }
@@ -497,6 +531,54 @@ redis.call('PEXPIRE', KEYS[1], len * 20)
 return sum
 "#
 );
+
+/// KEYS[1]: the quota's hash (`r`, `t`: levels; `at`: ms of the last refill). ARGV: for
+/// requests then tokens, limit (0: none), window ms, cost; then the longest wait in µs (-1:
+/// take in any case) and the ttl in ms. The rule of `QuotaTake::apply`, in Redis's clock.
+/// Returns {granted 0/1, wait µs, which budget waits longest (1 requests, 2 tokens)}.
+const QUOTA: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+local cur = redis.call('HMGET', KEYS[1], 'r', 't', 'at')
+local at = tonumber(cur[3]) or now
+local elapsed = math.max(0, now - at)
+local levels = {tonumber(cur[1]), tonumber(cur[2])}
+local wait = 0
+local which = 0
+for i = 1, 2 do
+  local limit = tonumber(ARGV[3 * i - 2])
+  if limit > 0 then
+    local rate = limit / tonumber(ARGV[3 * i - 1])
+    local cost = tonumber(ARGV[3 * i])
+    local level = levels[i]
+    if level == nil then level = limit else level = math.min(limit, level + rate * elapsed) end
+    levels[i] = level
+    if cost > 0 and level < cost then
+      local w = (cost - level) / rate
+      if w > wait then
+        wait = w
+        which = i
+      end
+    end
+  end
+end
+local wait_us = math.ceil(wait * 1000)
+local max_wait = tonumber(ARGV[7])
+if max_wait >= 0 and wait_us > max_wait then
+  return {0, wait_us, which}
+end
+local fields = {'r', 't'}
+for i = 1, 2 do
+  local limit = tonumber(ARGV[3 * i - 2])
+  if limit > 0 then
+    local level = math.min(limit, levels[i] - tonumber(ARGV[3 * i]))
+    redis.call('HSET', KEYS[1], fields[i], string.format('%.17g', level))
+  end
+end
+redis.call('HSET', KEYS[1], 'at', string.format('%.17g', now))
+redis.call('PEXPIRE', KEYS[1], ARGV[8])
+return {1, wait_us, which}
+"#;
 
 /// KEYS[1]: the round's counter. ARGV: want, limit, ttl ms. Returns the slots granted.
 const RESERVE: &str = r#"

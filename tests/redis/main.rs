@@ -509,3 +509,51 @@ async fn the_fleet_trips_on_the_fleets_failure_rate() {
     .await;
     eprintln!("the fleet's failure rate opened all three {took:?} after the calls");
 }
+
+/// Three replicas' quota governors, each with its own `RedisStore`, draw from one quota: of
+/// 30 calls, exactly the 10 of the window go out (10 requests an hour: the refill during the
+/// test is far below one request), and the rest are told how long until they fit.
+#[cfg(feature = "quota")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_share_one_quota_through_redis() {
+    use tower_breaker::quota::{Exhausted, Quota};
+    let Some(server) = RedisServer::shared() else {
+        return;
+    };
+    let prefix = unique("quota");
+    let replicas: Vec<Quota<&str>> = (0..3)
+        .map(|_| {
+            let store = RedisStore::builder(server.url())
+                .prefix(&prefix)
+                .timeout(TIMEOUT)
+                .build()
+                .expect("store");
+            Quota::builder("llm")
+                .window(Duration::from_secs(3600))
+                .requests_per_window(10)
+                .max_wait(Duration::ZERO)
+                .shared_state(store)
+                .build()
+                .expect("quota")
+        })
+        .collect();
+    let mut granted = 0;
+    for _ in 0..10 {
+        for quota in &replicas {
+            match quota.acquire(&"gpt", 0).await {
+                Ok(_) => granted += 1,
+                Err(e) => {
+                    assert_eq!(e.budget(), Exhausted::Requests, "{e}");
+                    assert!(e.retry_after() > Duration::from_secs(300), "{e}");
+                }
+            }
+        }
+    }
+    assert_eq!(granted, 10);
+    let level: f64 = server
+        .hget(&format!("{prefix}:quota:llm:gpt"), "r")
+        .expect("the quota's hash")
+        .parse()
+        .expect("a number");
+    assert!((-0.01..0.01).contains(&level), "{level}");
+}

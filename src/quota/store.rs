@@ -1,0 +1,122 @@
+//! The budgets of a governor built with `shared_state`: kept in a [`StateStore`], so that
+//! every replica draws from one quota.
+
+use super::{Admitted, Exhausted, Mark, QuotaExceeded, Shared};
+use crate::shared_state::{QuotaBudget, QuotaGrant, QuotaTake, StateStore};
+use std::fmt;
+use std::hash::Hash;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+
+impl<K: Hash + Eq + Clone + fmt::Display + Send + 'static> Shared<K> {
+    fn store_key(&self, key: &K) -> String {
+        format!("{}:{key}", self.name)
+    }
+
+    /// The take for a call of `key` costing one request and `tokens` tokens, with the limits
+    /// known here; and the key's pause after a 429 (kept locally).
+    fn take_for(&self, key: &K, requests: f64, tokens: f64) -> (QuotaTake, Duration) {
+        let now = Instant::now();
+        let window = self.window;
+        self.with_key(key, now, |state| {
+            let budget = |b: &super::Bucket, cost: f64| {
+                b.is_limited().then_some(QuotaBudget {
+                    limit: b.capacity as u64,
+                    window,
+                    cost,
+                })
+            };
+            let pause = state
+                .paused_until
+                .map_or(Duration::ZERO, |u| u.saturating_duration_since(now));
+            (
+                QuotaTake {
+                    requests: budget(&state.requests, requests),
+                    tokens: budget(&state.tokens, tokens),
+                    max_wait: None,
+                },
+                pause,
+            )
+        })
+    }
+
+    /// Admits a call through the store. A store that fails (or keeps no quotas) leaves the
+    /// decision to the local budgets, with a warning.
+    pub(crate) async fn admit_shared(
+        self: &Arc<Self>,
+        store: Arc<dyn StateStore>,
+        key: &K,
+        tokens: u64,
+    ) -> Result<Admitted, QuotaExceeded> {
+        let (mut take, pause) = self.take_for(key, 1.0, tokens as f64);
+        if pause > self.max_wait {
+            return self.decided(key, Err((pause, Exhausted::Paused)));
+        }
+        take.max_wait = Some(self.max_wait);
+        let name = self.store_key(key);
+        match store.take_quota(&name, take).await {
+            Ok(QuotaGrant::Granted { wait }) => {
+                let mark = self.with_key(key, Instant::now(), |state| {
+                    state.admitted_requests += 1.0;
+                    state.admitted_tokens += tokens as f64;
+                    Mark {
+                        requests: state.admitted_requests,
+                        tokens: state.admitted_tokens,
+                    }
+                });
+                self.decided(
+                    key,
+                    Ok(Admitted {
+                        wait: wait.max(pause),
+                        mark,
+                    }),
+                )
+            }
+            Ok(QuotaGrant::Refused {
+                retry_after,
+                tokens,
+            }) => {
+                let budget = if tokens {
+                    Exhausted::Tokens
+                } else {
+                    Exhausted::Requests
+                };
+                self.decided(key, Err((retry_after.max(pause), budget)))
+            }
+            Err(error) => {
+                tracing::warn!(quota = %self.name, key = %key, %error, "quota store failed; deciding on local budgets");
+                self.admit_local(key, tokens, self.max_wait)
+            }
+        }
+    }
+
+    /// Changes the store's budgets by `requests` and `tokens` (negative: gives back), in the
+    /// background (from a `Drop`, or a reconciliation).
+    fn store_change(&self, store: Arc<dyn StateStore>, key: &K, requests: f64, tokens: f64) {
+        let (take, _) = self.take_for(key, requests, tokens);
+        if take.requests.is_none() && take.tokens.is_none() {
+            return;
+        }
+        let name = self.store_key(key);
+        let quota = self.name.clone();
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(async move {
+                    if let Err(error) = store.take_quota(&name, take).await {
+                        tracing::debug!(%quota, %error, "quota store: a correction was lost");
+                    }
+                });
+            }
+            Err(_) => tracing::debug!(%quota, "quota store: no runtime for a correction"),
+        }
+    }
+
+    pub(crate) fn store_refund(&self, store: Arc<dyn StateStore>, key: &K, tokens: u64) {
+        self.store_change(store, key, -1.0, -(tokens as f64));
+    }
+
+    pub(crate) fn store_adjust(&self, store: Arc<dyn StateStore>, key: &K, extra_tokens: f64) {
+        self.store_change(store, key, 0.0, extra_tokens);
+    }
+}
