@@ -27,6 +27,9 @@
 //! Overhead = time per call minus `bare/service_fn` (or minus `bare/closure` at handle level).
 //! The figures and the targets they are held to are in `benches/README.md`.
 
+#[path = "support/two_threads.rs"]
+mod two_threads;
+
 use criterion::measurement::WallTime;
 use criterion::{Bencher, BenchmarkGroup, Criterion, criterion_group, criterion_main};
 use failsafe::CircuitBreaker as _;
@@ -34,14 +37,14 @@ use std::convert::Infallible;
 use std::future::{Future, Ready, ready};
 use std::hint::black_box;
 use std::pin::pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll, Waker};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tower::limit::ConcurrencyLimit;
 use tower::util::ServiceFn;
 use tower::{Layer, Service, ServiceExt, service_fn};
 use tower_breaker::Outcome;
 use tower_breaker::circuit_breaker::{CircuitBreaker, SlidingWindow};
+use two_threads::{apart_since_reset, two_threads_each};
 
 /// Long enough that an opened breaker stays open for the whole run.
 const OPEN_FOR: Duration = Duration::from_secs(3600);
@@ -113,91 +116,22 @@ fn failsafe_open() -> impl failsafe::CircuitBreaker {
     breaker
 }
 
-/// Calls each thread makes at least per sample, so that the threads run side by side for most
-/// of a sample even when criterion asks for a few iterations (thread start-up skew is tens of
-/// microseconds).
-const MIN_CALLS_PER_THREAD: u64 = 2_000;
-
-/// Samples of the current two-thread benchmark, and those in which the two threads ran side by
-/// side for less than 90% of the sample even after `ATTEMPTS` tries (the machine was busy: such
-/// a sample is closer to one thread's figure than to two threads contending).
-static SAMPLES: AtomicU64 = AtomicU64::new(0);
-static APART: AtomicU64 = AtomicU64::new(0);
-
-/// How many times a sample is run again when its threads did not run side by side.
-const ATTEMPTS: usize = 5;
-
-/// Runs `work(n)` on two threads at once (each with its own state from `make`), with
-/// `n = max(iters, MIN_CALLS_PER_THREAD)`, and returns the wall time from the common start to
-/// the last finish, per call over all `2n` calls, times `iters` (criterion divides by `iters`).
-/// The threads meet at a spinning rendezvous, so both are running when the clock starts. A run
-/// in which they were side by side for less than 90% of the time (another process had a core)
-/// is run again, up to `ATTEMPTS` times, and counted in `APART` if it never was.
-fn two_threads<W, M>(iters: u64, make: M) -> Duration
-where
-    M: Fn() -> W,
-    W: FnMut(u64) + Send,
-{
-    let n = iters.max(MIN_CALLS_PER_THREAD);
-    SAMPLES.fetch_add(1, Ordering::Relaxed);
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        let arrived = AtomicUsize::new(0);
-        let mut workers = [make(), make()];
-        let spans: Vec<(Instant, Instant)> = std::thread::scope(|s| {
-            let handles: Vec<_> = workers
-                .iter_mut()
-                .map(|work| {
-                    let arrived = &arrived;
-                    s.spawn(move || {
-                        arrived.fetch_add(1, Ordering::AcqRel);
-                        while arrived.load(Ordering::Acquire) < 2 {
-                            std::hint::spin_loop();
-                        }
-                        let start = Instant::now();
-                        work(n);
-                        (start, Instant::now())
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().expect("bench thread panicked"))
-                .collect()
-        });
-        let start = spans.iter().map(|s| s.0).min().expect("two spans");
-        let end = spans.iter().map(|s| s.1).max().expect("two spans");
-        let together_from = spans.iter().map(|s| s.0).max().expect("two spans");
-        let together_to = spans.iter().map(|s| s.1).min().expect("two spans");
-        let total = end - start;
-        let together = together_to.saturating_duration_since(together_from);
-        let side_by_side = together.as_secs_f64() >= 0.9 * total.as_secs_f64();
-        if side_by_side || attempt == ATTEMPTS {
-            if !side_by_side {
-                APART.fetch_add(1, Ordering::Relaxed);
-            }
-            return total.mul_f64(iters as f64 / (2.0 * n as f64));
-        }
-    }
-}
-
 /// Benchmarks one two-thread contender and says how many of its samples ran mostly apart.
 fn bench_two_threads<W, M>(group: &mut BenchmarkGroup<'_, WallTime>, name: &str, make: M)
 where
     M: Fn() -> W,
     W: FnMut(u64) + Send,
 {
-    SAMPLES.store(0, Ordering::Relaxed);
-    APART.store(0, Ordering::Relaxed);
-    group.bench_function(name, |b| b.iter_custom(|iters| two_threads(iters, &make)));
-    let apart = APART.load(Ordering::Relaxed);
+    apart_since_reset();
+    group.bench_function(name, |b| {
+        b.iter_custom(|iters| two_threads_each(iters, |_| make()))
+    });
+    let (apart, samples) = apart_since_reset();
     // The bare service's calls take a nanosecond: its threads finish before they overlap.
     if apart > 0 && !name.contains("bare") {
         eprintln!(
-            "note: {name}: the two threads ran side by side for less than 90% of {apart} of {} \
-             samples (a busy machine); the figure understates contention",
-            SAMPLES.load(Ordering::Relaxed)
+            "note: {name}: the two threads ran side by side for less than 90% of {apart} of \
+             {samples} samples (a busy machine); the figure understates contention"
         );
     }
 }
