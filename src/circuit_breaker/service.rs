@@ -169,7 +169,16 @@ where
                     break;
                 }
                 Err(open) => {
-                    self.reserved.breaker.shared.report_rejected(open.state());
+                    // Counted once per call: not again when a held call is woken and asks
+                    // again, nor when `poll_ready` is called again before `call`.
+                    let counted = self.held.is_some()
+                        || matches!(
+                            self.reserved.reservation,
+                            Reservation::Rejected(_) | Reservation::HoldFailed(_)
+                        );
+                    if !counted {
+                        self.reserved.breaker.shared.report_rejected(open.state());
+                    }
                     open
                 }
             };

@@ -805,7 +805,7 @@ impl Shared {
         let until = self.deadline_ms(wait);
         let mut word = self.load();
         loop {
-            if word.generation() != ticket.generation {
+            if self.is_stale(word, ticket) {
                 return;
             }
             let extend = match word.tag() {
@@ -1052,9 +1052,12 @@ impl Shared {
             OPEN if failed_round => {
                 self.reopens.fetch_add(1, Ordering::Relaxed);
             }
-            // A probe was rate-limited: the upstream is back. The cool-down ends closed with
-            // an empty window, as a probe's success would have left it.
-            RATE_LIMITED if from.tag() == HALF_OPEN => {
+            // A cool-down in a new generation: a probe was rate-limited (the upstream is back),
+            // or the fleet's cool-down was adopted by a breaker that was not closed. It ends
+            // closed in this generation, with the window it starts with: an empty one, as a
+            // probe's success would have left it, never the one that tripped the breaker.
+            // (A cool-down of a closed breaker keeps its generation and its window.)
+            RATE_LIMITED if new_generation => {
                 // As for a new closed generation: not a newer transition's window to clear.
                 if self.load().generation() == to.generation() {
                     self.window.clear();
@@ -1064,8 +1067,11 @@ impl Shared {
             }
             _ => {}
         }
-        if matches!(to.tag(), CLOSED | METRICS_ONLY) {
-            // After the clear: records of this generation may use the window from now on.
+        if new_generation && matches!(to.tag(), CLOSED | METRICS_ONLY | RATE_LIMITED) {
+            // After the clear, by the thread that cleared: records of this generation may use
+            // the window from now on. (The same-generation end of a cool-down publishes
+            // nothing: its generation was published when it started, and publishing it from
+            // another thread could overtake a clear still to come.)
             self.publish(
                 &self.window_generation,
                 to.generation() as u64,

@@ -326,6 +326,12 @@ impl Driver {
             }
             return;
         }
+        if mode == FleetMode::RateLimited {
+            // A cool-down is shared whatever `share_local_trips` says, and it ends a local-only
+            // round (a probe was rate-limited): the replica closes in it, and a later trip of
+            // its own is judged afresh.
+            self.local_only = false;
+        }
         self.publish(shared, local, mode, kind).await;
     }
 

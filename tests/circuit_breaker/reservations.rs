@@ -5,7 +5,7 @@ use crate::support::{advance, secs};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
+use tower::{Layer, Service, ServiceBuilder, ServiceExt, service_fn};
 use tower_breaker::bulkhead::Bulkhead;
 use tower_breaker::circuit_breaker::{
     CircuitBreaker, CircuitBreakerEvent, CircuitOpen, CircuitState, SlidingWindow,
@@ -226,4 +226,54 @@ async fn futures_poll_once<F: std::future::Future + Unpin>(fut: &mut F) -> Optio
         })
     })
     .await
+}
+
+/// `tower` allows `poll_ready` more than once before `call`: a rejected call is still one
+/// rejection in the metrics and the events.
+#[tokio::test(start_paused = true)]
+async fn a_rejected_call_counts_once_however_often_it_is_polled_ready() {
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let b = breaker(Some(events.clone()));
+    b.force_open();
+    let mut svc = b
+        .layer()
+        .layer(service_fn(|_: ()| async { Ok::<_, BoxError>(()) }));
+    for _ in 0..3 {
+        svc.ready().await.unwrap();
+    }
+    let err = svc.call(()).await.unwrap_err();
+    assert!(err.is::<CircuitOpen>());
+    assert_eq!(b.metrics().not_permitted_calls, 1);
+    let rejected = events
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|e| *e == "rejected")
+        .count();
+    assert_eq!(rejected, 1);
+}
+
+/// A held call is one rejection however often it is woken while it waits (each transition
+/// wakes every held call to ask again).
+#[tokio::test(start_paused = true)]
+async fn a_held_call_counts_once_however_often_it_is_woken() {
+    let b = breaker(None);
+    // Trip it: one failure; open for 10 s.
+    b.try_acquire().unwrap().record(Outcome::Failure);
+    let mut svc = tower_breaker::circuit_breaker::CircuitBreakerLayer::new(b.clone())
+        .hold_while_open(10, secs(60))
+        .layer(service_fn(|_: ()| async { Ok::<_, BoxError>(()) }));
+    let mut ready = tokio_test::task::spawn(async move { svc.ready().await.map(|_| ()) });
+    assert!(ready.poll().is_pending());
+    assert_eq!(b.metrics().not_permitted_calls, 1);
+    // The wait is over; someone else takes the one probe (open -> half-open wakes the held
+    // call), and the probe fails (half-open -> open wakes it again).
+    advance(secs(10)).await;
+    let probe = b.try_acquire().expect("the probe");
+    assert!(ready.poll().is_pending());
+    probe.record(Outcome::Failure);
+    assert!(ready.is_woken());
+    assert!(ready.poll().is_pending());
+    assert_eq!(b.state(), CircuitState::Open);
+    assert_eq!(b.metrics().not_permitted_calls, 1);
 }

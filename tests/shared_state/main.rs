@@ -357,6 +357,37 @@ async fn a_reset_during_a_shared_cool_down_empties_every_replicas_window() {
     assert_eq!(states(&[a, b, c]), [CircuitState::Closed; 3]);
 }
 
+/// A replica that adopts the fleet's cool-down while it is open (a probe elsewhere was
+/// answered 429) starts it with an empty window, as the replica whose probe it was does: the
+/// cool-down ends closed, and the failures from before the outage count for nothing.
+#[tokio::test(start_paused = true)]
+async fn a_cool_down_adopted_while_open_starts_with_an_empty_window() {
+    let store = MemoryStore::new();
+    let [a, b, c] = fleet(&store, 1);
+    let all = [a.clone(), b.clone(), c.clone()];
+    settle().await;
+    // Two failures of three on `a` and `b`, then `c` trips the fleet.
+    support::record(&a, Outcome::Failure, 2);
+    support::record(&b, Outcome::Failure, 2);
+    open_until_the_round(&all, &c).await;
+    let mut probes = acquire_all(&all, 1);
+    assert_eq!(probes.len(), 1, "one probe fleet-wide");
+    probes
+        .pop()
+        .expect("the probe")
+        .record_rate_limited(Some(Duration::from_secs(5)));
+    settle().await;
+    assert_eq!(states(&all), [CircuitState::RateLimited; 3]);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    settle().await;
+    // One failure on each replica after the cool-down is one, not the third of a run.
+    for breaker in &all {
+        support::record(breaker, Outcome::Failure, 1);
+    }
+    settle().await;
+    assert_eq!(states(&all), [CircuitState::Closed; 3]);
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_dropped_breaker_ends_its_sync_task() {
     let store = MemoryStore::new();
