@@ -2,7 +2,7 @@
 //! generation whose window is in place, a half-open round's deadline) only ever moves
 //! forward, whatever the interleaving.
 
-use crate::ready_to_probe;
+use super::ready_to_probe;
 use loom::thread;
 use std::time::Duration;
 use tower_breaker::Outcome;
