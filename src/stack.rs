@@ -148,7 +148,7 @@ impl StandardResilience {
     /// | part | default |
     /// |---|---|
     /// | total timeout | 30 s |
-    /// | retry | 4 attempts (3 retries), exponential from 2 s with full jitter, capped at 30 s; a budget of 20 % of calls (min 10/s) |
+    /// | retry | 4 attempts (3 retries), exponential from 2 s with full jitter, capped at 30 s; a budget of 20 % of calls (min 10/s); the total timeout as its deadline |
     /// | circuit breaker | time window 30 s, failure rate 10 %, at least 100 calls, 5 s open, 10 probes |
     /// | bulkhead | 1,000 calls in flight, no queue |
     /// | attempt timeout | 10 s |
@@ -497,12 +497,18 @@ impl<C, P, R> Builder<C, P, R> {
                 ));
             }
         }
+        // The retry's deadline is the total timeout unless set: a retry that cannot start in
+        // time gives up with its error, and a cool-down is waited out only if it ends in time.
+        let retry = match self.retry.has_deadline() {
+            true => self.retry,
+            false => self.retry.deadline(self.total_timeout),
+        };
         Ok(StandardResilience {
             total_timeout: self.total_timeout,
             attempt_timeout: self.attempt_timeout,
             // The retry knows the breaker its attempts go through: no attempt sleeps toward it
-            // once it opens.
-            retry: self.retry.breaker(&breaker).build()?,
+            // once it opens, and it waits for the end of a cool-down.
+            retry: retry.breaker(&breaker).build()?,
             breaker,
             recorder: self.recorder,
             bulkhead: self.bulkhead.build()?,
@@ -571,6 +577,10 @@ impl Builder {
     }
 }
 
+/// How many calls the `.llm()` preset lets wait out a rate-limit cool-down at once.
+#[cfg(feature = "http")]
+const LLM_COOL_DOWN_WAITS: usize = 32;
+
 #[cfg(feature = "http")]
 impl Builder {
     /// The preset for LLM APIs (OpenAI-compatible, Anthropic), over `reqwest::Client` or any
@@ -578,7 +588,7 @@ impl Builder {
     ///
     /// | part | setting |
     /// |---|---|
-    /// | retry | the official SDKs' rules ([`crate::retry::Builder::llm`]): 408, 409, 429, 5xx and 529, `x-should-retry`, `retry-after-ms` / `Retry-After` up to 60 s, POST completions retried, 0.5 s doubling to 8 s, 3 attempts; budget 20 % of calls (min 10/s); it gives up at once when the breaker opens |
+    /// | retry | the official SDKs' rules ([`crate::retry::Builder::llm`]): 408, 409, 429, 5xx and 529, `x-should-retry` on an error status, `retry-after-ms` / `Retry-After` up to 60 s, POST completions retried, 0.5 s doubling to 8 s, 3 attempts; budget 20 % of calls (min 10/s); it gives up at once when the breaker opens; during a 429 cool-down up to 32 new calls whose deadline outlasts it wait for its end ([`wait_out_cool_downs`](crate::retry::Builder::wait_out_cool_downs)), the others fail fast |
     /// | circuit breaker | [`HttpClassifier`](crate::http::HttpClassifier) (429 is a cool-down, streams recorded at their end); time window 120 s, failure rate 50 %, at least 10 calls, 15 s open, 3 probes |
     /// | bulkhead | 1,000 calls in flight, no queue |
     /// | attempt timeout | 60 s, to the response head (a stream's body is not bounded by it) |
@@ -604,7 +614,7 @@ impl Builder {
             name: self.name,
             total_timeout: Duration::from_secs(180),
             attempt_timeout: Duration::from_secs(60),
-            retry: self.retry.llm(),
+            retry: self.retry.llm().wait_out_cool_downs(LLM_COOL_DOWN_WAITS),
             breaker: self
                 .breaker
                 .sliding_window(SlidingWindow::time_based(Duration::from_secs(120)))

@@ -7,12 +7,6 @@ use std::future::IntoFuture;
 #[cfg(feature = "retry")]
 use {std::future::Future, std::pin::pin, tokio::time::Instant};
 
-#[cfg(feature = "retry")]
-/// How far past the end of its wait a breaker may still read as rejecting and be taken as free:
-/// its deadlines are kept in whole milliseconds, so a cool-down started from the same
-/// `Retry-After` as a retry's wait can end up to 1 ms after it.
-const DEADLINE_SLACK: std::time::Duration = std::time::Duration::from_millis(10);
-
 impl CircuitBreaker {
     /// Runs `call` through the breaker, for clients that are not tower services (a client
     /// library that only takes a plain `reqwest::Client`, such as genai or ollama-rs, or any
@@ -99,9 +93,9 @@ impl CircuitBreaker {
         recorder.record(result, permit).map_err(Into::into)
     }
 
-    /// Resolves once a call made at `at` would be rejected: the breaker rejects now and its
-    /// wait (if known) does not end before `at`. Registers for state changes before each
-    /// check, so a transition in between is not missed; never polls on a timer.
+    /// Resolves once a call made at `at` would be rejected: the breaker rejects now and the
+    /// instant it admits calls again (if known) is after `at`. Registers for state changes
+    /// before each check, so a transition in between is not missed; never polls on a timer.
     #[cfg(feature = "retry")]
     pub(crate) fn rejecting_at(
         &self,
@@ -112,7 +106,7 @@ impl CircuitBreaker {
             loop {
                 let mut changed = pin!(shared.changed.notified());
                 changed.as_mut().enable();
-                if rejects_at(&shared, at) {
+                if rejects_at(shared.admission(), at) {
                     return;
                 }
                 changed.await;
@@ -120,22 +114,23 @@ impl CircuitBreaker {
         }
     }
 
-    /// True when a call made at `at` would be rejected, judged now.
+    /// When a call would be admitted: now, from an instant on (the exact instant the breaker
+    /// compares with, so that a caller sleeping until it is admitted), or not known.
     #[cfg(feature = "retry")]
-    pub(crate) fn rejects_at(&self, at: Instant) -> bool {
-        rejects_at(&self.shared, at)
+    pub(crate) fn admission(&self) -> super::state::Admission {
+        self.shared.admission()
     }
 }
 
+/// True when a call made at `at` would be rejected, by `admission` judged now.
 #[cfg(feature = "retry")]
-fn rejects_at(shared: &super::state::Shared, at: Instant) -> bool {
-    if shared.would_permit() {
-        return false;
-    }
-    match shared.retry_after() {
-        // The wait is known: it matters only if it outlasts `at`.
-        Some(wait) => Instant::now() + wait > at + DEADLINE_SLACK,
+pub(crate) fn rejects_at(admission: super::state::Admission, at: Instant) -> bool {
+    use super::state::Admission;
+    match admission {
+        Admission::Now => false,
+        // The breaker admits calls from `until` on (`Instant::now() < until` rejects).
+        Admission::At(_, until) => until > at,
         // Forced open, or half-open with every probe slot taken: no telling when.
-        None => true,
+        Admission::Unknown => true,
     }
 }

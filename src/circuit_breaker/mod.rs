@@ -129,6 +129,8 @@ pub use self::record::{ClassifyNow, RecordOutcome};
 pub use self::service::CircuitBreakerService;
 pub use self::state::CircuitBreakerMetrics;
 
+#[cfg(feature = "retry")]
+pub(crate) use self::state::Admission;
 pub(crate) use self::state::Shared;
 #[cfg(feature = "shared-state")]
 pub(crate) use self::state::{FleetLink, LocalState, Remote, UNBOUNDED};

@@ -31,6 +31,11 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 
+#[cfg(feature = "retry")]
+mod admission;
+#[cfg(feature = "retry")]
+pub(crate) use self::admission::Admission;
+
 // Without `shared-state` no link is ever set: the hooks are one `OnceLock` check on cold paths.
 #[cfg_attr(not(feature = "shared-state"), allow(dead_code, unused_imports))]
 mod fleet;

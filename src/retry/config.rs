@@ -1,14 +1,20 @@
+use super::cool_down::CoolDownWaits;
 use super::events::RetryEvent;
 use super::policy::{PolicyRng, Shared};
+use super::protocol_keyed::BreakerPerKey;
 use super::{Cloneable, RetryBudget, RetryPolicy};
 use crate::backoff::{AtomicSplitMix64, Backoff, Rng, entropy_seed};
 use crate::circuit_breaker::CircuitBreaker;
 use crate::config::{Check, ConfigError, MAX_DURATION, MIN_DURATION};
 use crate::events::{Listener, Listeners};
+use crate::keyed::KeyedCircuitBreakers;
 use crate::outcome::DefaultClassifier;
 use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+/// The most calls that may wait out a cool-down at once.
+const MAX_COOL_DOWN_WAITS: u64 = 100_000;
 
 /// Builds a [`RetryPolicy`]; see [`RetryPolicy::builder`] for the defaults.
 /// [`build`](Builder::build) checks every setting and returns a [`ConfigError`] naming the one
@@ -30,6 +36,7 @@ pub struct Builder<C = DefaultClassifier, P = Cloneable> {
     rng: Option<Rngs>,
     listeners: Listeners<RetryEvent>,
     breaker: Option<CircuitBreaker>,
+    wait_out_cool_downs: usize,
     classifier: C,
     protocol: P,
 }
@@ -55,6 +62,7 @@ impl Builder {
             rng: None,
             listeners: Listeners::new(),
             breaker: None,
+            wait_out_cool_downs: 0,
             classifier: DefaultClassifier,
             protocol: Cloneable,
         }
@@ -190,6 +198,64 @@ impl<C, P> Builder<C, P> {
         self
     }
 
+    /// The breakers this policy's attempts go through when there is one per key (a model, a
+    /// host): a request's attempts are judged by, and wait for, the breaker of `key(request)`
+    /// in `breakers`, with every rule of [`breaker`](Self::breaker) (which it replaces). Give
+    /// the same registry and key to the [`KeyedCircuitBreakerLayer`](crate::keyed::KeyedCircuitBreakerLayer)
+    /// inside the retry layer, or use [`StandardResilience`](crate::stack::StandardResilience)'s
+    /// `per_key`, which does both.
+    ///
+    /// ```
+    /// use tower_breaker::circuit_breaker::CircuitBreaker;
+    /// use tower_breaker::keyed::{KeyedCircuitBreakerLayer, KeyedCircuitBreakers};
+    /// use tower_breaker::retry::RetryPolicy;
+    ///
+    /// // Requests are (model, prompt).
+    /// let model = |req: &(String, String)| req.0.clone();
+    /// let breakers = KeyedCircuitBreakers::builder(CircuitBreaker::builder("model")).build()?;
+    /// let policy = RetryPolicy::builder().breaker_per_key(breakers.clone(), model).build()?;
+    /// let client = tower::ServiceBuilder::new()
+    ///     .retry(policy)
+    ///     .layer(KeyedCircuitBreakerLayer::new(breakers, model))
+    ///     .service(tower::service_fn(|(_, q): (String, String)| async move { Ok::<_, tower::BoxError>(q) }));
+    /// # let _ = client;
+    /// # Ok::<_, tower_breaker::ConfigError>(())
+    /// ```
+    pub fn breaker_per_key<K, KF>(
+        self,
+        breakers: KeyedCircuitBreakers<K>,
+        key: KF,
+    ) -> Builder<C, BreakerPerKey<P, K, KF>> {
+        let mut builder = self.map_protocol(|inner| BreakerPerKey::new(inner, breakers, key));
+        builder.breaker = None;
+        builder
+    }
+
+    /// Lets a call that the breaker's rate-limit cool-down rejected wait for the cool-down to
+    /// end and go out then, as the official SDKs wait after a 429, instead of failing fast with
+    /// [`RateLimited`](crate::circuit_breaker::RateLimited): at most `max_waiting` calls wait
+    /// at once (0 to 100,000, default 0: every such call fails fast), each only when the
+    /// [`deadline`](Self::deadline) leaves room after the cool-down (with
+    /// [`reserve_for_last_attempt`](Self::reserve_for_last_attempt)); the others fail fast.
+    /// Needs a [`breaker`](Self::breaker) (or [`breaker_per_key`](Self::breaker_per_key)) and a
+    /// deadline; [`StandardResilience`](crate::stack::StandardResilience) gives its total
+    /// timeout as the deadline, and its `.llm()` preset waits with up to 32 calls.
+    ///
+    /// The waiting call wakes at the very instant the breaker admits calls again, counts as no
+    /// attempt (the upstream was not called) and spends no budget token
+    /// ([`RetryReason::CoolDown`](super::RetryReason::CoolDown) in its event). A request the
+    /// policy does not copy (not idempotent, say) is never retried, so it fails fast.
+    pub fn wait_out_cool_downs(mut self, max_waiting: usize) -> Self {
+        self.wait_out_cool_downs = max_waiting;
+        self
+    }
+
+    /// True when a [`deadline`](Self::deadline) was set.
+    #[cfg(feature = "stack")]
+    pub(crate) fn has_deadline(&self) -> bool {
+        self.deadline.is_some()
+    }
+
     /// Retries the results that `classifier` counts as [`Outcome::Failure`](crate::Outcome)
     /// (default: every `Err`, no `Ok`). The same [`Classify`](crate::Classify) trait as the
     /// circuit breaker's, so closures work.
@@ -207,6 +273,7 @@ impl<C, P> Builder<C, P> {
             rng: self.rng,
             listeners: self.listeners,
             breaker: self.breaker,
+            wait_out_cool_downs: self.wait_out_cool_downs,
             classifier,
             protocol: self.protocol,
         }
@@ -215,6 +282,11 @@ impl<C, P> Builder<C, P> {
     /// Copies requests, judges idempotency and reads server delays with `protocol` (default
     /// [`Cloneable`]).
     pub fn protocol<P2>(self, protocol: P2) -> Builder<C, P2> {
+        self.map_protocol(|_| protocol)
+    }
+
+    /// Replaces the protocol with one made from it (a wrapper).
+    pub(crate) fn map_protocol<P2>(self, wrap: impl FnOnce(P) -> P2) -> Builder<C, P2> {
         Builder {
             name: self.name,
             max_attempts: self.max_attempts,
@@ -228,8 +300,9 @@ impl<C, P> Builder<C, P> {
             rng: self.rng,
             listeners: self.listeners,
             breaker: self.breaker,
+            wait_out_cool_downs: self.wait_out_cool_downs,
             classifier: self.classifier,
-            protocol,
+            protocol: wrap(self.protocol),
         }
     }
 
@@ -325,6 +398,20 @@ impl<C, P> Builder<C, P> {
         if let Some(budget) = &self.budget {
             budget.check(&name)?;
         }
+        check.range_u64(
+            "wait_out_cool_downs",
+            self.wait_out_cool_downs as u64,
+            0,
+            MAX_COOL_DOWN_WAITS,
+        )?;
+        if self.wait_out_cool_downs > 0 && self.deadline.is_none() {
+            return Err(ConfigError::new(
+                &*name,
+                "wait_out_cool_downs",
+                self.wait_out_cool_downs,
+                "0 without a deadline (a call waits only when its deadline outlasts the cool-down)",
+            ));
+        }
         let reserve = self
             .deadline
             .and_then(|deadline| {
@@ -349,6 +436,8 @@ impl<C, P> Builder<C, P> {
             rng,
             listeners: self.listeners,
             breaker: self.breaker,
+            cool_down_waits: (self.wait_out_cool_downs > 0)
+                .then(|| CoolDownWaits::new(self.wait_out_cool_downs)),
         };
         Ok(RetryPolicy::from_parts(
             shared,
@@ -372,6 +461,7 @@ impl<C, P> fmt::Debug for Builder<C, P> {
             .field("retry_bulkhead_full", &self.retry_bulkhead_full)
             .field("listeners", &self.listeners)
             .field("breaker", &self.breaker.as_ref().map(CircuitBreaker::name))
+            .field("wait_out_cool_downs", &self.wait_out_cool_downs)
             .finish_non_exhaustive()
     }
 }

@@ -92,6 +92,11 @@ pub enum RetryReason {
     /// [`BulkheadTimeout`](crate::bulkhead::BulkheadTimeout) rejection: our own bulkhead was
     /// saturated, the upstream was not called.
     BulkheadFull,
+    /// Our circuit breaker's rate-limit cool-down rejected the call
+    /// ([`RateLimited`](crate::circuit_breaker::RateLimited)), and it waits for the cool-down
+    /// to end ([`Builder::wait_out_cool_downs`](super::Builder::wait_out_cool_downs)). The
+    /// upstream was not called: this counts as no attempt.
+    CoolDown,
 }
 
 impl RetryReason {
@@ -101,6 +106,7 @@ impl RetryReason {
             RetryReason::Error => "error",
             RetryReason::Response => "response",
             RetryReason::BulkheadFull => "bulkhead_full",
+            RetryReason::CoolDown => "cool_down",
         }
     }
 }

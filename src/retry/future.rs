@@ -28,23 +28,26 @@
 //! # }
 //! ```
 
+use super::cool_down::WaitSlot;
 use crate::circuit_breaker::CircuitBreaker;
 use pin_project_lite::pin_project;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Duration;
-use tokio::time::Sleep;
+use tokio::time::{Instant, Sleep};
 
 pin_project! {
-    /// The wait before a retry: a `tokio::time::Sleep`, or nothing for a zero delay (no timer
-    /// is registered). Paused tokio time drives it.
+    /// The wait before a retry: a `tokio::time::Sleep` until an instant, or nothing for a zero
+    /// delay (no timer is registered). Paused tokio time drives it.
     ///
     /// Named so that it can appear in types, but made only by the policy.
     pub struct RetryDelay {
         #[pin]
         kind: Kind,
+        // A place among the calls waiting out a cool-down, given back when the wait is over
+        // (`tower::retry` drops the delay before the next attempt) or dropped.
+        slot: Option<WaitSlot>,
     }
 }
 
@@ -60,29 +63,36 @@ pin_project! {
 }
 
 impl RetryDelay {
-    /// A wait of `delay`. Needs a tokio runtime with time enabled unless `delay` is zero.
-    pub(crate) fn new(delay: Duration) -> Self {
-        let kind = if delay.is_zero() {
+    /// A wait until `wake`; none when it has come. Needs a tokio runtime with time enabled
+    /// unless it has.
+    pub(crate) fn until(wake: Instant) -> Self {
+        let kind = if wake <= Instant::now() {
             Kind::Now
         } else {
             Kind::Sleep {
-                sleep: tokio::time::sleep(delay),
+                sleep: tokio::time::sleep_until(wake),
             }
         };
-        Self { kind }
+        Self { kind, slot: None }
     }
 
-    /// A wait of `delay` that ends early when `breaker` starts rejecting calls that would be
-    /// made at its end (it opened): the next attempt then fails at once with its error.
-    pub(crate) fn watching(delay: Duration, breaker: &CircuitBreaker) -> Self {
-        let sleep = tokio::time::sleep(delay);
-        let opened = Box::pin(breaker.rejecting_at(sleep.deadline()));
+    /// A wait until `wake` that ends early when `breaker` starts rejecting calls that would be
+    /// made then (it opened): the next attempt then fails at once with its error. `wake` is
+    /// the instant itself, not a delay read again from another clock: when it is the end of
+    /// the breaker's cool-down, the breaker admits the call made at it.
+    pub(crate) fn watching(
+        wake: Instant,
+        breaker: &CircuitBreaker,
+        slot: Option<WaitSlot>,
+    ) -> Self {
+        let sleep = tokio::time::sleep_until(wake);
+        let opened = Box::pin(breaker.rejecting_at(wake));
         Self {
             kind: Kind::Watch { sleep, opened },
+            slot,
         }
     }
 }
-
 impl Future for RetryDelay {
     type Output = ();
 

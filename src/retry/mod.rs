@@ -103,6 +103,7 @@
 
 mod budget;
 mod config;
+mod cool_down;
 mod events;
 pub mod future;
 #[cfg(feature = "http")]
@@ -111,6 +112,7 @@ mod policy;
 mod protocol;
 #[cfg(feature = "http")]
 mod protocol_http;
+mod protocol_keyed;
 #[cfg(feature = "http")]
 mod protocol_llm;
 #[cfg(feature = "reqwest")]
@@ -130,6 +132,7 @@ pub use self::protocol::{Cloneable, Protocol};
 pub use self::protocol_http::{
     HttpRequests, IDEMPOTENCY_KEY, RetryOnStatus, X_SHOULD_RETRY, is_idempotent,
 };
+pub use self::protocol_keyed::BreakerPerKey;
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub use self::protocol_llm::{LLM_MAX_SERVER_DELAY, LlmRequests};

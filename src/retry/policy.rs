@@ -1,8 +1,9 @@
+use super::cool_down::{CoolDownWaits, WaitSlot};
 use super::events::{GiveUpReason, RetryEvent, RetryReason};
 use super::future::RetryDelay;
 use super::{Builder, Cloneable, Protocol, RetryBudget};
 use crate::backoff::{AtomicSplitMix64, Backoff, Rng};
-use crate::circuit_breaker::{CircuitBreaker, CircuitState};
+use crate::circuit_breaker::{Admission, CircuitBreaker, CircuitState};
 use crate::events::Listeners;
 use crate::outcome::DefaultClassifier;
 use crate::rejection::{Rejection, RejectionKind};
@@ -71,6 +72,9 @@ pub(crate) struct Shared {
     pub(crate) listeners: Listeners<RetryEvent>,
     /// The breaker the attempts go through, watched so that no attempt sleeps toward it.
     pub(crate) breaker: Option<CircuitBreaker>,
+    /// The bound on calls that wait out the breaker's rate-limit cool-down; `None`: they fail
+    /// fast.
+    pub(crate) cool_down_waits: Option<CoolDownWaits>,
 }
 
 /// The jitter's random numbers, shared by every clone so that requests do not jitter in step.
@@ -87,16 +91,32 @@ enum Decision {
     Done,
     GiveUp(GiveUpReason),
     Retry {
+        /// From the decision to `wake`, for the events.
         delay: Duration,
+        /// When the next attempt starts: the one instant the wait sleeps to.
+        wake: Instant,
         reason: RetryReason,
         server_delay: bool,
+        /// The breaker the request's attempts go through, watched during the wait.
+        breaker: Option<CircuitBreaker>,
+        /// A place among the calls waiting out a cool-down (a rejected call, not an attempt).
+        slot: Option<WaitSlot>,
     },
 }
 
-/// The breaker rejects now and will still reject when the wait ends.
-fn breaker_rejects_after(breaker: &CircuitBreaker, delay: Duration) -> bool {
-    let now = Instant::now();
-    breaker.rejects_at(now.checked_add(delay).unwrap_or(now))
+impl Decision {
+    /// The next attempt right away: the breaker rejects it without calling the upstream, and
+    /// the policy gives up with the breaker's error.
+    fn at_once(now: Instant, reason: RetryReason) -> Self {
+        Decision::Retry {
+            delay: Duration::ZERO,
+            wake: now,
+            reason,
+            server_delay: false,
+            breaker: None,
+            slot: None,
+        }
+    }
 }
 
 impl RetryPolicy {
@@ -173,15 +193,32 @@ impl<C, P> RetryPolicy<C, P> {
         P: Protocol<Req, Res, E>,
         E: 'static,
     {
+        // One clock read for the whole decision: the wake, the breaker's wait and the
+        // deadline are compared as instants, never as durations read at different times.
+        let now = Instant::now();
+        let started = *self.started.get_or_insert(now);
         let shared = &*self.shared;
+        // The breaker this request's attempts go through: its key's (one per model), or the
+        // policy's own.
+        let breaker = self
+            .protocol
+            .breaker(req)
+            .or_else(|| shared.breaker.clone());
         let reason = match result {
             Err(err) => match Rejection::of_any(err).map(|r| r.kind()) {
                 Some(RejectionKind::CircuitOpen) => {
                     return Decision::GiveUp(GiveUpReason::CircuitOpen);
                 }
+                // Our breaker's cool-down: wait for its end if it is short enough and the
+                // bound allows, as the SDKs wait after a 429.
+                Some(RejectionKind::RateLimited) => {
+                    return self
+                        .wait_out_cool_down(breaker, started, now)
+                        .unwrap_or(Decision::GiveUp(GiveUpReason::RateLimited));
+                }
                 // A quota with no room within its own `max_wait`: retrying sooner cannot fit
                 // either; the caller has the error's wait.
-                Some(RejectionKind::RateLimited | RejectionKind::QuotaExceeded) => {
+                Some(RejectionKind::QuotaExceeded) => {
                     return Decision::GiveUp(GiveUpReason::RateLimited);
                 }
                 Some(kind) if kind.is_bulkhead() && shared.retry_bulkhead_full => {
@@ -206,43 +243,35 @@ impl<C, P> RetryPolicy<C, P> {
             .protocol
             .server_delay(result)
             .map(|wait| wait.min(shared.max_server_delay));
-        let mut delay = match server {
+        let delay = match server {
             Some(wait) => wait,
             None => shared.next_delay(self.attempt, self.previous),
         };
         let mut server_delay = server.is_some();
+        let mut wake = now.checked_add(delay).unwrap_or(now);
 
-        if let Some(breaker) = &shared.breaker {
-            if breaker_rejects_after(breaker, delay) {
-                match (breaker.state(), breaker.retry_after()) {
-                    // A rate-limit cool-down that ends soon: wait for it rather than give up,
-                    // as for a server's `Retry-After` (the deadline and budget still apply).
-                    (CircuitState::RateLimited, Some(wait)) if wait <= shared.max_server_delay => {
-                        delay = wait;
-                        server_delay = true;
-                    }
-                    // Open: the next attempt is rejected at once, and the policy gives up
-                    // with the breaker's error.
-                    _ => {
-                        return Decision::Retry {
-                            delay: Duration::ZERO,
-                            reason,
-                            server_delay: false,
-                        };
-                    }
+        if let Some(breaker) = &breaker {
+            match breaker.admission() {
+                Admission::Now => {}
+                // Free by the time the wait ends.
+                Admission::At(_, until) if until <= wake => {}
+                // A rate-limit cool-down that ends soon: wait for exactly its end (the
+                // breaker's own instant, so the next attempt is admitted), as for a server's
+                // `Retry-After` (the deadline and budget still apply).
+                Admission::At(CircuitState::RateLimited, until)
+                    if until - now <= shared.max_server_delay =>
+                {
+                    wake = until;
+                    server_delay = true;
                 }
+                // Open, or no telling when: the next attempt is rejected at once, and the
+                // policy gives up with the breaker's error.
+                _ => return Decision::at_once(now, reason),
             }
         }
 
-        if let Some(deadline) = shared.deadline {
-            let now = Instant::now();
-            let started = *self.started.get_or_insert(now);
-            let left = deadline.saturating_sub(now.saturating_duration_since(started));
-            // The next attempt must start before the deadline with the reserve still ahead.
-            let fits = delay < left && left - delay >= shared.reserve;
-            if !fits {
-                return Decision::GiveUp(GiveUpReason::Deadline);
-            }
+        if !shared.fits(started, wake) {
+            return Decision::GiveUp(GiveUpReason::Deadline);
         }
         // Last, so that a retry refused for another reason spends no token.
         if let Some(budget) = &shared.budget {
@@ -251,14 +280,60 @@ impl<C, P> RetryPolicy<C, P> {
             }
         }
         Decision::Retry {
-            delay,
+            delay: wake - now,
+            wake,
             reason,
             server_delay,
+            breaker,
+            slot: None,
         }
+    }
+
+    /// A call that `breaker`'s rate-limit cool-down rejected waits for its end, when waiting
+    /// out cool-downs is on, the deadline leaves room after it, and fewer than the bound of
+    /// calls already wait. The rejected call did not reach the upstream: no attempt is counted
+    /// and no budget token spent.
+    fn wait_out_cool_down(
+        &self,
+        breaker: Option<CircuitBreaker>,
+        started: Instant,
+        now: Instant,
+    ) -> Option<Decision> {
+        let shared = &*self.shared;
+        let waits = shared.cool_down_waits.as_ref()?;
+        // Without a deadline a wait could not be bounded by the caller's time.
+        shared.deadline?;
+        let breaker = breaker?;
+        let Admission::At(CircuitState::RateLimited, until) = breaker.admission() else {
+            return None;
+        };
+        if !shared.fits(started, until) {
+            return None;
+        }
+        let slot = waits.try_take()?;
+        Some(Decision::Retry {
+            delay: until - now,
+            wake: until,
+            reason: RetryReason::CoolDown,
+            server_delay: true,
+            breaker: Some(breaker),
+            slot: Some(slot),
+        })
     }
 }
 
 impl Shared {
+    /// True when an attempt that starts at `wake` does so before the deadline (counted from
+    /// `started`) with the reserve still ahead; always, without a deadline.
+    fn fits(&self, started: Instant, wake: Instant) -> bool {
+        let Some(deadline) = self.deadline else {
+            return true;
+        };
+        started
+            .checked_add(deadline)
+            .is_some_and(|end| wake < end && end - wake >= self.reserve)
+    }
+
     fn next_delay(&self, retry: u32, previous: Option<Duration>) -> Duration {
         match &self.rng {
             PolicyRng::Seeded(rng) => {
@@ -301,6 +376,7 @@ impl Shared {
                 delay,
                 reason,
                 server_delay,
+                ..
             } => {
                 tracing::debug!(
                     policy = %self.name,
@@ -335,13 +411,26 @@ where
         let decision = self.decide(req, result);
         self.shared.report(self.attempt, &decision);
         match decision {
-            Decision::Retry { delay, .. } => {
-                self.previous = Some(delay);
+            Decision::Retry {
+                delay,
+                wake,
+                reason,
+                breaker,
+                slot,
+                ..
+            } => {
+                if reason == RetryReason::CoolDown {
+                    // Rejected by the breaker's cool-down: the upstream was not called, so
+                    // the call keeps its attempts.
+                    self.attempt -= 1;
+                } else {
+                    self.previous = Some(delay);
+                }
                 // `tower::retry` drops `result` (and with it a failed response's body) as soon
                 // as this returns, before it polls the delay.
-                Some(match &self.shared.breaker {
-                    Some(breaker) if !delay.is_zero() => RetryDelay::watching(delay, breaker),
-                    _ => RetryDelay::new(delay),
+                Some(match breaker {
+                    Some(breaker) if !delay.is_zero() => RetryDelay::watching(wake, &breaker, slot),
+                    _ => RetryDelay::until(wake),
                 })
             }
             Decision::Done | Decision::GiveUp(_) => None,
@@ -398,6 +487,10 @@ impl<C, P> fmt::Debug for RetryPolicy<C, P> {
             .field(
                 "breaker",
                 &shared.breaker.as_ref().map(CircuitBreaker::name),
+            )
+            .field(
+                "wait_out_cool_downs",
+                &shared.cool_down_waits.as_ref().map(CoolDownWaits::max),
             )
             .field("attempt", &self.attempt)
             .finish_non_exhaustive()

@@ -1,3 +1,4 @@
+use crate::circuit_breaker::CircuitBreaker;
 use std::time::Duration;
 
 /// What a [`RetryPolicy`](super::RetryPolicy) needs to know about the requests and responses
@@ -62,6 +63,15 @@ pub trait Protocol<Req, Res, E> {
     /// When it did, this wait replaces the backoff's delay. The default: never.
     fn server_delay(&self, result: &Result<Res, E>) -> Option<Duration> {
         let _ = result;
+        None
+    }
+
+    /// The circuit breaker `req`'s attempts go through, when it depends on the request (one
+    /// breaker per model: [`Builder::breaker_per_key`](super::Builder::breaker_per_key)). The
+    /// default: none, and the policy's own [`Builder::breaker`](super::Builder::breaker)
+    /// applies.
+    fn breaker(&self, req: &Req) -> Option<CircuitBreaker> {
+        let _ = req;
         None
     }
 }

@@ -23,6 +23,11 @@ impl Calls {
         self.0.lock().unwrap().len()
     }
 
+    /// When call `n` (0 for the first) reached the upstream.
+    pub fn at(&self, n: usize) -> Instant {
+        self.0.lock().unwrap()[n]
+    }
+
     /// The time between consecutive calls.
     pub fn gaps(&self) -> Vec<Duration> {
         let calls = self.0.lock().unwrap();

@@ -239,3 +239,38 @@ async fn a_rate_limited_call_is_retried_once_the_cool_down_ends() {
         assert!(events.gave_up().is_empty(), "{:?}", events.all());
     }
 }
+
+/// The retry's wake and the breaker's cool-down end are one instant. The breaker keeps its
+/// deadlines in whole milliseconds from when it was built, rounded up; tokio's timer keeps its
+/// own in whole milliseconds from when the runtime started, also rounded up. A retry that slept
+/// the server's 50 ms on its own clock could wake up to 1 ms before the breaker's cool-down
+/// ended, find it still `RateLimited` and give up (the golden test's flake). Here the two grids
+/// are half a millisecond apart and the 429 comes on a whole millisecond of tokio's: the old
+/// policy woke at 51 ms, inside a cool-down that ran to 51.5 ms.
+#[tokio::test(start_paused = true)]
+async fn a_retry_that_waited_for_a_cool_down_never_finds_it_still_running() {
+    let runtime_start = Instant::now();
+    tokio::time::advance(Duration::from_micros(500)).await;
+    let breaker = CircuitBreaker::builder("llm").build().unwrap();
+    tokio::time::advance(Duration::from_micros(500)).await;
+    let events = Events::default();
+    let policy = RetryPolicy::builder()
+        .llm()
+        .breaker(&breaker)
+        .on_event(events.listener())
+        .build()
+        .unwrap();
+    let (svc, calls) = scripted(vec![status(429, &[("retry-after-ms", "50")])]);
+    let mut svc = ServiceBuilder::new()
+        .retry(policy)
+        .layer(breaker.http_layer())
+        .service(svc);
+    let response = call(&mut svc, chat()).await.unwrap();
+    assert_eq!(response.status(), 200, "{:?}", events.all());
+    assert_eq!(calls.count(), 2);
+    assert!(events.gave_up().is_empty(), "{:?}", events.all());
+    // The cool-down ran to 0.5 ms + ceil(0.5 ms + 50 ms) = 51.5 ms; tokio's timer fires on
+    // the first whole millisecond at or after it.
+    let retried_at = calls.at(1) - runtime_start;
+    assert_eq!(retried_at, ms(52));
+}
