@@ -332,7 +332,7 @@ impl<C, P> Builder<C, P> {
     ///
     /// | rule | setting |
     /// |---|---|
-    /// | what is retried | errors (timeouts, connection errors), 408, 409, 429, every 5xx (529 included); `x-should-retry: true/false` overrides ([`RetryOnStatus::llm`](super::RetryOnStatus::llm)) |
+    /// | what is retried | errors (timeouts, connection errors), 408, 409, 429, every 5xx (529 included); `x-should-retry: true/false` on an error status overrides it ([`RetryOnStatus::llm`](super::RetryOnStatus::llm)) |
     /// | which requests | POSTs too: a completion creates nothing, a retry costs tokens, not correctness ([`LlmRequests`](super::LlmRequests)) |
     /// | the wait | `retry-after-ms`, then `Retry-After`, when above zero and at most 60 s; otherwise the backoff |
     /// | backoff | exponential from 0.5 s, doubling to 8 s, ±25 % jitter |

@@ -115,8 +115,8 @@ pub struct RetryOnStatus {
     should_retry_header: bool,
 }
 
-/// The header with which OpenAI- and Anthropic-style APIs tell their SDKs whether to retry a
-/// response (`true` or `false`), whatever its status.
+/// The header with which OpenAI- and Anthropic-style APIs tell their SDKs whether to retry an
+/// error response (`true` or `false`), whatever its status; read on 4xx and 5xx only.
 pub const X_SHOULD_RETRY: &str = "x-should-retry";
 
 impl RetryOnStatus {
@@ -129,8 +129,8 @@ impl RetryOnStatus {
     }
 
     /// The official OpenAI and Anthropic SDKs' rules: 408, 409, 429 and every 5xx (529,
-    /// "overloaded", included), and an `x-should-retry: true` or `false` header from the server
-    /// overrides the status ([`honour_should_retry`](Self::honour_should_retry)).
+    /// "overloaded", included), and an `x-should-retry: true` or `false` header on an error
+    /// response overrides its status ([`honour_should_retry`](Self::honour_should_retry)).
     ///
     /// ```
     /// use http::Response;
@@ -147,6 +147,8 @@ impl RetryOnStatus {
     /// assert_eq!(sdk.classify(&Ok::<_, ()>(told_not_to)), Outcome::Success);
     /// let told_to = Response::builder().status(400).header("x-should-retry", "true").body(()).unwrap();
     /// assert_eq!(sdk.classify(&Ok::<_, ()>(told_to)), Outcome::Failure);
+    /// let answered = Response::builder().status(200).header("x-should-retry", "true").body(()).unwrap();
+    /// assert_eq!(sdk.classify(&Ok::<_, ()>(answered)), Outcome::Success); // never bought twice
     /// ```
     pub fn llm() -> Self {
         (500..=599)
@@ -165,8 +167,10 @@ impl RetryOnStatus {
         }
     }
 
-    /// Lets an `x-should-retry: true` or `false` response header decide, whatever the status
-    /// (default false, true for [`llm`](Self::llm)). Other values are ignored.
+    /// Lets an `x-should-retry: true` or `false` header on an error response (4xx, 5xx)
+    /// decide, whatever its status (default false, true for [`llm`](Self::llm)). Other values
+    /// are ignored, and so is the header on any other response: a 200 is an answer, never
+    /// retried.
     pub fn honour_should_retry(mut self, yes: bool) -> Self {
         self.should_retry_header = yes;
         self
@@ -203,7 +207,9 @@ impl RetryOnStatus {
     }
 
     fn outcome(&self, status: StatusCode, headers: &HeaderMap) -> Outcome {
-        if self.should_retry_header {
+        // Read on an error status only, as the SDKs do (they look at it once the status has
+        // raised): any other response is an answer, and retrying a 200 buys it twice.
+        if self.should_retry_header && (status.is_client_error() || status.is_server_error()) {
             match headers.get(X_SHOULD_RETRY).map(|v| v.as_bytes()) {
                 Some(b"true") => return Outcome::Failure,
                 Some(b"false") => return Outcome::Success,

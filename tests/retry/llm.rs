@@ -274,3 +274,27 @@ async fn a_retry_that_waited_for_a_cool_down_never_finds_it_still_running() {
     let retried_at = calls.at(1) - runtime_start;
     assert_eq!(retried_at, ms(52));
 }
+
+/// The official SDKs read `x-should-retry` on an error status only: a 200 that carries
+/// `x-should-retry: true` is an answer (a paid one), never bought twice.
+#[tokio::test(start_paused = true)]
+async fn x_should_retry_is_read_on_an_error_status_only() {
+    for code in [200, 201, 204, 301, 304] {
+        let (svc, calls) = scripted(vec![status(code, &[("x-should-retry", "true")])]);
+        let policy = RetryPolicy::builder().llm().no_budget().build().unwrap();
+        let mut svc = ServiceBuilder::new().retry(policy).service(svc);
+        assert_eq!(call(&mut svc, chat()).await.unwrap().status(), code);
+        assert_eq!(calls.count(), 1, "a {code} is an answer, never retried");
+    }
+    // On an error status it still decides, both ways.
+    let (svc, calls) = scripted(vec![status(422, &[("x-should-retry", "true")])]);
+    let policy = RetryPolicy::builder().llm().no_budget().build().unwrap();
+    let mut svc = ServiceBuilder::new().retry(policy).service(svc);
+    assert_eq!(call(&mut svc, chat()).await.unwrap().status(), 200);
+    assert_eq!(calls.count(), 2);
+    let (svc, calls) = scripted(vec![status(500, &[("x-should-retry", "false")])]);
+    let policy = RetryPolicy::builder().llm().no_budget().build().unwrap();
+    let mut svc = ServiceBuilder::new().retry(policy).service(svc);
+    assert_eq!(call(&mut svc, chat()).await.unwrap().status(), 500);
+    assert_eq!(calls.count(), 1);
+}
