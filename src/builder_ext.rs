@@ -35,18 +35,22 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed {
     /// Adds `bulkhead.layer()`.
     fn bulkhead(self, bulkhead: &Bulkhead) -> ServiceBuilder<Stack<BulkheadLayer, L>>;
 
-    /// Adds a [`StandardResilience`](crate::stack::StandardResilience) stack (feature `stack`).
+    /// Adds a [`StandardResilience`](crate::stack::StandardResilience) stack, or its per-key
+    /// form (feature `stack`).
     #[cfg(feature = "stack")]
     #[cfg_attr(docsrs, doc(cfg(feature = "stack")))]
-    fn standard_resilience<C, P, R>(
-        self,
-        stack: crate::stack::StandardResilience<C, P, R>,
-    ) -> ServiceBuilder<Stack<crate::stack::StandardResilience<C, P, R>, L>>;
+    fn standard_resilience<T: sealed::StandardStack>(self, stack: T)
+    -> ServiceBuilder<Stack<T, L>>;
 }
 
-mod sealed {
+// The stack module implements `StandardStack` for its types: it depends on this module, never
+// the other way round.
+pub(crate) mod sealed {
     pub trait Sealed {}
     impl<L> Sealed for tower::ServiceBuilder<L> {}
+
+    /// The one-call stacks of `crate::stack`, which `standard_resilience` takes.
+    pub trait StandardStack {}
 }
 
 impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
@@ -62,10 +66,10 @@ impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
     }
 
     #[cfg(feature = "stack")]
-    fn standard_resilience<C, P, R>(
+    fn standard_resilience<T: sealed::StandardStack>(
         self,
-        stack: crate::stack::StandardResilience<C, P, R>,
-    ) -> ServiceBuilder<Stack<crate::stack::StandardResilience<C, P, R>, L>> {
+        stack: T,
+    ) -> ServiceBuilder<Stack<T, L>> {
         self.layer(stack)
     }
 }

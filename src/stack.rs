@@ -74,6 +74,8 @@ use tower_layer::Layer;
 /// [`tower_breaker::ServiceBuilderExt`](crate::ServiceBuilderExt), re-exported here.
 pub use crate::builder_ext::ServiceBuilderExt;
 
+impl<C, P, R> crate::builder_ext::sealed::StandardStack for StandardResilience<C, P, R> {}
+
 /// Total timeout, retry, circuit breaker, bulkhead and attempt timeout, in that order; see the
 /// [module docs](self). A `Layer`: every service it wraps shares the one breaker, bulkhead and
 /// retry budget.
