@@ -298,3 +298,27 @@ async fn x_should_retry_is_read_on_an_error_status_only() {
     assert_eq!(call(&mut svc, chat()).await.unwrap().status(), 500);
     assert_eq!(calls.count(), 1);
 }
+
+/// Waiting out cool-downs is bounded by the caller's time: without a deadline it is a
+/// configuration error naming the field, and the bound has a range.
+#[test]
+fn waiting_out_cool_downs_needs_a_deadline_and_a_bound_in_range() {
+    let err = RetryPolicy::builder()
+        .wait_out_cool_downs(4)
+        .build()
+        .unwrap_err();
+    assert_eq!(err.field(), "wait_out_cool_downs");
+    let err = RetryPolicy::builder()
+        .deadline(secs(30))
+        .wait_out_cool_downs(1_000_000)
+        .build()
+        .unwrap_err();
+    assert_eq!(err.field(), "wait_out_cool_downs");
+    assert!(
+        RetryPolicy::builder()
+            .deadline(secs(30))
+            .wait_out_cool_downs(4)
+            .build()
+            .is_ok()
+    );
+}

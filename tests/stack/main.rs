@@ -1,5 +1,8 @@
 //! The standard stack: defaults, combination checks, and the order of its layers.
 
+mod cool_down;
+mod scripted;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
