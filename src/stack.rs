@@ -53,6 +53,10 @@
 //! # Ok::<_, tower_breaker::ConfigError>(())
 //! ```
 
+mod keyed;
+
+pub use self::keyed::{KeyedBuilder, KeyedStandardResilience, KeyedStandardResilienceService};
+
 use crate::bulkhead::BulkheadEvent;
 use crate::bulkhead::{Bulkhead, BulkheadService};
 use crate::circuit_breaker::CircuitBreakerEvent;
@@ -470,6 +474,24 @@ impl<C, P, R> Builder<C, P, R> {
     /// Builds every part and checks that they fit: the attempt timeout is no longer than the
     /// total timeout, and a time-based breaker window is at least twice the attempt timeout.
     pub fn build(self) -> Result<StandardResilience<C, P, R>, ConfigError> {
+        self.check_timeouts()?;
+        let breaker = self.breaker.build()?;
+        check_window(&self.name, self.attempt_timeout, &breaker)?;
+        let retry = with_deadline(self.retry, self.total_timeout);
+        Ok(StandardResilience {
+            total_timeout: self.total_timeout,
+            attempt_timeout: self.attempt_timeout,
+            // The retry knows the breaker its attempts go through: no attempt sleeps toward it
+            // once it opens, and it waits for the end of a cool-down.
+            retry: retry.breaker(&breaker).build()?,
+            breaker,
+            recorder: self.recorder,
+            bulkhead: self.bulkhead.build()?,
+        })
+    }
+
+    /// Checks that the timeouts fit each other.
+    fn check_timeouts(&self) -> Result<(), ConfigError> {
         let check = Check {
             component: &self.name,
         };
@@ -485,36 +507,41 @@ impl<C, P, R> Builder<C, P, R> {
             crate::config::MIN_DURATION,
             self.total_timeout,
         )?;
-        let breaker = self.breaker.build()?;
-        if let Some(window) = breaker.time_window() {
-            if window < self.attempt_timeout * 2 {
-                return Err(ConfigError::new(
-                    &*self.name,
-                    "breaker.sliding_window",
-                    window,
-                    format!(
-                        "at least twice the attempt timeout ({:?})",
-                        self.attempt_timeout * 2
-                    ),
-                ));
-            }
-        }
-        // The retry's deadline is the total timeout unless set: a retry that cannot start in
-        // time gives up with its error, and a cool-down is waited out only if it ends in time.
-        let retry = match self.retry.has_deadline() {
-            true => self.retry,
-            false => self.retry.deadline(self.total_timeout),
-        };
-        Ok(StandardResilience {
-            total_timeout: self.total_timeout,
-            attempt_timeout: self.attempt_timeout,
-            // The retry knows the breaker its attempts go through: no attempt sleeps toward it
-            // once it opens, and it waits for the end of a cool-down.
-            retry: retry.breaker(&breaker).build()?,
-            breaker,
-            recorder: self.recorder,
-            bulkhead: self.bulkhead.build()?,
-        })
+        Ok(())
+    }
+}
+
+/// Checks that a time-based window of `breaker` (the stack's, or a key's in a per-key stack)
+/// is at least twice the attempt timeout.
+fn check_window(
+    name: &str,
+    attempt_timeout: Duration,
+    breaker: &CircuitBreaker,
+) -> Result<(), ConfigError> {
+    match breaker.time_window() {
+        Some(window) if window < attempt_timeout * 2 => Err(ConfigError::new(
+            name,
+            "breaker.sliding_window",
+            window,
+            format!(
+                "at least twice the attempt timeout ({:?})",
+                attempt_timeout * 2
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The retry's builder with the total timeout as its deadline unless one is set: a retry that
+/// cannot start in time gives up with its error, and a cool-down is waited out only if it
+/// ends in time.
+fn with_deadline<C, P>(
+    retry: crate::retry::Builder<C, P>,
+    total_timeout: Duration,
+) -> crate::retry::Builder<C, P> {
+    match retry.has_deadline() {
+        true => retry,
+        false => retry.deadline(total_timeout),
     }
 }
 
