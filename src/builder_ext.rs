@@ -50,6 +50,7 @@ pub(crate) mod sealed {
     impl<L> Sealed for tower::ServiceBuilder<L> {}
 
     /// The one-call stacks of `crate::stack`, which `standard_resilience` takes.
+    #[cfg(feature = "stack")]
     pub trait StandardStack {}
 }
 

@@ -212,7 +212,8 @@ impl<C, P> Builder<C, P> {
     ///
     /// // Requests are (model, prompt).
     /// let model = |req: &(String, String)| req.0.clone();
-    /// let breakers = KeyedCircuitBreakers::builder(CircuitBreaker::builder("model")).build()?;
+    /// let breakers: KeyedCircuitBreakers<String> =
+    ///     KeyedCircuitBreakers::builder(CircuitBreaker::builder("model")).build()?;
     /// let policy = RetryPolicy::builder().breaker_per_key(breakers.clone(), model).build()?;
     /// let client = tower::ServiceBuilder::new()
     ///     .retry(policy)
@@ -221,7 +222,20 @@ impl<C, P> Builder<C, P> {
     /// # let _ = client;
     /// # Ok::<_, tower_breaker::ConfigError>(())
     /// ```
-    pub fn breaker_per_key<K, KF>(
+    pub fn breaker_per_key<Req, K, KF>(
+        self,
+        breakers: KeyedCircuitBreakers<K>,
+        key: KF,
+    ) -> Builder<C, BreakerPerKey<P, K, KF>>
+    where
+        KF: Fn(&Req) -> K,
+    {
+        self.keyed_breakers(breakers, key)
+    }
+
+    /// [`breaker_per_key`](Self::breaker_per_key) without naming the request type (the key
+    /// function's bound is checked where the policy is used).
+    pub(crate) fn keyed_breakers<K, KF>(
         self,
         breakers: KeyedCircuitBreakers<K>,
         key: KF,

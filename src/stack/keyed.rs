@@ -35,7 +35,10 @@ impl<C, P, R> Builder<C, P, R> {
     /// # let _ = client;
     /// # Ok::<_, tower_breaker::ConfigError>(())
     /// ```
-    pub fn per_key<K, KF>(self, key: KF) -> KeyedBuilder<K, KF, C, P, R> {
+    pub fn per_key<Req, K, KF>(self, key: KF) -> KeyedBuilder<K, KF, C, P, R>
+    where
+        KF: Fn(&Req) -> K,
+    {
         KeyedBuilder {
             stack: self,
             key,
@@ -101,7 +104,7 @@ where
         // The overflow breaker is built with the stack's breaker settings.
         check_window(&stack.name, stack.attempt_timeout, breakers.overflow())?;
         let retry = with_deadline(stack.retry, stack.total_timeout)
-            .breaker_per_key(breakers.clone(), self.key.clone())
+            .keyed_breakers(breakers.clone(), self.key.clone())
             .build()?;
         Ok(KeyedStandardResilience {
             total_timeout: stack.total_timeout,
