@@ -51,7 +51,10 @@
 //!    chain. A [`CircuitOpen`](crate::circuit_breaker::CircuitOpen),
 //!    [`RateLimited`](crate::circuit_breaker::RateLimited) or
 //!    [`HoldRejected`](crate::circuit_breaker::HoldRejected) is never retried: the breaker said
-//!    the upstream is down, so fail fast (or go to a fallback). A [`BulkheadFull`](crate::bulkhead::BulkheadFull) or
+//!    the upstream is down, so fail fast (or go to a fallback). With
+//!    [`wait_out_cool_downs`](Builder::wait_out_cool_downs), a `RateLimited` from the policy's
+//!    own breaker waits for the cool-down's end instead, when the deadline leaves room and
+//!    the bound of waiting calls allows (no attempt counted, no budget token spent). A [`BulkheadFull`](crate::bulkhead::BulkheadFull) or
 //!    [`BulkheadTimeout`](crate::bulkhead::BulkheadTimeout) is retried after the backoff unless
 //!    `retry_bulkhead_full(false)`.
 //! 2. **Classification.** Only results that the classifier counts as
@@ -63,7 +66,9 @@
 //!    HTTP, a POST or PATCH needs an `Idempotency-Key` header ([`IdempotencyKeyLayer`] adds
 //!    one). `retry_non_idempotent(true)` overrides.
 //! 5. **The delay.** The server's `Retry-After` / `retry-after-ms` on a 429 or 503, capped by
-//!    `max_server_delay`; otherwise the [`Backoff`]'s next delay.
+//!    `max_server_delay`; otherwise the [`Backoff`]'s next delay. With a
+//!    [`breaker`](Builder::breaker) whose rate-limit cool-down outlasts that delay, the wait
+//!    runs to the cool-down's end, the very instant the breaker admits calls again.
 //! 6. **The deadline.** If the wait would not end before the deadline with
 //!    `reserve_for_last_attempt` of it still left, give up now instead of sleeping.
 //! 7. **The budget.** A retry takes a token from the [`RetryBudget`]; none left, fail fast.

@@ -193,17 +193,18 @@ impl<C, P> RetryPolicy<C, P> {
         P: Protocol<Req, Res, E>,
         E: 'static,
     {
-        // One clock read for the whole decision: the wake, the breaker's wait and the
-        // deadline are compared as instants, never as durations read at different times.
-        let now = Instant::now();
-        let started = *self.started.get_or_insert(now);
+        // A result that is not retried reads no clock and looks up no breaker. Past the
+        // classification: one clock read for the whole decision (the wake, the breaker's wait
+        // and the deadline are compared as instants, never as durations read at different
+        // times), and the breaker this request's attempts go through: its key's (one per
+        // model), or the policy's own.
+        let now = Instant::now;
+        let breaker = || {
+            self.protocol
+                .breaker(req)
+                .or_else(|| self.shared.breaker.clone())
+        };
         let shared = &*self.shared;
-        // The breaker this request's attempts go through: its key's (one per model), or the
-        // policy's own.
-        let breaker = self
-            .protocol
-            .breaker(req)
-            .or_else(|| shared.breaker.clone());
         let reason = match result {
             Err(err) => match Rejection::of_any(err).map(|r| r.kind()) {
                 Some(RejectionKind::CircuitOpen) => {
@@ -213,7 +214,7 @@ impl<C, P> RetryPolicy<C, P> {
                 // bound allows, as the SDKs wait after a 429.
                 Some(RejectionKind::RateLimited) => {
                     return self
-                        .wait_out_cool_down(breaker, started, now)
+                        .wait_out_cool_down(breaker, now())
                         .unwrap_or(Decision::GiveUp(GiveUpReason::RateLimited));
                 }
                 // A quota with no room within its own `max_wait`: retrying sooner cannot fit
@@ -239,6 +240,9 @@ impl<C, P> RetryPolicy<C, P> {
             return Decision::GiveUp(GiveUpReason::NotIdempotent);
         }
 
+        let now = now();
+        let started = *self.started.get_or_insert(now);
+        let breaker = breaker();
         let server = self
             .protocol
             .server_delay(result)
@@ -295,15 +299,15 @@ impl<C, P> RetryPolicy<C, P> {
     /// and no budget token spent.
     fn wait_out_cool_down(
         &self,
-        breaker: Option<CircuitBreaker>,
-        started: Instant,
+        breaker: impl FnOnce() -> Option<CircuitBreaker>,
         now: Instant,
     ) -> Option<Decision> {
         let shared = &*self.shared;
         let waits = shared.cool_down_waits.as_ref()?;
         // Without a deadline a wait could not be bounded by the caller's time.
         shared.deadline?;
-        let breaker = breaker?;
+        let started = self.started.unwrap_or(now);
+        let breaker = breaker()?;
         let Admission::At(CircuitState::RateLimited, until) = breaker.admission() else {
             return None;
         };

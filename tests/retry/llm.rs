@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tower::{BoxError, ServiceBuilder, ServiceExt};
 use tower_breaker::backoff::Backoff;
-use tower_breaker::circuit_breaker::{CircuitBreaker, CircuitState, SlidingWindow};
+use tower_breaker::circuit_breaker::{CircuitBreaker, CircuitState, RateLimited, SlidingWindow};
 use tower_breaker::retry::{GiveUpReason, RetryPolicy};
 
 fn status(code: u16, headers: &[(&str, &str)]) -> Response<String> {
@@ -321,4 +321,35 @@ fn waiting_out_cool_downs_needs_a_deadline_and_a_bound_in_range() {
             .build()
             .is_ok()
     );
+}
+
+/// Waiting out cool-downs on a plain policy (outside the stack): one new call waits for the
+/// cool-down and goes out at its end; with the bound of one taken, the next fails fast.
+#[tokio::test(start_paused = true)]
+async fn a_plain_policy_waits_out_a_cool_down_with_a_bounded_number_of_new_calls() {
+    let start = Instant::now();
+    let breaker = CircuitBreaker::builder("llm").build().unwrap();
+    let policy = RetryPolicy::builder()
+        .llm()
+        .breaker(&breaker)
+        .deadline(secs(10))
+        .wait_out_cool_downs(1)
+        .build()
+        .unwrap();
+    let (svc, calls) = scripted(vec![status(429, &[("retry-after", "1")])]);
+    let svc = ServiceBuilder::new()
+        .retry(policy)
+        .layer(breaker.http_layer())
+        .service(svc);
+    let first = tokio::spawn(svc.clone().oneshot(chat()));
+    tokio::time::sleep(ms(100)).await;
+    assert_eq!(breaker.state(), CircuitState::RateLimited);
+    let waiting = tokio::spawn(svc.clone().oneshot(chat()));
+    tokio::time::sleep(ms(1)).await;
+    let err = svc.clone().oneshot(chat()).await.unwrap_err();
+    assert!(err.is::<RateLimited>(), "{err}");
+    assert_eq!(waiting.await.unwrap().unwrap().status(), 200);
+    assert_eq!(first.await.unwrap().unwrap().status(), 200);
+    assert_eq!(calls.count(), 3);
+    assert_eq!(calls.at(2) - start, secs(1), "out at the cool-down's end");
 }
