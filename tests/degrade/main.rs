@@ -5,6 +5,7 @@
 mod support;
 
 mod failover;
+mod fallback;
 mod health;
 mod hold;
 mod keyed;
