@@ -5,8 +5,10 @@
 mod support;
 
 mod failover;
+mod failover_http;
 mod fallback;
 mod health;
 mod hold;
 mod keyed;
+mod provider;
 mod upstream;
