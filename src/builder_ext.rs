@@ -38,10 +38,10 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed {
     /// Adds a [`StandardResilience`](crate::stack::StandardResilience) stack (feature `stack`).
     #[cfg(feature = "stack")]
     #[cfg_attr(docsrs, doc(cfg(feature = "stack")))]
-    fn standard_resilience<C, P, R>(
+    fn standard_resilience<C, P, R, I>(
         self,
-        stack: crate::stack::StandardResilience<C, P, R>,
-    ) -> ServiceBuilder<Stack<crate::stack::StandardResilience<C, P, R>, L>>;
+        stack: crate::stack::StandardResilience<C, P, R, I>,
+    ) -> ServiceBuilder<Stack<crate::stack::StandardResilience<C, P, R, I>, L>>;
 }
 
 mod sealed {
@@ -62,10 +62,10 @@ impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
     }
 
     #[cfg(feature = "stack")]
-    fn standard_resilience<C, P, R>(
+    fn standard_resilience<C, P, R, I>(
         self,
-        stack: crate::stack::StandardResilience<C, P, R>,
-    ) -> ServiceBuilder<Stack<crate::stack::StandardResilience<C, P, R>, L>> {
+        stack: crate::stack::StandardResilience<C, P, R, I>,
+    ) -> ServiceBuilder<Stack<crate::stack::StandardResilience<C, P, R, I>, L>> {
         self.layer(stack)
     }
 }

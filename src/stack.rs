@@ -68,7 +68,7 @@ use std::fmt;
 use std::time::Duration;
 use tower::retry::Retry;
 use tower::timeout::Timeout;
-use tower_layer::Layer;
+use tower_layer::{Identity, Layer};
 
 /// `ServiceBuilder` methods for this crate's layers; the same trait as
 /// [`tower_breaker::ServiceBuilderExt`](crate::ServiceBuilderExt), re-exported here.
@@ -107,7 +107,10 @@ pub struct StandardResilience<
     C = DefaultClassifier,
     P = Cloneable,
     R = ClassifyNow<StackClassifier>,
+    I = Identity,
 > {
+    /// Wraps the client, inside the attempt timeout (`.llm()`: a `ProviderErrorLayer`).
+    innermost: I,
     total_timeout: Duration,
     attempt_timeout: Duration,
     retry: RetryPolicy<C, P>,
@@ -116,9 +119,10 @@ pub struct StandardResilience<
     bulkhead: Bulkhead,
 }
 
-impl<C: Clone, P: Clone, R: Clone> Clone for StandardResilience<C, P, R> {
+impl<C: Clone, P: Clone, R: Clone, I: Clone> Clone for StandardResilience<C, P, R, I> {
     fn clone(&self) -> Self {
         Self {
+            innermost: self.innermost.clone(),
             total_timeout: self.total_timeout,
             attempt_timeout: self.attempt_timeout,
             retry: self.retry.clone(),
@@ -129,7 +133,7 @@ impl<C: Clone, P: Clone, R: Clone> Clone for StandardResilience<C, P, R> {
     }
 }
 
-impl<C, P, R> fmt::Debug for StandardResilience<C, P, R> {
+impl<C, P, R, I> fmt::Debug for StandardResilience<C, P, R, I> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("StandardResilience")
             .field("total_timeout", &self.total_timeout)
@@ -168,11 +172,12 @@ impl StandardResilience {
                 .permitted_calls_in_half_open(10),
             bulkhead: Bulkhead::builder(name).max_concurrent(1_000).max_queue(0),
             recorder: ClassifyNow(StackClassifier),
+            innermost: Identity::new(),
         }
     }
 }
 
-impl<C, P, R> StandardResilience<C, P, R> {
+impl<C, P, R, I> StandardResilience<C, P, R, I> {
     /// The circuit breaker (for health reports, metrics, manual control).
     pub fn breaker(&self) -> &CircuitBreaker {
         &self.breaker
@@ -219,11 +224,15 @@ impl<C, P, R> StandardResilience<C, P, R> {
     /// let client = StandardResilience::builder("api").http().build()?.service(reqwest::Client::new());
     /// # Ok::<_, tower_breaker::ConfigError>(())
     /// ```
-    pub fn service<S, Req>(&self, inner: S) -> StandardResilienceService<S, C, P, R>
+    pub fn service<S, Req>(&self, inner: S) -> StandardResilienceService<I::Service, C, P, R>
     where
-        S: tower_service::Service<Req>,
-        S::Error: Into<crate::BoxError>,
-        R: crate::circuit_breaker::RecordOutcome<S::Response, crate::BoxError> + Clone,
+        I: Layer<S>,
+        I::Service: tower_service::Service<Req>,
+        <I::Service as tower_service::Service<Req>>::Error: Into<crate::BoxError>,
+        R: crate::circuit_breaker::RecordOutcome<
+                <I::Service as tower_service::Service<Req>>::Response,
+                crate::BoxError,
+            > + Clone,
         P: crate::retry::Protocol<Req, R::Response, crate::BoxError> + Clone,
         C: Classify<R::Response, crate::BoxError> + Clone,
     {
@@ -275,11 +284,11 @@ pub type StandardResilienceService<
     R = ClassifyNow<StackClassifier>,
 > = Timeout<Retry<RetryPolicy<C, P>, CircuitBreakerService<BulkheadService<Timeout<S>>, R>>>;
 
-impl<S, C: Clone, P: Clone, R: Clone> Layer<S> for StandardResilience<C, P, R> {
-    type Service = StandardResilienceService<S, C, P, R>;
+impl<S, C: Clone, P: Clone, R: Clone, I: Layer<S>> Layer<S> for StandardResilience<C, P, R, I> {
+    type Service = StandardResilienceService<I::Service, C, P, R>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        let attempt = Timeout::new(inner, self.attempt_timeout);
+        let attempt = Timeout::new(self.innermost.layer(inner), self.attempt_timeout);
         let limited = self.bulkhead.layer().layer(attempt);
         let guarded = self
             .breaker
@@ -292,7 +301,13 @@ impl<S, C: Clone, P: Clone, R: Clone> Layer<S> for StandardResilience<C, P, R> {
 }
 
 /// Builds a [`StandardResilience`]; see [`StandardResilience::builder`].
-pub struct Builder<C = DefaultClassifier, P = Cloneable, R = ClassifyNow<StackClassifier>> {
+pub struct Builder<
+    C = DefaultClassifier,
+    P = Cloneable,
+    R = ClassifyNow<StackClassifier>,
+    I = Identity,
+> {
+    innermost: I,
     name: String,
     total_timeout: Duration,
     attempt_timeout: Duration,
@@ -302,7 +317,7 @@ pub struct Builder<C = DefaultClassifier, P = Cloneable, R = ClassifyNow<StackCl
     recorder: R,
 }
 
-impl<C, P, R> fmt::Debug for Builder<C, P, R> {
+impl<C, P, R, I> fmt::Debug for Builder<C, P, R, I> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Builder")
             .field("name", &self.name)
@@ -313,7 +328,7 @@ impl<C, P, R> fmt::Debug for Builder<C, P, R> {
     }
 }
 
-impl<C, P, R> Builder<C, P, R> {
+impl<C, P, R, I> Builder<C, P, R, I> {
     /// The timeout of the whole call, retries and waits included. Default 30 s.
     pub fn total_timeout(mut self, timeout: Duration) -> Self {
         self.total_timeout = timeout;
@@ -327,8 +342,9 @@ impl<C, P, R> Builder<C, P, R> {
     }
 
     /// Replaces the retry policy's builder.
-    pub fn retry<C2, P2>(self, retry: crate::retry::Builder<C2, P2>) -> Builder<C2, P2, R> {
+    pub fn retry<C2, P2>(self, retry: crate::retry::Builder<C2, P2>) -> Builder<C2, P2, R, I> {
         Builder {
+            innermost: self.innermost,
             name: self.name,
             total_timeout: self.total_timeout,
             attempt_timeout: self.attempt_timeout,
@@ -453,8 +469,9 @@ impl<C, P, R> Builder<C, P, R> {
     /// How the breaker records results (for HTTP, an
     /// [`HttpClassifier`](crate::http::HttpClassifier)); see
     /// [`RecordOutcome`](crate::circuit_breaker::RecordOutcome).
-    pub fn record_with<R2>(self, recorder: R2) -> Builder<C, P, R2> {
+    pub fn record_with<R2>(self, recorder: R2) -> Builder<C, P, R2, I> {
         Builder {
+            innermost: self.innermost,
             name: self.name,
             total_timeout: self.total_timeout,
             attempt_timeout: self.attempt_timeout,
@@ -467,7 +484,7 @@ impl<C, P, R> Builder<C, P, R> {
 
     /// Builds every part and checks that they fit: the attempt timeout is no longer than the
     /// total timeout, and a time-based breaker window is at least twice the attempt timeout.
-    pub fn build(self) -> Result<StandardResilience<C, P, R>, ConfigError> {
+    pub fn build(self) -> Result<StandardResilience<C, P, R, I>, ConfigError> {
         let check = Check {
             component: &self.name,
         };
@@ -498,6 +515,7 @@ impl<C, P, R> Builder<C, P, R> {
             }
         }
         Ok(StandardResilience {
+            innermost: self.innermost,
             total_timeout: self.total_timeout,
             attempt_timeout: self.attempt_timeout,
             // The retry knows the breaker its attempts go through: no attempt sleeps toward it
@@ -529,6 +547,7 @@ impl Builder {
             breaker: self.breaker,
             bulkhead: self.bulkhead,
             recorder: crate::http::HttpClassifier::new(),
+            innermost: self.innermost,
         }
     }
 }
@@ -567,6 +586,7 @@ impl Builder {
             breaker: self.breaker,
             bulkhead: self.bulkhead,
             recorder: crate::http::HttpClassifier::new(),
+            innermost: self.innermost,
         }
     }
 }
@@ -583,6 +603,7 @@ impl Builder {
     /// | bulkhead | 1,000 calls in flight, no queue |
     /// | attempt timeout | 60 s, to the response head (a stream's body is not bounded by it) |
     /// | total timeout | 180 s |
+    /// | provider errors | a [`ProviderErrorLayer`](crate::provider_error::ProviderErrorLayer) innermost: reads at most 16 KiB of each error body; `context_length_exceeded`, content-policy refusals and `insufficient_quota` are never retried, and `insufficient_quota` counts as a breaker failure, not a cool-down |
     ///
     /// Every part can then be changed with the `configure_*` and `on_*event` methods, which
     /// keep the rest.
@@ -598,9 +619,14 @@ impl Builder {
     #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
     pub fn llm(
         self,
-    ) -> Builder<crate::retry::RetryOnStatus, crate::retry::LlmRequests, crate::http::HttpClassifier>
-    {
+    ) -> Builder<
+        crate::retry::RetryOnStatus,
+        crate::retry::LlmRequests,
+        crate::http::HttpClassifier,
+        crate::provider_error::ProviderErrorLayer,
+    > {
         Builder {
+            innermost: crate::provider_error::ProviderErrorLayer::new(),
             name: self.name,
             total_timeout: Duration::from_secs(180),
             attempt_timeout: Duration::from_secs(60),

@@ -2,14 +2,10 @@
 //! `try_clone`, a streamed body sent once, the report extension, the last provider's own
 //! answer, and the provider list chosen per request.
 
-use crate::provider::{Http, Provider, client, json, post};
+use crate::provider::{ASK, Http, Provider, ask, client, json, post, report};
 use std::sync::Arc;
 use tower::{BoxError, Service, ServiceExt};
-use tower_breaker::failover::{
-    AllProvidersFailed, Failover, FailoverReport, HttpRequests, TryOutcome,
-};
-
-const ASK: &str = r#"{"model":"gpt-4o","messages":[{"role":"user","content":"Hi"}]}"#;
+use tower_breaker::failover::{AllProvidersFailed, Failover, HttpRequests, TryOutcome};
 
 /// Points a request at `url` (each provider has its own server).
 fn to(url: String) -> impl Fn(reqwest::Request) -> reqwest::Request + Send + Sync + 'static {
@@ -41,19 +37,9 @@ async fn a_reqwest_request_is_copied_with_try_clone_for_the_next_provider() {
     let b = Provider::answering(200, r#"{"answer":"from b"}"#).await;
     let mut failover = two(&a, &b);
 
-    let res = failover
-        .ready()
-        .await
-        .unwrap()
-        .call(post(&a.url(), ASK))
-        .await
-        .unwrap();
+    let res = ask(&mut failover).await;
     assert_eq!(res.status(), 200);
-    let report = res
-        .extensions()
-        .get::<FailoverReport>()
-        .cloned()
-        .expect("a report");
+    let report = report(&res);
     assert_eq!(res.text().await.unwrap(), r#"{"answer":"from b"}"#);
     // Both got the whole body.
     assert_eq!(a.bodies(), vec![ASK]);
@@ -97,7 +83,7 @@ async fn a_streamed_body_goes_to_one_provider_and_the_error_says_why_not_to_the_
         .await
         .unwrap();
     assert_eq!(res.status(), 503);
-    let report = res.extensions().get::<FailoverReport>().cloned().unwrap();
+    let report = report(&res);
     assert_eq!(&*report.provider, "a");
     match &report.get("b").unwrap().outcome {
         TryOutcome::Skipped(why) => assert!(why.contains("could not be copied"), "{why}"),
@@ -145,15 +131,9 @@ async fn when_every_provider_rejects_the_caller_gets_the_last_providers_own_answ
     let a = Provider::answering(503, r#"{"error":{"message":"down"}}"#).await;
     let b = Provider::answering(400, TOO_LONG).await;
     let mut failover = two(&a, &b);
-    let res = failover
-        .ready()
-        .await
-        .unwrap()
-        .call(post(&a.url(), ASK))
-        .await
-        .unwrap();
+    let res = ask(&mut failover).await;
     assert_eq!(res.status(), 400);
-    let report = res.extensions().get::<FailoverReport>().cloned().unwrap();
+    let report = report(&res);
     assert_eq!(&*report.provider, "b");
     assert_eq!(report.get("a").unwrap().outcome, TryOutcome::Rejected);
     assert_eq!(report.get("b").unwrap().outcome, TryOutcome::Answered);
@@ -186,7 +166,7 @@ async fn the_provider_list_is_chosen_per_request() {
         failover.call(req)
     };
     let answer = |res: reqwest::Response| {
-        let report = res.extensions().get::<FailoverReport>().cloned().unwrap();
+        let report = report(&res);
         let tried: Vec<String> = report
             .tried
             .iter()
@@ -242,14 +222,8 @@ async fn the_report_counts_each_providers_attempts() {
         .provider("b", None, tries(b.url()))
         .fail_over_when(not_ok)
         .build();
-    let res = failover
-        .ready()
-        .await
-        .unwrap()
-        .call(post(&a.url(), ASK))
-        .await
-        .unwrap();
-    let report = res.extensions().get::<FailoverReport>().cloned().unwrap();
+    let res = ask(&mut failover).await;
+    let report = report(&res);
     assert_eq!(report.get("a").unwrap().attempts, 3);
     assert_eq!(report.get("b").unwrap().attempts, 1);
     assert_eq!(a.hits(), 3);

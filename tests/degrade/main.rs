@@ -11,4 +11,5 @@ mod health;
 mod hold;
 mod keyed;
 mod provider;
+mod provider_error;
 mod upstream;

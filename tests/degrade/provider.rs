@@ -80,3 +80,41 @@ pub fn post(url: &str, body: &'static str) -> reqwest::Request {
         .build()
         .unwrap()
 }
+
+/// A chat completion request body.
+pub const ASK: &str = r#"{"model":"gpt-4o","messages":[{"role":"user","content":"Hi"}]}"#;
+
+/// Where test requests point before a provider's adapter sends them to its own server.
+pub const ANYWHERE: &str = "http://127.0.0.1:9/v1/chat/completions";
+
+/// Sends a chat completion through `svc` and returns its answer.
+pub async fn ask<S>(svc: &mut S) -> S::Response
+where
+    S: tower::Service<reqwest::Request>,
+    S::Error: std::fmt::Debug,
+{
+    ask_at(svc, ANYWHERE).await
+}
+
+/// Sends a chat completion to `url` through `svc` and returns its answer.
+pub async fn ask_at<S>(svc: &mut S, url: &str) -> S::Response
+where
+    S: tower::Service<reqwest::Request>,
+    S::Error: std::fmt::Debug,
+{
+    use tower::ServiceExt;
+    svc.ready()
+        .await
+        .unwrap()
+        .call(post(url, ASK))
+        .await
+        .unwrap()
+}
+
+/// The failover's report on an answer.
+pub fn report(res: &reqwest::Response) -> tower_breaker::failover::FailoverReport {
+    res.extensions()
+        .get::<tower_breaker::failover::FailoverReport>()
+        .cloned()
+        .expect("a failover report")
+}
