@@ -224,7 +224,10 @@ impl<S, Req, Res, P> Builder<S, Req, Res, P> {
     }
 
     /// Which results move on to the next provider. Default: every error. Use it to fail over
-    /// on answers that are errors in disguise (an HTTP 503 that a service returned as `Ok`).
+    /// on answers that are errors in disguise (an HTTP 503 that a service returned as `Ok`);
+    /// for LLM APIs, [`fail_over_on_provider_error`](crate::provider_error::fail_over_on_provider_error)
+    /// (feature `http`). When no later provider answers better, the caller gets the last
+    /// answer this rejected, as it is (its status and body), rather than an error.
     pub fn fail_over_when(
         mut self,
         predicate: impl Fn(&Result<Res, BoxError>) -> bool + Send + Sync + 'static,
