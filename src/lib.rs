@@ -142,6 +142,9 @@ pub use observability::metrics;
 #[cfg_attr(docsrs, doc(cfg(feature = "opentelemetry")))]
 pub use observability::opentelemetry;
 pub mod outcome;
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+pub mod provider_error;
 #[cfg(feature = "quota")]
 #[cfg_attr(docsrs, doc(cfg(feature = "quota")))]
 pub mod quota;

@@ -72,13 +72,13 @@ use std::fmt;
 use std::time::Duration;
 use tower::retry::Retry;
 use tower::timeout::Timeout;
-use tower_layer::Layer;
+use tower_layer::{Identity, Layer};
 
 /// `ServiceBuilder` methods for this crate's layers; the same trait as
 /// [`tower_breaker::ServiceBuilderExt`](crate::ServiceBuilderExt), re-exported here.
 pub use crate::builder_ext::ServiceBuilderExt;
 
-impl<C, P, R> crate::builder_ext::sealed::StandardStack for StandardResilience<C, P, R> {}
+impl<C, P, R, I> crate::builder_ext::sealed::StandardStack for StandardResilience<C, P, R, I> {}
 
 /// Total timeout, retry, circuit breaker, bulkhead and attempt timeout, in that order; see the
 /// [module docs](self). A `Layer`: every service it wraps shares the one breaker, bulkhead and
@@ -113,7 +113,10 @@ pub struct StandardResilience<
     C = DefaultClassifier,
     P = Cloneable,
     R = ClassifyNow<StackClassifier>,
+    I = Identity,
 > {
+    /// Wraps the client, inside the attempt timeout (`.llm()`: a `ProviderErrorLayer`).
+    innermost: I,
     total_timeout: Duration,
     attempt_timeout: Duration,
     retry: RetryPolicy<C, P>,
@@ -122,9 +125,10 @@ pub struct StandardResilience<
     bulkhead: Bulkhead,
 }
 
-impl<C: Clone, P: Clone, R: Clone> Clone for StandardResilience<C, P, R> {
+impl<C: Clone, P: Clone, R: Clone, I: Clone> Clone for StandardResilience<C, P, R, I> {
     fn clone(&self) -> Self {
         Self {
+            innermost: self.innermost.clone(),
             total_timeout: self.total_timeout,
             attempt_timeout: self.attempt_timeout,
             retry: self.retry.clone(),
@@ -135,7 +139,7 @@ impl<C: Clone, P: Clone, R: Clone> Clone for StandardResilience<C, P, R> {
     }
 }
 
-impl<C, P, R> fmt::Debug for StandardResilience<C, P, R> {
+impl<C, P, R, I> fmt::Debug for StandardResilience<C, P, R, I> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("StandardResilience")
             .field("total_timeout", &self.total_timeout)
@@ -174,11 +178,12 @@ impl StandardResilience {
                 .permitted_calls_in_half_open(10),
             bulkhead: Bulkhead::builder(name).max_concurrent(1_000).max_queue(0),
             recorder: ClassifyNow(StackClassifier),
+            innermost: Identity::new(),
         }
     }
 }
 
-impl<C, P, R> StandardResilience<C, P, R> {
+impl<C, P, R, I> StandardResilience<C, P, R, I> {
     /// The circuit breaker (for health reports, metrics, manual control).
     pub fn breaker(&self) -> &CircuitBreaker {
         &self.breaker
@@ -225,11 +230,15 @@ impl<C, P, R> StandardResilience<C, P, R> {
     /// let client = StandardResilience::builder("api").http().build()?.service(reqwest::Client::new());
     /// # Ok::<_, tower_breaker::ConfigError>(())
     /// ```
-    pub fn service<S, Req>(&self, inner: S) -> StandardResilienceService<S, C, P, R>
+    pub fn service<S, Req>(&self, inner: S) -> StandardResilienceService<I::Service, C, P, R>
     where
-        S: tower_service::Service<Req>,
-        S::Error: Into<crate::BoxError>,
-        R: crate::circuit_breaker::RecordOutcome<S::Response, crate::BoxError> + Clone,
+        I: Layer<S>,
+        I::Service: tower_service::Service<Req>,
+        <I::Service as tower_service::Service<Req>>::Error: Into<crate::BoxError>,
+        R: crate::circuit_breaker::RecordOutcome<
+                <I::Service as tower_service::Service<Req>>::Response,
+                crate::BoxError,
+            > + Clone,
         P: crate::retry::Protocol<Req, R::Response, crate::BoxError> + Clone,
         C: Classify<R::Response, crate::BoxError> + Clone,
     {
@@ -281,11 +290,11 @@ pub type StandardResilienceService<
     R = ClassifyNow<StackClassifier>,
 > = Timeout<Retry<RetryPolicy<C, P>, CircuitBreakerService<BulkheadService<Timeout<S>>, R>>>;
 
-impl<S, C: Clone, P: Clone, R: Clone> Layer<S> for StandardResilience<C, P, R> {
-    type Service = StandardResilienceService<S, C, P, R>;
+impl<S, C: Clone, P: Clone, R: Clone, I: Layer<S>> Layer<S> for StandardResilience<C, P, R, I> {
+    type Service = StandardResilienceService<I::Service, C, P, R>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        let attempt = Timeout::new(inner, self.attempt_timeout);
+        let attempt = Timeout::new(self.innermost.layer(inner), self.attempt_timeout);
         let limited = self.bulkhead.layer().layer(attempt);
         let guarded = self
             .breaker
@@ -298,7 +307,13 @@ impl<S, C: Clone, P: Clone, R: Clone> Layer<S> for StandardResilience<C, P, R> {
 }
 
 /// Builds a [`StandardResilience`]; see [`StandardResilience::builder`].
-pub struct Builder<C = DefaultClassifier, P = Cloneable, R = ClassifyNow<StackClassifier>> {
+pub struct Builder<
+    C = DefaultClassifier,
+    P = Cloneable,
+    R = ClassifyNow<StackClassifier>,
+    I = Identity,
+> {
+    innermost: I,
     name: String,
     total_timeout: Duration,
     attempt_timeout: Duration,
@@ -308,7 +323,7 @@ pub struct Builder<C = DefaultClassifier, P = Cloneable, R = ClassifyNow<StackCl
     recorder: R,
 }
 
-impl<C, P, R> fmt::Debug for Builder<C, P, R> {
+impl<C, P, R, I> fmt::Debug for Builder<C, P, R, I> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Builder")
             .field("name", &self.name)
@@ -319,7 +334,7 @@ impl<C, P, R> fmt::Debug for Builder<C, P, R> {
     }
 }
 
-impl<C, P, R> Builder<C, P, R> {
+impl<C, P, R, I> Builder<C, P, R, I> {
     /// The timeout of the whole call, retries and waits included. Default 30 s.
     pub fn total_timeout(mut self, timeout: Duration) -> Self {
         self.total_timeout = timeout;
@@ -333,8 +348,9 @@ impl<C, P, R> Builder<C, P, R> {
     }
 
     /// Replaces the retry policy's builder.
-    pub fn retry<C2, P2>(self, retry: crate::retry::Builder<C2, P2>) -> Builder<C2, P2, R> {
+    pub fn retry<C2, P2>(self, retry: crate::retry::Builder<C2, P2>) -> Builder<C2, P2, R, I> {
         Builder {
+            innermost: self.innermost,
             name: self.name,
             total_timeout: self.total_timeout,
             attempt_timeout: self.attempt_timeout,
@@ -459,8 +475,9 @@ impl<C, P, R> Builder<C, P, R> {
     /// How the breaker records results (for HTTP, an
     /// [`HttpClassifier`](crate::http::HttpClassifier)); see
     /// [`RecordOutcome`](crate::circuit_breaker::RecordOutcome).
-    pub fn record_with<R2>(self, recorder: R2) -> Builder<C, P, R2> {
+    pub fn record_with<R2>(self, recorder: R2) -> Builder<C, P, R2, I> {
         Builder {
+            innermost: self.innermost,
             name: self.name,
             total_timeout: self.total_timeout,
             attempt_timeout: self.attempt_timeout,
@@ -473,12 +490,13 @@ impl<C, P, R> Builder<C, P, R> {
 
     /// Builds every part and checks that they fit: the attempt timeout is no longer than the
     /// total timeout, and a time-based breaker window is at least twice the attempt timeout.
-    pub fn build(self) -> Result<StandardResilience<C, P, R>, ConfigError> {
+    pub fn build(self) -> Result<StandardResilience<C, P, R, I>, ConfigError> {
         self.check_timeouts()?;
         let breaker = self.breaker.build()?;
         check_window(&self.name, self.attempt_timeout, &breaker)?;
         let retry = with_deadline(self.retry, self.total_timeout);
         Ok(StandardResilience {
+            innermost: self.innermost,
             total_timeout: self.total_timeout,
             attempt_timeout: self.attempt_timeout,
             // The retry knows the breaker its attempts go through: no attempt sleeps toward it
@@ -564,6 +582,7 @@ impl Builder {
             breaker: self.breaker,
             bulkhead: self.bulkhead,
             recorder: crate::http::HttpClassifier::new(),
+            innermost: self.innermost,
         }
     }
 }
@@ -602,6 +621,7 @@ impl Builder {
             breaker: self.breaker,
             bulkhead: self.bulkhead,
             recorder: crate::http::HttpClassifier::new(),
+            innermost: self.innermost,
         }
     }
 }
@@ -622,6 +642,7 @@ impl Builder {
     /// | bulkhead | 1,000 calls in flight, no queue |
     /// | attempt timeout | 60 s, to the response head (a stream's body is not bounded by it) |
     /// | total timeout | 180 s |
+    /// | provider errors | a [`ProviderErrorLayer`](crate::provider_error::ProviderErrorLayer) innermost: reads at most 16 KiB of each error body; `context_length_exceeded`, content-policy refusals and `insufficient_quota` are never retried, and `insufficient_quota` counts as a breaker failure, not a cool-down |
     ///
     /// Every part can then be changed with the `configure_*` and `on_*event` methods, which
     /// keep the rest.
@@ -637,9 +658,14 @@ impl Builder {
     #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
     pub fn llm(
         self,
-    ) -> Builder<crate::retry::RetryOnStatus, crate::retry::LlmRequests, crate::http::HttpClassifier>
-    {
+    ) -> Builder<
+        crate::retry::RetryOnStatus,
+        crate::retry::LlmRequests,
+        crate::http::HttpClassifier,
+        crate::provider_error::ProviderErrorLayer,
+    > {
         Builder {
+            innermost: crate::provider_error::ProviderErrorLayer::new(),
             name: self.name,
             total_timeout: Duration::from_secs(180),
             attempt_timeout: Duration::from_secs(60),

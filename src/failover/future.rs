@@ -1,4 +1,8 @@
-use super::{AllProvidersFailed, ProviderFailure, Shared};
+use super::attempts::counting;
+use super::{
+    AllProvidersFailed, FailoverProtocol, FailoverReport, ProviderFailure, ProviderTry, Shared,
+    TryOutcome,
+};
 use crate::BoxError;
 use crate::rejection::Rejection;
 use pin_project_lite::pin_project;
@@ -9,13 +13,25 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use tower_service::Service;
 
+/// Why a provider after the first one called got no call, when the request cannot be copied.
+const NOT_COPIED: &str = "not tried: the request could not be copied for another provider (a \
+                          streamed body can be sent once); give it a buffered body to fail over";
+
 pin_project! {
     /// The future of a [`Failover`](super::Failover) call: tries each provider in turn.
-    pub struct ResponseFuture<S: Service<Req>, Req, Res> {
-        shared: Arc<Shared<S, Req, Res>>,
-        req: Req,
-        next: usize,
+    pub struct ResponseFuture<S: Service<Req>, Req, Res, P> {
+        shared: Arc<Shared<S, Req, Res, P>>,
+        // `None` once sent without a copy (it could not be copied).
+        req: Option<Req>,
+        // The providers for this request, by index; `None`: all, in order.
+        order: Option<Vec<usize>>,
+        position: usize,
         failures: Vec<ProviderFailure>,
+        tried: Vec<ProviderTry>,
+        // The last answer that was rejected, with its provider's entry in `tried`.
+        kept: Option<(usize, Res)>,
+        // The attempts of the provider being called, counted by `count_attempt`.
+        attempts: u32,
         #[pin]
         state: State<S, S::Future>,
     }
@@ -30,103 +46,228 @@ pin_project! {
     }
 }
 
-impl<S: Service<Req>, Req, Res> ResponseFuture<S, Req, Res> {
-    pub(crate) fn new(shared: Arc<Shared<S, Req, Res>>, req: Req) -> Self {
+impl<S: Service<Req>, Req, Res, P> ResponseFuture<S, Req, Res, P> {
+    pub(crate) fn new(shared: Arc<Shared<S, Req, Res, P>>, req: Req) -> Self {
+        let mut failures = Vec::new();
+        let mut tried = Vec::new();
+        let order = shared
+            .select
+            .as_ref()
+            .and_then(|select| select(&req))
+            .map(|names| {
+                names
+                    .iter()
+                    .filter_map(|name| {
+                        let found = shared.providers.iter().position(|p| p.name == *name);
+                        if found.is_none() {
+                            let reason = format!("no provider named `{name}`");
+                            tried.push(ProviderTry {
+                                provider: name.clone(),
+                                outcome: TryOutcome::Skipped(reason.clone()),
+                                attempts: 0,
+                            });
+                            failures.push(ProviderFailure {
+                                provider: name.clone(),
+                                skipped: true,
+                                reason,
+                                retry_after: None,
+                            });
+                        }
+                        found
+                    })
+                    .collect()
+            });
         Self {
             shared,
-            req,
-            next: 0,
-            failures: Vec::new(),
+            req: Some(req),
+            order,
+            position: 0,
+            failures,
+            tried,
+            kept: None,
+            attempts: 0,
             state: State::Choose,
         }
     }
 }
 
-impl<S: Service<Req>, Req, Res> fmt::Debug for ResponseFuture<S, Req, Res> {
+impl<S: Service<Req>, Req, Res, P> fmt::Debug for ResponseFuture<S, Req, Res, P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ResponseFuture")
-            .field("next", &self.next)
+            .field("position", &self.position)
             .field("failures", &self.failures)
             .finish_non_exhaustive()
     }
 }
 
-impl<S, Req, Res> Future for ResponseFuture<S, Req, Res>
+/// The provider at `position` of this request's list.
+fn index(order: &Option<Vec<usize>>, position: usize) -> Option<usize> {
+    match order {
+        Some(order) => order.get(position).copied(),
+        None => Some(position),
+    }
+}
+
+impl<S, Req, Res, P> Future for ResponseFuture<S, Req, Res, P>
 where
     S: Service<Req, Response = Res> + Clone,
     S::Error: Into<BoxError>,
-    Req: Clone,
+    P: FailoverProtocol<Req, Res>,
 {
     type Output = Result<Res, BoxError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
+        let shared = &**this.shared;
         loop {
             match this.state.as_mut().project() {
                 StateProj::Choose => {
-                    let Some(provider) = this.shared.providers.get(*this.next) else {
+                    let provider =
+                        index(this.order, *this.position).and_then(|i| shared.providers.get(i));
+                    let Some(provider) = provider else {
+                        // Every provider has had its turn: the last rejected answer, if any,
+                        // else the list of failures.
+                        if let Some((entry, mut res)) = this.kept.take() {
+                            let mut tried = std::mem::take(this.tried);
+                            let provider = tried[entry].provider.clone();
+                            tried[entry].outcome = TryOutcome::Answered;
+                            shared
+                                .protocol
+                                .report(&mut res, FailoverReport { provider, tried });
+                            return Poll::Ready(Ok(res));
+                        }
                         let failures = std::mem::take(this.failures);
                         return Poll::Ready(Err(Box::new(AllProvidersFailed { failures })));
                     };
-                    if let Some(breaker) = &provider.breaker {
-                        if !breaker.is_call_permitted() {
-                            this.failures.push(ProviderFailure {
-                                provider: provider.name.clone(),
-                                skipped: true,
-                                reason: format!(
+                    let skip = if this.req.is_none() {
+                        Some((NOT_COPIED.to_string(), None))
+                    } else {
+                        provider
+                            .breaker
+                            .as_ref()
+                            .filter(|breaker| !breaker.is_call_permitted())
+                            .map(|breaker| {
+                                let reason = format!(
                                     "circuit breaker `{}` is {}",
                                     breaker.name(),
                                     breaker.state()
-                                ),
-                                retry_after: breaker.retry_after(),
-                            });
-                            *this.next += 1;
-                            continue;
-                        }
+                                );
+                                (reason, breaker.retry_after())
+                            })
+                    };
+                    if let Some((reason, retry_after)) = skip {
+                        this.tried.push(ProviderTry {
+                            provider: provider.name.clone(),
+                            outcome: TryOutcome::Skipped(reason.clone()),
+                            attempts: 0,
+                        });
+                        this.failures.push(ProviderFailure {
+                            provider: provider.name.clone(),
+                            skipped: true,
+                            reason,
+                            retry_after,
+                        });
+                        *this.position += 1;
+                        continue;
                     }
                     let service = provider.service.clone();
                     this.state.set(State::Ready { service });
                 }
                 StateProj::Ready { service } => {
-                    let provider = &this.shared.providers[*this.next];
-                    match ready!(service.poll_ready(cx)) {
-                        Ok(()) => {
-                            let req = match &provider.adapter {
-                                Some(adapt) => adapt(this.req.clone()),
-                                None => this.req.clone(),
-                            };
-                            let future = service.call(req);
-                            this.state.set(State::Called { future });
-                        }
-                        Err(e) => {
-                            let e: BoxError = e.into();
-                            this.failures.push(failure(&provider.name, &e));
-                            *this.next += 1;
-                            this.state.set(State::Choose);
-                        }
+                    let i = index(this.order, *this.position).unwrap_or(usize::MAX);
+                    let Some(provider) = shared.providers.get(i) else {
+                        return Poll::Ready(Err("failover future polled after completion".into()));
+                    };
+                    if let Err(e) = ready!(service.poll_ready(cx)) {
+                        let e: BoxError = e.into();
+                        let (failure, outcome) = failure(&provider.name, &e);
+                        this.failures.push(failure);
+                        this.tried.push(ProviderTry {
+                            provider: provider.name.clone(),
+                            outcome,
+                            attempts: 0,
+                        });
+                        *this.position += 1;
+                        this.state.set(State::Choose);
+                        continue;
                     }
+                    // A copy for this provider while another may follow; the last one (or a
+                    // request that cannot be copied) gets the original.
+                    let more = index(this.order, *this.position + 1)
+                        .is_some_and(|next| next < shared.providers.len());
+                    let copy = if more {
+                        this.req
+                            .as_ref()
+                            .and_then(|req| shared.protocol.clone_request(req))
+                    } else {
+                        None
+                    };
+                    let Some(req) = copy.or_else(|| this.req.take()) else {
+                        return Poll::Ready(Err("failover future polled after completion".into()));
+                    };
+                    let req = match &provider.adapter {
+                        Some(adapt) => adapt(req),
+                        None => req,
+                    };
+                    // The call itself may send (a service that sends in `call`).
+                    let (future, counted) = counting(|| service.call(req));
+                    *this.attempts = counted;
+                    this.state.set(State::Called { future });
                 }
                 StateProj::Called { future } => {
-                    let result = ready!(future.poll(cx)).map_err(Into::into);
-                    let fail_over = match &this.shared.fail_over {
+                    let (poll, counted) = counting(|| future.poll(cx));
+                    *this.attempts = this.attempts.saturating_add(counted);
+                    let result = ready!(poll).map_err(Into::into);
+                    let i = index(this.order, *this.position).unwrap_or(usize::MAX);
+                    let Some(provider) = shared.providers.get(i) else {
+                        return Poll::Ready(Err("failover future polled after completion".into()));
+                    };
+                    let attempts = std::mem::take(this.attempts).max(1);
+                    let fail_over = match &shared.fail_over {
                         Some(predicate) => predicate(&result),
                         None => result.is_err(),
                     };
-                    if !fail_over {
-                        return Poll::Ready(result);
+                    *this.position += 1;
+                    match result {
+                        Ok(mut res) if !fail_over => {
+                            this.tried.push(ProviderTry {
+                                provider: provider.name.clone(),
+                                outcome: TryOutcome::Answered,
+                                attempts,
+                            });
+                            let tried = std::mem::take(this.tried);
+                            let provider = provider.name.clone();
+                            shared
+                                .protocol
+                                .report(&mut res, FailoverReport { provider, tried });
+                            return Poll::Ready(Ok(res));
+                        }
+                        Err(e) if !fail_over => return Poll::Ready(Err(e)),
+                        Ok(res) => {
+                            this.failures.push(ProviderFailure {
+                                provider: provider.name.clone(),
+                                skipped: false,
+                                reason: "rejected response".to_string(),
+                                retry_after: None,
+                            });
+                            *this.kept = Some((this.tried.len(), res));
+                            this.tried.push(ProviderTry {
+                                provider: provider.name.clone(),
+                                outcome: TryOutcome::Rejected,
+                                attempts,
+                            });
+                        }
+                        Err(e) => {
+                            let (failure, outcome) = failure(&provider.name, &e);
+                            let attempts = if failure.skipped { 0 } else { attempts };
+                            this.failures.push(failure);
+                            this.tried.push(ProviderTry {
+                                provider: provider.name.clone(),
+                                outcome,
+                                attempts,
+                            });
+                        }
                     }
-                    let provider = &this.shared.providers[*this.next];
-                    let reason = match &result {
-                        Err(e) => failure(&provider.name, e),
-                        Ok(_) => ProviderFailure {
-                            provider: provider.name.clone(),
-                            skipped: false,
-                            reason: "rejected response".to_string(),
-                            retry_after: None,
-                        },
-                    };
-                    this.failures.push(reason);
-                    *this.next += 1;
                     this.state.set(State::Choose);
                 }
             }
@@ -136,15 +277,22 @@ where
 
 /// Describes a provider's error; a rejection by its own middleware (breaker or bulkhead,
 /// anywhere in the error's `source()` chain) counts as skipped.
-fn failure(provider: &Arc<str>, e: &BoxError) -> ProviderFailure {
+fn failure(provider: &Arc<str>, e: &BoxError) -> (ProviderFailure, TryOutcome) {
     let (skipped, retry_after) = match Rejection::of(e.as_ref()) {
         Some(rejection) => (true, rejection.retry_after()),
         None => (false, None),
     };
-    ProviderFailure {
+    let reason = e.to_string();
+    let outcome = if skipped {
+        TryOutcome::Skipped(reason.clone())
+    } else {
+        TryOutcome::Failed(reason.clone())
+    };
+    let failure = ProviderFailure {
         provider: provider.clone(),
         skipped,
-        reason: e.to_string(),
+        reason,
         retry_after,
-    }
+    };
+    (failure, outcome)
 }

@@ -527,11 +527,25 @@ where
     }
 }
 
+/// The `Retry-After` of [`service_unavailable`] when neither the error nor the failed
+/// response says how long to wait: 5 s, the open time of the standard stack's breaker
+/// ([`StandardResilience`](crate::stack::StandardResilience)). Pick your own with
+/// [`service_unavailable_after`] (your breaker's `wait_in_open`, say).
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(5);
+
 /// A ready-made "service temporarily unavailable" answer for HTTP: a `503` with an empty body
-/// and a `Retry-After` taken from the error when it knows one (an open breaker, a rate-limit
-/// cool-down, a failover whose providers are all down, a held call that gave up). For
-/// `http::Response<B>` (any `B: Default`) and, with the `reqwest` feature, `reqwest::Response`.
-/// Use it with [`FallbackLayer::from_fn`]:
+/// and always a `Retry-After`, in whole seconds rounded up (at least 1), taken from, in order:
+///
+/// 1. the error, when it knows one ([`retry_after_of`]: an open breaker, a rate-limit
+///    cool-down, a failover whose providers are all down, a held call that gave up);
+/// 2. the failed response's own `retry-after-ms` or `Retry-After` (a 503 or 429 that the
+///    retry gave up on before the breaker opened);
+/// 3. otherwise [`DEFAULT_RETRY_AFTER`] (5 s); [`service_unavailable_after`] sets another.
+///
+/// For `http::Response<B>` (any `B: Default`) and, with the `reqwest` feature,
+/// `reqwest::Response`. Use it with [`FallbackLayer::from_fn`]:
 ///
 /// ```
 /// use tower_breaker::fallback::{FallbackLayer, MarkExtension, service_unavailable};
@@ -556,13 +570,44 @@ where
 pub fn service_unavailable<R: UnavailableResponse>(
     failed: Result<R, BoxError>,
 ) -> Result<R, BoxError> {
-    let retry_after = match &failed {
+    unavailable(failed, DEFAULT_RETRY_AFTER)
+}
+
+/// [`service_unavailable`] with `default` as the `Retry-After` when neither the error nor the
+/// failed response has one.
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_breaker::fallback::{FallbackLayer, service_unavailable_after};
+///
+/// // The breaker's own open time: clients come back when it probes.
+/// let layer = FallbackLayer::from_fn(service_unavailable_after::<http::Response<String>>(
+///     Duration::from_secs(15),
+/// ));
+/// # let _ = layer;
+/// ```
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+pub fn service_unavailable_after<R: UnavailableResponse>(
+    default: Duration,
+) -> impl Fn(Result<R, BoxError>) -> Result<R, BoxError> + Clone + Send + Sync + 'static {
+    move |failed| unavailable(failed, default)
+}
+
+#[cfg(feature = "http")]
+fn unavailable<R: UnavailableResponse>(
+    failed: Result<R, BoxError>,
+    default: Duration,
+) -> Result<R, BoxError> {
+    let wait = match &failed {
         Err(e) => retry_after_of(e.as_ref()),
-        Ok(_) => None,
-    };
-    // Retry-After is in whole seconds; round up so that clients do not come back early.
-    let secs = retry_after.map(|wait| wait.as_secs() + u64::from(wait.subsec_nanos() > 0));
-    Ok(R::service_unavailable(secs))
+        Ok(res) => res.retry_after(),
+    }
+    .unwrap_or(default);
+    // Whole seconds, rounded up so that clients do not come back early; never 0, which would
+    // invite them straight back to a service that just failed.
+    let secs = (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1);
+    Ok(R::service_unavailable(Some(secs)))
 }
 
 /// A response type [`service_unavailable`] can build: `http::Response<B>` with a `Default`
@@ -577,6 +622,12 @@ pub fn service_unavailable<R: UnavailableResponse>(
 pub trait UnavailableResponse: Sized {
     /// A 503 with an empty body and, when given, a `Retry-After` of `retry_after_secs`.
     fn service_unavailable(retry_after_secs: Option<u64>) -> Self;
+
+    /// The wait this (failed) response asks for: its `retry-after-ms` or `Retry-After`
+    /// ([`crate::http::retry_after`]). The default: none.
+    fn retry_after(&self) -> Option<Duration> {
+        None
+    }
 }
 
 #[cfg(feature = "http")]
@@ -590,6 +641,10 @@ impl<B: Default> UnavailableResponse for http::Response<B> {
         }
         res
     }
+
+    fn retry_after(&self) -> Option<Duration> {
+        crate::http::retry_after(self.headers())
+    }
 }
 
 #[cfg(feature = "reqwest")]
@@ -598,6 +653,10 @@ impl UnavailableResponse for reqwest::Response {
         reqwest::Response::from(http::Response::<reqwest::Body>::service_unavailable(
             retry_after_secs,
         ))
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        crate::http::retry_after(self.headers())
     }
 }
 

@@ -294,6 +294,22 @@ impl<F> HttpClassifier<F> {
             .unwrap_or(ResponseClass::Failure)
     }
 
+    /// The class of a response head with its extensions: a provider error of the
+    /// [`InsufficientQuota`](crate::provider_error::ProviderErrorKind::InsufficientQuota) kind
+    /// (read by a [`ProviderErrorLayer`](crate::provider_error::ProviderErrorLayer)) is a
+    /// failure whatever its status: the key is out, which no cool-down mends.
+    pub(crate) fn classify_head(
+        &self,
+        status: StatusCode,
+        headers: &HeaderMap,
+        extensions: &::http::Extensions,
+    ) -> ResponseClass {
+        if crate::provider_error::is_out_of_quota(extensions) {
+            return ResponseClass::Failure;
+        }
+        self.classify_response(status, headers)
+    }
+
     /// The idle timeout of recorded bodies, if one is set.
     pub fn body_idle_timeout(&self) -> Option<Duration> {
         self.body_idle_timeout
@@ -329,7 +345,8 @@ impl<F> HttpClassifier<F> {
         response: ::http::Response<B>,
         permit: Permit,
     ) -> ::http::Response<RecordingBody<B>> {
-        let class = self.classify_response(response.status(), response.headers());
+        let class =
+            self.classify_head(response.status(), response.headers(), response.extensions());
         if class == ResponseClass::Success && self.record_at_body_end {
             let idle = self.body_idle_timeout;
             response.map(|body| RecordingBody::new(body, permit, EndRule::Success, idle))

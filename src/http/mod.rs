@@ -102,6 +102,8 @@ pub use self::classify::{
 };
 #[cfg(all(feature = "reqwest", feature = "stream"))]
 pub(crate) use self::reqwest::{KeptUrl, reqwest_response};
+#[cfg(feature = "reqwest")]
+pub(crate) use self::reqwest::{from_http_keeping_url, into_http_keeping_url};
 pub use self::retry_after::{MAX_RETRY_AFTER, retry_after, retry_after_at};
 
 use crate::circuit_breaker::{CircuitBreaker, CircuitBreakerLayer};

@@ -44,7 +44,8 @@ impl<F> HttpClassifier<F> {
         response: reqwest::Response,
         permit: Permit,
     ) -> reqwest::Response {
-        let class = self.classify_response(response.status(), response.headers());
+        let class =
+            self.classify_head(response.status(), response.headers(), response.extensions());
         if class != ResponseClass::Success || !self.records_at_body_end() {
             class.record(permit, Some(response.headers()));
             return response;
@@ -85,9 +86,28 @@ pub(crate) fn reqwest_response(
 }
 
 /// A response's URL, kept in its extensions while it is an `http::Response`.
-#[cfg(feature = "stream")]
 #[derive(Clone, Debug)]
 pub(crate) struct KeptUrl(pub(crate) reqwest::Url);
+
+/// `response` as an `http::Response`, its URL kept for [`from_http_keeping_url`].
+pub(crate) fn into_http_keeping_url(
+    response: reqwest::Response,
+) -> ::http::Response<reqwest::Body> {
+    let url = response.url().clone();
+    let mut response = ::http::Response::from(response);
+    response.extensions_mut().insert(KeptUrl(url));
+    response
+}
+
+/// A `reqwest::Response` again, with the URL [`into_http_keeping_url`] kept.
+pub(crate) fn from_http_keeping_url(
+    mut response: ::http::Response<reqwest::Body>,
+) -> reqwest::Response {
+    match response.extensions_mut().remove::<KeptUrl>() {
+        Some(KeptUrl(url)) => reqwest_response(response, url),
+        None => reqwest::Response::from(response),
+    }
+}
 
 /// `reqwest::Client` is a `Service<reqwest::Request>`: wrapped with an [`HttpClassifier`],
 /// its responses are classified and their bodies recorded at their end.

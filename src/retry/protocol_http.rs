@@ -234,6 +234,10 @@ impl Default for RetryOnStatus {
 impl<B, E> Classify<http::Response<B>, E> for RetryOnStatus {
     fn classify(&self, result: &Result<http::Response<B>, E>) -> Outcome {
         match result {
+            // A provider error no retry can help: the same answer would come back.
+            Ok(response) if crate::provider_error::is_final(response.extensions()) => {
+                Outcome::Success
+            }
             Ok(response) => self.outcome(response.status(), response.headers()),
             Err(_) => Outcome::Failure,
         }
@@ -244,6 +248,9 @@ impl<B, E> Classify<http::Response<B>, E> for RetryOnStatus {
 impl<E> Classify<reqwest::Response, E> for RetryOnStatus {
     fn classify(&self, result: &Result<reqwest::Response, E>) -> Outcome {
         match result {
+            Ok(response) if crate::provider_error::is_final(response.extensions()) => {
+                Outcome::Success
+            }
             Ok(response) => self.outcome(response.status(), response.headers()),
             Err(_) => Outcome::Failure,
         }

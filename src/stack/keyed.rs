@@ -11,9 +11,9 @@ use std::hash::Hash;
 use std::time::Duration;
 use tower::retry::Retry;
 use tower::timeout::Timeout;
-use tower_layer::Layer;
+use tower_layer::{Identity, Layer};
 
-impl<C, P, R> Builder<C, P, R> {
+impl<C, P, R, I> Builder<C, P, R, I> {
     /// One circuit breaker per key instead of one for all calls: `key` picks it from the
     /// request (the model of an OpenAI-compatible gateway, say), and every key's breaker is
     /// built with this builder's breaker settings (a preset's included) and named
@@ -35,7 +35,7 @@ impl<C, P, R> Builder<C, P, R> {
     /// # let _ = client;
     /// # Ok::<_, tower_breaker::ConfigError>(())
     /// ```
-    pub fn per_key<Req, K, KF>(self, key: KF) -> KeyedBuilder<K, KF, C, P, R>
+    pub fn per_key<Req, K, KF>(self, key: KF) -> KeyedBuilder<K, KF, C, P, R, I>
     where
         KF: Fn(&Req) -> K,
     {
@@ -49,14 +49,14 @@ impl<C, P, R> Builder<C, P, R> {
 }
 
 /// Builds a [`KeyedStandardResilience`]; see [`Builder::per_key`].
-pub struct KeyedBuilder<K, KF, C, P, R> {
-    stack: Builder<C, P, R>,
+pub struct KeyedBuilder<K, KF, C, P, R, I = Identity> {
+    stack: Builder<C, P, R, I>,
     key: KF,
     max_keys: Option<usize>,
     overrides: Vec<(K, BreakerBuilder)>,
 }
 
-impl<K, KF, C, P, R> fmt::Debug for KeyedBuilder<K, KF, C, P, R> {
+impl<K, KF, C, P, R, I> fmt::Debug for KeyedBuilder<K, KF, C, P, R, I> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KeyedBuilder")
             .field("stack", &self.stack)
@@ -65,7 +65,7 @@ impl<K, KF, C, P, R> fmt::Debug for KeyedBuilder<K, KF, C, P, R> {
     }
 }
 
-impl<K, KF, C, P, R> KeyedBuilder<K, KF, C, P, R>
+impl<K, KF, C, P, R, I> KeyedBuilder<K, KF, C, P, R, I>
 where
     K: Hash + Eq + Clone + fmt::Display,
     KF: Clone,
@@ -85,7 +85,7 @@ where
 
     /// Builds every part and checks that they fit, as [`Builder::build`] does, for the
     /// stack's breaker settings and every override.
-    pub fn build(self) -> Result<KeyedStandardResilience<K, KF, C, P, R>, ConfigError> {
+    pub fn build(self) -> Result<KeyedStandardResilience<K, KF, C, P, R, I>, ConfigError> {
         let stack = self.stack;
         stack.check_timeouts()?;
         let mut keys = KeyedCircuitBreakers::builder(stack.breaker);
@@ -107,6 +107,7 @@ where
             .keyed_breakers(breakers.clone(), self.key.clone())
             .build()?;
         Ok(KeyedStandardResilience {
+            innermost: stack.innermost,
             total_timeout: stack.total_timeout,
             attempt_timeout: stack.attempt_timeout,
             retry,
@@ -122,7 +123,8 @@ where
 /// timeout, retry, the key's breaker, bulkhead (one for all keys) and attempt timeout, in
 /// that order. Made by [`Builder::per_key`]. A `Layer`: every service it wraps shares the
 /// breakers, the bulkhead and the retry budget.
-pub struct KeyedStandardResilience<K, KF, C, P, R> {
+pub struct KeyedStandardResilience<K, KF, C, P, R, I = Identity> {
+    innermost: I,
     total_timeout: Duration,
     attempt_timeout: Duration,
     retry: RetryPolicy<C, BreakerPerKey<P, K, KF>>,
@@ -132,9 +134,12 @@ pub struct KeyedStandardResilience<K, KF, C, P, R> {
     bulkhead: Bulkhead,
 }
 
-impl<K, KF: Clone, C: Clone, P: Clone, R: Clone> Clone for KeyedStandardResilience<K, KF, C, P, R> {
+impl<K, KF: Clone, C: Clone, P: Clone, R: Clone, I: Clone> Clone
+    for KeyedStandardResilience<K, KF, C, P, R, I>
+{
     fn clone(&self) -> Self {
         Self {
+            innermost: self.innermost.clone(),
             total_timeout: self.total_timeout,
             attempt_timeout: self.attempt_timeout,
             retry: self.retry.clone(),
@@ -146,7 +151,7 @@ impl<K, KF: Clone, C: Clone, P: Clone, R: Clone> Clone for KeyedStandardResilien
     }
 }
 
-impl<K, KF, C, P, R> fmt::Debug for KeyedStandardResilience<K, KF, C, P, R> {
+impl<K, KF, C, P, R, I> fmt::Debug for KeyedStandardResilience<K, KF, C, P, R, I> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KeyedStandardResilience")
             .field("total_timeout", &self.total_timeout)
@@ -158,7 +163,7 @@ impl<K, KF, C, P, R> fmt::Debug for KeyedStandardResilience<K, KF, C, P, R> {
     }
 }
 
-impl<K, KF, C, P, R> KeyedStandardResilience<K, KF, C, P, R> {
+impl<K, KF, C, P, R, I> KeyedStandardResilience<K, KF, C, P, R, I> {
     /// The breakers, one per key (for health reports, metrics, manual control).
     pub fn breakers(&self) -> &KeyedCircuitBreakers<K> {
         &self.breakers
@@ -193,13 +198,13 @@ pub type KeyedStandardResilienceService<S, K, KF, C, P, R> = Timeout<
     >,
 >;
 
-impl<S, K, KF: Clone, C: Clone, P: Clone, R: Clone> Layer<S>
-    for KeyedStandardResilience<K, KF, C, P, R>
+impl<S, K, KF: Clone, C: Clone, P: Clone, R: Clone, I: Layer<S>> Layer<S>
+    for KeyedStandardResilience<K, KF, C, P, R, I>
 {
-    type Service = KeyedStandardResilienceService<S, K, KF, C, P, R>;
+    type Service = KeyedStandardResilienceService<I::Service, K, KF, C, P, R>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        let attempt = Timeout::new(inner, self.attempt_timeout);
+        let attempt = Timeout::new(self.innermost.layer(inner), self.attempt_timeout);
         let limited = self.bulkhead.layer().layer(attempt);
         let guarded = KeyedCircuitBreakerLayer::new(self.breakers.clone(), self.key.clone())
             .record_with(self.recorder.clone())
@@ -209,7 +214,7 @@ impl<S, K, KF: Clone, C: Clone, P: Clone, R: Clone> Layer<S>
     }
 }
 
-impl<K, KF, C, P, R> crate::builder_ext::sealed::StandardStack
-    for KeyedStandardResilience<K, KF, C, P, R>
+impl<K, KF, C, P, R, I> crate::builder_ext::sealed::StandardStack
+    for KeyedStandardResilience<K, KF, C, P, R, I>
 {
 }

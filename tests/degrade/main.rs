@@ -5,7 +5,11 @@
 mod support;
 
 mod failover;
+mod failover_http;
+mod fallback;
 mod health;
 mod hold;
 mod keyed;
+mod provider;
+mod provider_error;
 mod upstream;

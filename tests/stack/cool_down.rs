@@ -18,16 +18,17 @@ fn rate_limited_once() -> impl Fn(&str, usize) -> http::Response<String> + Clone
     }
 }
 
-fn spawn_call<S>(svc: &S) -> tokio::task::JoinHandle<(Result<u16, tower::BoxError>, Duration)>
+fn spawn_call<S, B>(svc: &S) -> tokio::task::JoinHandle<(Result<u16, tower::BoxError>, Duration)>
 where
     S: tower::Service<
             http::Request<String>,
-            Response = http::Response<tower_breaker::http::RecordingBody<String>>,
+            Response = http::Response<B>,
             Error = tower::BoxError,
         > + Clone
         + Send
         + 'static,
     S::Future: Send,
+    B: Send + 'static,
 {
     let svc = svc.clone();
     tokio::spawn(async move {
