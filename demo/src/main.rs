@@ -585,6 +585,28 @@ where
     }
 }
 
+/// Runs three futures at once on this task and waits for all three (what `tokio::join!` does,
+/// without tokio's `macros` feature and the proc-macro crates it compiles).
+async fn join3(
+    a: impl Future<Output = ()>,
+    b: impl Future<Output = ()>,
+    c: impl Future<Output = ()>,
+) {
+    let (mut a, mut b, mut c) = (std::pin::pin!(a), std::pin::pin!(b), std::pin::pin!(c));
+    let mut done = [false; 3];
+    std::future::poll_fn(|cx| {
+        done[0] = done[0] || a.as_mut().poll(cx).is_ready();
+        done[1] = done[1] || b.as_mut().poll(cx).is_ready();
+        done[2] = done[2] || c.as_mut().poll(cx).is_ready();
+        if done == [true; 3] {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await
+}
+
 #[derive(Debug, Default)]
 struct Summary {
     requests: usize,
@@ -662,8 +684,7 @@ fn pct(part: usize, whole: usize) -> String {
 
 // ---------------------------------------------------------------------------------------------
 
-#[tokio::main]
-async fn main() {
+fn main() {
     let options = match parse_options() {
         Ok(options) => options,
         Err(message) => {
@@ -671,7 +692,18 @@ async fn main() {
             std::process::exit(2);
         }
     };
-    match run(options).await {
+    // The runtime `#[tokio::main]` would build, without its proc-macro (and syn) to compile.
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: no tokio runtime: {e}");
+            std::process::exit(2);
+        }
+    };
+    match runtime.block_on(run(options)) {
         Ok(true) => {}
         Ok(false) => std::process::exit(1),
         Err(e) => {
@@ -780,7 +812,7 @@ async fn run(options: Options) -> Result<bool, BoxError> {
         let mut service = stack.service.clone();
         async move { service.ready().await?.call(req).await }
     });
-    tokio::join!(naive_load, failover_load, stack_load);
+    join3(naive_load, failover_load, stack_load).await;
     progress.abort();
     eprintln!();
 
