@@ -41,6 +41,15 @@
 //! # }
 //! ```
 //!
+//! # Guides
+//!
+//! The depth behind the README, one page per subject (an LLM API, the standard stack and the
+//! order of layers, the breaker's rules, retries, streaming, fallbacks and failover, quotas,
+//! observability, chaos, Redis, performance): [`tower_breaker::guide`][guide], with all
+//! features (as on docs.rs).
+//!
+//! [guide]: https://docs.rs/tower-breaker/latest/tower_breaker/guide/index.html
+//!
 //! # Modules
 //!
 //! - [`circuit_breaker`]: the breaker handle, its builder, windows, and the tower layer.
@@ -103,6 +112,7 @@
 //! | `shared-state` | [`shared_state`]: breakers shared across replicas through a [`StateStore`](shared_state::StateStore), with an in-process [`MemoryStore`](shared_state::MemoryStore) (tokio's `rt` for the sync task) |
 //! | `redis` | [`RedisStore`](shared_state::RedisStore): the fleet's state in Redis (implies `shared-state`) |
 //! | `redis-tls` | `RedisStore` over TLS (`rediss://` URLs) with rustls and its `ring` provider; no OpenSSL (implies `redis`) |
+//! | `quota` | [`quota`]: [`Quota`](quota::Quota) and [`QuotaLayer`](quota::QuotaLayer), request and token budgets per key; with `http`, paced by the providers' rate-limit headers; with `shared-state`, one quota for many replicas |
 
 #![forbid(unsafe_code)]
 #![warn(
@@ -125,9 +135,12 @@ mod counter;
 pub mod events;
 pub mod failover;
 pub mod fallback;
+// The guides' examples need most features; docs.rs builds with all of them.
 #[cfg(feature = "grpc")]
 #[cfg_attr(docsrs, doc(cfg(feature = "grpc")))]
 pub mod grpc;
+#[cfg(feature = "full")]
+pub mod guide;
 pub mod health;
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]

@@ -70,7 +70,17 @@ impl RedisServer {
             if std::env::var("TOWER_BREAKER_REQUIRE_REDIS").is_ok_and(|v| v == "1") {
                 panic!("`{binary}` not found, and TOWER_BREAKER_REQUIRE_REDIS=1");
             }
-            eprintln!("SKIPPED: `{binary}` not found (install redis-server to run this test)");
+            // Straight to the process's stderr, not through `eprintln!`: libtest captures the
+            // macros' output of a passing test, and a skip must be seen in the normal output.
+            let test = std::thread::current()
+                .name()
+                .unwrap_or("a Redis test")
+                .to_owned();
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIPPED {test}: `{binary}` not found (install redis-server to run it; \
+                 TOWER_BREAKER_REQUIRE_REDIS=1 fails instead)"
+            );
             return None;
         }
         let port = TcpListener::bind("127.0.0.1:0")
