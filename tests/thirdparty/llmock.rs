@@ -303,7 +303,12 @@ async fn llmock_429_with_retry_after_is_a_cool_down_then_served() {
     let response = call(&provider.with_fallback(), chat(&llmock.base, &m, true, &[]))
         .await
         .unwrap();
-    assert!(!from_fallback(&response));
+    assert!(
+        !from_fallback(&response),
+        "the retry gave up: {:?}; the breaker: {:?}",
+        provider.retry_events.all(),
+        provider.breaker_events.all()
+    );
     let streamed = read_stream(response).await;
 
     assert!(streamed.error.is_none() && streamed.done, "{streamed:?}");
