@@ -405,6 +405,12 @@ async fn llmock_failover_before_the_first_token_splices_nothing() {
         tried.len()
     );
     assert_eq!(backup_server.requests(&backup_model).await.len(), 1);
+    // Each abandoned attempt a failure of the primary; the answer a success of the backup.
+    assert_eq!(
+        primary.breaker_events.outcomes(),
+        vec![Outcome::Failure; tried.len()]
+    );
+    assert_eq!(backup.breaker_events.outcomes(), [Outcome::Success]);
     eprintln!(
         "failover: {} primary attempt(s) abandoned at the first-token deadline, answered by \
          the backup {:?} after the call",
