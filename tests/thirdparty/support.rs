@@ -191,8 +191,9 @@ pub enum Guard {
     /// `.llm()` as it is: whatever the preset does with a stream.
     Preset,
     /// The README's streaming recipe inside the stack (`StreamGuardLayer` inside the breaker,
-    /// OpenAI rules) with [`FIRST_TOKEN`] and [`IDLE`]: the preset's guard cannot be given
-    /// test-sized deadlines from here yet (see `changes/thirdparty.md`).
+    /// OpenAI rules) with [`FIRST_TOKEN`] and [`IDLE`], so that a stall costs seconds. `.llm()`
+    /// has no stream guard of its own yet (the `stream` branch adds one); once it has, with a
+    /// setter for its deadlines, this becomes that setter and the added layer goes.
     Deadlines,
 }
 
