@@ -32,7 +32,8 @@
 //! (so threads on different keys rarely meet) and clones the breaker's handle: no clock read,
 //! no allocation, no shared write but the handle's count. The layer's service keeps the last
 //! few keys' breakers it used and finds them again without a lock or a hash (compared by
-//! `Eq`); `benches/keyed.rs` measures both, from 10 to 100,000 keys.
+//! `Eq`; a weak reference upgraded and a fence, so that an eviction sweep and a call never
+//! miss each other); `benches/keyed.rs` measures both, from 10 to 100,000 keys.
 //!
 //! A template built with [`shared_state`](crate::circuit_breaker::Builder::shared_state)
 //! (feature `shared-state`) gives every key its own fleet-shared breaker, named
@@ -80,7 +81,7 @@ use std::collections::hash_map::RandomState;
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering, fence};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
 
 /// Shards of the registry: a power of two, enough that two threads on different keys rarely
 /// take the same shard's lock.
@@ -204,11 +205,11 @@ impl Node {
         self.evicted.load(Ordering::Acquire)
     }
 
-    /// No call in flight and no handle held outside the registry; no service's cache using
-    /// the node (it holds a `Weak` between calls); `holders` strong references to the node
-    /// itself (the map's, and the sweep's own).
-    fn is_idle(self: &Arc<Self>, holders: usize) -> bool {
-        Arc::strong_count(self) == holders && Arc::strong_count(&self.breaker.shared) == 1
+    /// No call in flight and no handle held outside the registry, and no strong reference
+    /// to the node but the map's: no service's cache is using it (a cache holds a `Weak`
+    /// between calls), no sweep is reading its state.
+    fn is_idle(self: &Arc<Self>) -> bool {
+        Arc::strong_count(self) == 1 && Arc::strong_count(&self.breaker.shared) == 1
     }
 }
 
@@ -427,8 +428,10 @@ impl<K: Hash + Eq + Clone + fmt::Display> KeyedCircuitBreakers<K> {
                 let index = (first + i) & (SHARDS - 1);
                 last = index;
                 for (key, node) in self.candidates(index) {
+                    // A strong reference only while the state is read: a reference the sweep
+                    // kept would look, to another sweep, like a call using the node.
                     if chosen.len() < limit
-                        && let Some(state) = Self::evictable(&node, pass)
+                        && let Some(state) = node.upgrade().and_then(|n| Self::evictable(&n, pass))
                     {
                         chosen.push((index, key, node, state));
                     }
@@ -450,8 +453,10 @@ impl<K: Hash + Eq + Clone + fmt::Display> KeyedCircuitBreakers<K> {
                 let mut map = s.shards[index]
                     .write()
                     .unwrap_or_else(PoisonError::into_inner);
-                if map.get(&key).is_some_and(|n| Arc::ptr_eq(n, &node)) && Self::claimed(&node) {
-                    map.remove(&key);
+                if map.get(&key).is_some_and(|n| {
+                    std::ptr::eq(Arc::as_ptr(n), node.as_ptr()) && Self::claimed(n)
+                }) && let Some(node) = map.remove(&key)
+                {
                     removed.push((node, state));
                 }
             }
@@ -477,16 +482,16 @@ impl<K: Hash + Eq + Clone + fmt::Display> KeyedCircuitBreakers<K> {
 
     /// The idle nodes of shard `index`, marked as the sweep's candidates. Under the shard's
     /// write lock, so that no lookup runs meanwhile; no state is read.
-    fn candidates(&self, index: usize) -> Vec<(K, Arc<Node>)> {
+    fn candidates(&self, index: usize) -> Vec<(K, Weak<Node>)> {
         let map = self.shared.shards[index]
             .write()
             .unwrap_or_else(PoisonError::into_inner);
         let candidates: Vec<_> = map
             .iter()
-            .filter(|(_, node)| node.is_idle(1))
+            .filter(|(_, node)| node.is_idle())
             .map(|(key, node)| {
                 node.candidate.store(true, Ordering::Relaxed);
-                (key.clone(), node.clone())
+                (key.clone(), Arc::downgrade(node))
             })
             .collect();
         drop(map);
@@ -505,8 +510,8 @@ impl<K: Hash + Eq + Clone + fmt::Display> KeyedCircuitBreakers<K> {
     fn claimed(node: &Arc<Node>) -> bool {
         node.evicted.store(true, Ordering::Relaxed);
         fence(Ordering::SeqCst);
-        // The map's reference and the sweep's own.
-        if node.candidate.load(Ordering::Relaxed) && node.is_idle(2) {
+        // The map's reference only.
+        if node.candidate.load(Ordering::Relaxed) && node.is_idle() {
             return true;
         }
         node.evicted.store(false, Ordering::Relaxed);
