@@ -196,6 +196,21 @@ pub use builder_ext::ServiceBuilderExt;
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
 pub use config::ConfigError;
+
+/// Every error type of this crate that is a rejection, for [`rejection::Rejection`]. The crate
+/// root knows every module; listing them here lets `rejection` sit below all of them. A new
+/// rejection type implements `rejection::OwnRejection` next to its definition and is added
+/// here.
+pub(crate) const REJECTIONS: &[rejection::Recogniser] = &[
+    rejection::Recogniser::of::<circuit_breaker::CircuitOpen>(),
+    rejection::Recogniser::of::<circuit_breaker::RateLimited>(),
+    rejection::Recogniser::of::<circuit_breaker::HoldRejected>(),
+    rejection::Recogniser::of::<bulkhead::BulkheadFull>(),
+    rejection::Recogniser::of::<bulkhead::BulkheadTimeout>(),
+    rejection::Recogniser::of::<bulkhead::AcquireError>(),
+    #[cfg(feature = "quota")]
+    rejection::Recogniser::of::<quota::QuotaExceeded>(),
+];
 pub use outcome::{Classify, Outcome};
 
 /// The boxed error type returned by the services in this crate (the same as

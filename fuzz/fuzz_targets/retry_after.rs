@@ -39,13 +39,18 @@ fn clock(secs: i64, nanos: u32) -> Option<SystemTime> {
 }
 
 /// The number a header value states, when it is nothing but ASCII digits (at most 12 of them:
-/// far past the cap either way).
+/// far past the cap either way) between optional whitespace. Whitespace around a field value
+/// is RFC 9110's OWS: spaces and tabs only. Unicode whitespace (a no-break space, `"6\u{a0}"`)
+/// is not OWS, and a value with bytes outside ASCII is not a number: the parser ignores it.
 fn plain_number(value: &[u8]) -> Option<u64> {
-    let text = std::str::from_utf8(value).ok()?.trim();
-    if text.is_empty() || text.len() > 12 || !text.bytes().all(|b| b.is_ascii_digit()) {
+    let is_ows = |b: &u8| *b == b' ' || *b == b'\t';
+    let start = value.iter().position(|b| !is_ows(b))?;
+    let end = value.iter().rposition(|b| !is_ows(b))? + 1;
+    let digits = &value[start..end];
+    if digits.len() > 12 || !digits.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    text.parse().ok()
+    std::str::from_utf8(digits).ok()?.parse().ok()
 }
 
 fuzz_target!(|input: Input<'_>| {

@@ -67,6 +67,13 @@ impl fmt::Display for BulkheadFull {
 
 impl std::error::Error for BulkheadFull {}
 
+impl crate::rejection::OwnRejection for BulkheadFull {
+    fn rejection(&self) -> crate::rejection::Rejection<'_> {
+        let kind = crate::rejection::RejectionKind::BulkheadFull;
+        crate::rejection::Rejection::new(kind, self.name(), None)
+    }
+}
+
 /// The call waited in the bulkhead's queue for `max_wait` and no slot came free: it was
 /// rejected and the inner service was not called.
 ///
@@ -124,6 +131,13 @@ impl fmt::Display for BulkheadTimeout {
 
 impl std::error::Error for BulkheadTimeout {}
 
+impl crate::rejection::OwnRejection for BulkheadTimeout {
+    fn rejection(&self) -> crate::rejection::Rejection<'_> {
+        let kind = crate::rejection::RejectionKind::BulkheadTimeout;
+        crate::rejection::Rejection::new(kind, self.name(), None)
+    }
+}
+
 /// Why [`Bulkhead::acquire`](super::Bulkhead::acquire) gave no permit.
 ///
 /// Its [`source`](std::error::Error::source) is the cause, so that error reporters that walk
@@ -161,6 +175,15 @@ impl std::error::Error for AcquireError {
         match self {
             AcquireError::Full(e) => Some(e),
             AcquireError::Timeout(e) => Some(e),
+        }
+    }
+}
+
+impl crate::rejection::OwnRejection for AcquireError {
+    fn rejection(&self) -> crate::rejection::Rejection<'_> {
+        match self {
+            AcquireError::Full(e) => e.rejection(),
+            AcquireError::Timeout(e) => e.rejection(),
         }
     }
 }

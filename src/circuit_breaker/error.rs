@@ -106,6 +106,18 @@ impl fmt::Display for CircuitOpen {
 
 impl std::error::Error for CircuitOpen {}
 
+impl crate::rejection::OwnRejection for CircuitOpen {
+    fn rejection(&self) -> crate::rejection::Rejection<'_> {
+        // A `CircuitOpen` in the rate-limit state is the same rejection as `RateLimited`.
+        let kind = if self.is_rate_limited() {
+            crate::rejection::RejectionKind::RateLimited
+        } else {
+            crate::rejection::RejectionKind::CircuitOpen
+        };
+        crate::rejection::Rejection::new(kind, self.name(), self.retry_after())
+    }
+}
+
 /// A breaker's name as a rejection carries it. A short name (most are) is copied in place, so
 /// that a rejection touches no reference count: an `Arc` clone and its drop are two locked
 /// read-modify-writes, a large part of a rejection's cost. A longer name is shared.
@@ -187,3 +199,9 @@ impl fmt::Display for RateLimited {
 }
 
 impl std::error::Error for RateLimited {}
+
+impl crate::rejection::OwnRejection for RateLimited {
+    fn rejection(&self) -> crate::rejection::Rejection<'_> {
+        self.inner.rejection()
+    }
+}

@@ -90,6 +90,18 @@ impl std::error::Error for HoldRejected {
     }
 }
 
+/// The breaker's last rejection; held only if the call waited in the hold (not when the hold
+/// was full).
+impl crate::rejection::OwnRejection for HoldRejected {
+    fn rejection(&self) -> crate::rejection::Rejection<'_> {
+        let rejection = self.rejection.rejection();
+        match self.reason {
+            HoldReason::Expired { .. } => rejection.after_hold(),
+            HoldReason::Full { .. } => rejection,
+        }
+    }
+}
+
 /// One held call: counted in the breaker's `held` until dropped.
 pub(crate) struct Held {
     shared: Arc<Shared>,

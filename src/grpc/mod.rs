@@ -5,7 +5,7 @@
 //! trailers-only response (an error before any message), or in the trailers after the last
 //! message. [`GrpcClassifier`] reads it from the headers when it is there and records at once;
 //! otherwise it wraps the body in a [`RecordingBody`] that records when the trailers
-//! arrive, so a server stream that ends with an error counts as a failure.
+//! arrive ([`GrpcEos`], gRPC's [`ClassifyEos`]), so a server stream that ends with an error counts as a failure.
 //!
 //! | `grpc-status` | counts as |
 //! |---|---|
@@ -65,8 +65,10 @@ pub use self::code::{Code, grpc_status};
 
 use crate::circuit_breaker::{CircuitBreaker, CircuitBreakerLayer, Permit, RecordOutcome};
 use crate::config::{Check, ConfigError, MAX_DURATION, MIN_DURATION};
-use crate::http::{ClassifyError, DefaultErrorClassifier, EndRule, RecordingBody, ResponseClass};
-use ::http::StatusCode;
+use crate::http::{
+    ClassifyEos, ClassifyError, DefaultErrorClassifier, RecordingBody, ResponseClass,
+};
+use ::http::{HeaderMap, StatusCode};
 use http_body::Body;
 use std::fmt;
 use std::time::Duration;
@@ -99,6 +101,21 @@ impl CodeTable {
     fn set(&mut self, code: Code, class: ResponseClass) {
         // As above: always in bounds.
         self.0[code as usize] = class;
+    }
+}
+
+/// gRPC's end of stream for a [`RecordingBody`]: the `grpc-status` of the trailers, classified
+/// by the [`GrpcClassifier`]'s codes; a stream that ends without one is `UNKNOWN`. Made by the
+/// classifier; it is the `E` of the bodies it returns.
+#[derive(Debug, Clone, Copy)]
+pub struct GrpcEos {
+    codes: CodeTable,
+}
+
+impl ClassifyEos for GrpcEos {
+    fn classify_eos(&self, trailers: Option<&HeaderMap>) -> ResponseClass {
+        let code = trailers.and_then(grpc_status).unwrap_or(Code::Unknown);
+        self.codes.class(code)
     }
 }
 
@@ -167,7 +184,7 @@ impl<F> GrpcClassifier<F> {
         &self,
         response: ::http::Response<B>,
         permit: Permit,
-    ) -> ::http::Response<RecordingBody<B>> {
+    ) -> ::http::Response<RecordingBody<B, GrpcEos>> {
         let code = match grpc_status(response.headers()) {
             Some(code) => Some(code),
             None if response.status() != StatusCode::OK => {
@@ -183,7 +200,7 @@ impl<F> GrpcClassifier<F> {
                 response.map(RecordingBody::recorded)
             }
             None => {
-                let (end, idle) = (EndRule::Grpc(self.codes), self.body_idle_timeout);
+                let (end, idle) = (GrpcEos { codes: self.codes }, self.body_idle_timeout);
                 response.map(|body| RecordingBody::new(body, permit, end, idle))
             }
         }
@@ -195,7 +212,7 @@ where
     B: Body,
     F: ClassifyError<E>,
 {
-    type Response = ::http::Response<RecordingBody<B>>;
+    type Response = ::http::Response<RecordingBody<B, GrpcEos>>;
 
     fn record(
         &self,

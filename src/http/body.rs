@@ -1,3 +1,4 @@
+use super::classify::ResponseClass;
 use crate::circuit_breaker::Permit;
 use crate::{BoxError, Outcome};
 use ::http::HeaderMap;
@@ -10,38 +11,58 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::time::{Instant, Sleep};
 
-/// How a body that ends cleanly is classified.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum EndRule {
-    /// HTTP: a clean end is a success (trailers, if any, are not looked at).
-    Success,
-    /// gRPC: the `grpc-status` of the trailers decides; none at all is `UNKNOWN`.
-    #[cfg(feature = "grpc")]
-    Grpc(crate::grpc::CodeTable),
+/// How a recorded body that ends cleanly counts: the end-of-stream half of classification,
+/// as `tower_http::classify::ClassifyEos`. [`RecordingBody`] calls it once, when its body ends
+/// (with the trailers, if any); an error or an idle timeout is a failure whatever it says.
+///
+/// HTTP uses [`SuccessOnEos`]: a clean end is a success. gRPC
+/// ([`GrpcEos`](crate::grpc::GrpcEos), feature `grpc`) reads `grpc-status` from the trailers.
+///
+/// ```
+/// use http::HeaderMap;
+/// use tower_breaker::http::{ClassifyEos, ResponseClass};
+///
+/// /// A stream whose trailers say `x-partial: 1` was cut short by the server.
+/// #[derive(Clone)]
+/// struct PartialIsFailure;
+///
+/// impl ClassifyEos for PartialIsFailure {
+///     fn classify_eos(&self, trailers: Option<&HeaderMap>) -> ResponseClass {
+///         match trailers.and_then(|t| t.get("x-partial")) {
+///             Some(value) if value == "1" => ResponseClass::Failure,
+///             _ => ResponseClass::Success,
+///         }
+///     }
+/// }
+/// # let mut trailers = HeaderMap::new();
+/// # trailers.insert("x-partial", "1".parse().unwrap());
+/// # assert_eq!(PartialIsFailure.classify_eos(Some(&trailers)), ResponseClass::Failure);
+/// ```
+pub trait ClassifyEos {
+    /// The class of a body that ended cleanly, with its trailers if it had any.
+    fn classify_eos(&self, trailers: Option<&HeaderMap>) -> ResponseClass;
 }
 
-impl EndRule {
-    fn finish(self, permit: Permit, trailers: Option<&HeaderMap>) {
-        match self {
-            EndRule::Success => {
-                let _ = trailers;
-                permit.record(Outcome::Success);
-            }
-            #[cfg(feature = "grpc")]
-            EndRule::Grpc(table) => {
-                let code = trailers
-                    .and_then(crate::grpc::grpc_status)
-                    .unwrap_or(crate::grpc::Code::Unknown);
-                table.class(code).record(permit, trailers);
-            }
-        }
+/// HTTP's end of stream: a body that ends cleanly is a success; trailers are not looked at.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SuccessOnEos;
+
+impl ClassifyEos for SuccessOnEos {
+    #[inline]
+    fn classify_eos(&self, _trailers: Option<&HeaderMap>) -> ResponseClass {
+        ResponseClass::Success
     }
 }
 
+/// Records `permit` for a body that ended cleanly, as `end` classifies it.
+fn finish<E: ClassifyEos>(end: &E, permit: Permit, trailers: Option<&HeaderMap>) {
+    end.classify_eos(trailers).record(permit, trailers);
+}
+
 /// What a body still has to record.
-struct Recording {
+struct Recording<E> {
     permit: Permit,
-    end: EndRule,
+    end: E,
     idle_timeout: Option<Duration>,
 }
 
@@ -54,7 +75,7 @@ pin_project! {
     ///
     /// | the body | records |
     /// |---|---|
-    /// | ends cleanly (last frame, or trailers) | `Success` (gRPC: the trailers' `grpc-status`) |
+    /// | ends cleanly (last frame, or trailers) | as `E` says ([`ClassifyEos`]): HTTP `Success`, gRPC the trailers' `grpc-status` |
     /// | yields an error | `Failure` |
     /// | yields nothing for the classifier's `body_idle_timeout` while being read | `Failure`, and the body yields [`BodyIdleTimeout`] |
     /// | is dropped before its end by our own caller | `Ignored` (the permit's drop) |
@@ -65,10 +86,10 @@ pin_project! {
     /// Errors are boxed ([`BoxError`]), as in `tower_http::timeout::TimeoutBody`: the idle
     /// timeout adds an error the inner body type cannot express. The body is `Unpin` when the
     /// inner body is.
-    pub struct RecordingBody<B> {
+    pub struct RecordingBody<B, E = SuccessOnEos> {
         #[pin]
         inner: B,
-        recording: Option<Recording>,
+        recording: Option<Recording<E>>,
         // Boxed so that the body stays `Unpin` (callers use `BodyExt::frame` directly) and
         // small when no idle timeout is set: allocated once, on the first wait, then reset in
         // place.
@@ -78,17 +99,12 @@ pin_project! {
     }
 }
 
-impl<B: Body> RecordingBody<B> {
-    pub(crate) fn new(
-        inner: B,
-        permit: Permit,
-        end: EndRule,
-        idle_timeout: Option<Duration>,
-    ) -> Self {
+impl<B: Body, E: ClassifyEos> RecordingBody<B, E> {
+    pub(crate) fn new(inner: B, permit: Permit, end: E, idle_timeout: Option<Duration>) -> Self {
         let mut body = Self::recorded(inner);
         if body.inner.is_end_stream() {
             // An empty body may never be polled: it has ended cleanly, without trailers.
-            end.finish(permit, None);
+            finish(&end, permit, None);
         } else {
             body.recording = Some(Recording {
                 permit,
@@ -100,7 +116,7 @@ impl<B: Body> RecordingBody<B> {
     }
 }
 
-impl<B> RecordingBody<B> {
+impl<B, E> RecordingBody<B, E> {
     /// A body whose call is already recorded: frames pass through.
     pub(crate) fn recorded(inner: B) -> Self {
         Self {
@@ -133,10 +149,11 @@ impl<B> RecordingBody<B> {
     }
 }
 
-impl<B> Body for RecordingBody<B>
+impl<B, E> Body for RecordingBody<B, E>
 where
     B: Body,
     B::Error: Into<BoxError>,
+    E: ClassifyEos,
 {
     type Data = B::Data;
     type Error = BoxError;
@@ -156,11 +173,11 @@ where
                     Some(Ok(frame)) => {
                         if let Some(trailers) = frame.trailers_ref() {
                             if let Some(recording) = this.recording.take() {
-                                recording.end.finish(recording.permit, Some(trailers));
+                                finish(&recording.end, recording.permit, Some(trailers));
                             }
                         } else if this.inner.is_end_stream() {
                             if let Some(recording) = this.recording.take() {
-                                recording.end.finish(recording.permit, None);
+                                finish(&recording.end, recording.permit, None);
                             }
                         }
                         Poll::Ready(Some(Ok(frame)))
@@ -173,7 +190,7 @@ where
                     }
                     None => {
                         if let Some(recording) = this.recording.take() {
-                            recording.end.finish(recording.permit, None);
+                            finish(&recording.end, recording.permit, None);
                         }
                         Poll::Ready(None)
                     }
@@ -230,7 +247,7 @@ where
     }
 }
 
-impl<B> fmt::Debug for RecordingBody<B> {
+impl<B, E> fmt::Debug for RecordingBody<B, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RecordingBody")
             .field("holds_permit", &self.holds_permit())

@@ -1,4 +1,4 @@
-use super::body::{EndRule, RecordingBody};
+use super::body::{RecordingBody, SuccessOnEos};
 use super::retry_after::retry_after;
 use crate::circuit_breaker::{Permit, RecordOutcome};
 use crate::config::{Check, ConfigError, MAX_DURATION, MIN_DURATION};
@@ -349,7 +349,7 @@ impl<F> HttpClassifier<F> {
             self.classify_head(response.status(), response.headers(), response.extensions());
         if class == ResponseClass::Success && self.record_at_body_end {
             let idle = self.body_idle_timeout;
-            response.map(|body| RecordingBody::new(body, permit, EndRule::Success, idle))
+            response.map(|body| RecordingBody::new(body, permit, SuccessOnEos, idle))
         } else {
             class.record(permit, Some(response.headers()));
             response.map(RecordingBody::recorded)

@@ -94,9 +94,7 @@ mod classify;
 pub(crate) mod reqwest;
 pub(crate) mod retry_after;
 
-#[cfg(feature = "grpc")]
-pub(crate) use self::body::EndRule;
-pub use self::body::{BodyIdleTimeout, RecordingBody};
+pub use self::body::{BodyIdleTimeout, ClassifyEos, RecordingBody, SuccessOnEos};
 pub use self::classify::{
     ClassifyError, DefaultErrorClassifier, HttpClassifier, HttpClassifierBuilder, ResponseClass,
 };

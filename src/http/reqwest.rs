@@ -1,6 +1,6 @@
 //! The same classification for `reqwest` (feature `reqwest`).
 
-use super::body::{EndRule, RecordingBody};
+use super::body::{RecordingBody, SuccessOnEos};
 use super::classify::{ClassifyError, HttpClassifier, ResponseClass};
 use crate::Outcome;
 use crate::circuit_breaker::{Permit, RecordOutcome};
@@ -52,7 +52,7 @@ impl<F> HttpClassifier<F> {
         }
         let idle = self.body_idle_timeout();
         map_reqwest_body(response, |body| {
-            reqwest::Body::wrap(RecordingBody::new(body, permit, EndRule::Success, idle))
+            reqwest::Body::wrap(RecordingBody::new(body, permit, SuccessOnEos, idle))
         })
     }
 }

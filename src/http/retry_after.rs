@@ -65,8 +65,10 @@ pub fn retry_after_at(headers: &HeaderMap, now: SystemTime) -> Option<Duration> 
         })
 }
 
+/// The value without the whitespace around it: RFC 9110's OWS, spaces and tabs only (a
+/// no-break space is not whitespace here, and `to_str` already refuses non-ASCII).
 fn value_str(value: &HeaderValue) -> Option<&str> {
-    value.to_str().ok().map(str::trim)
+    value.to_str().ok().map(|v| v.trim_matches([' ', '\t']))
 }
 
 fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
@@ -164,6 +166,27 @@ mod tests {
                 expected,
                 "Retry-After: {value:?}"
             );
+        }
+    }
+
+    #[test]
+    fn only_spaces_and_tabs_surround_a_value() {
+        let now = at(0);
+        for value in [&b"\t7\t"[..], b" \t7", b"7 "] {
+            let mut map = HeaderMap::new();
+            let value = HeaderValue::from_bytes(value).unwrap_or_else(|e| panic!("{e}"));
+            map.insert(RETRY_AFTER, value);
+            assert_eq!(retry_after_at(&map, now), Some(Duration::from_secs(7)));
+        }
+        // RFC 9110 allows SP and HTAB around a value, nothing else: a no-break space (as
+        // UTF-8) makes the value malformed, ignored (the fuzz oracle once expected 6 s).
+        for value in ["6\u{a0}", "\u{a0}6", "6\u{2003}"] {
+            let mut map = HeaderMap::new();
+            let header =
+                HeaderValue::from_bytes(value.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+            map.insert(RETRY_AFTER, header.clone());
+            map.insert("retry-after-ms", header);
+            assert_eq!(retry_after_at(&map, now), None, "{value:?}");
         }
     }
 

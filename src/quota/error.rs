@@ -102,3 +102,10 @@ impl fmt::Display for QuotaExceeded {
 }
 
 impl std::error::Error for QuotaExceeded {}
+
+impl crate::rejection::OwnRejection for QuotaExceeded {
+    fn rejection(&self) -> crate::rejection::Rejection<'_> {
+        let kind = crate::rejection::RejectionKind::QuotaExceeded;
+        crate::rejection::Rejection::new(kind, self.name(), Some(self.retry_after()))
+    }
+}

@@ -1,5 +1,7 @@
 use tower_breaker::Outcome;
-use tower_breaker::circuit_breaker::{CircuitBreaker, CircuitState, SlidingWindow};
+use tower_breaker::circuit_breaker::{
+    CircuitBreaker, CircuitBreakerEvent, CircuitState, SlidingWindow,
+};
 use tower_breaker::keyed::KeyedCircuitBreakers;
 
 #[tokio::test(start_paused = true)]
@@ -220,4 +222,162 @@ async fn a_service_remembering_a_key_follows_the_registry_through_eviction() {
     assert_eq!(keyed.get(&a).metrics().failed_calls, 1);
     assert!(svc.ready().await.unwrap().call(a.clone()).await.is_err());
     assert_eq!(keyed.state(&a), Some(CircuitState::Open));
+}
+
+/// Regression: a full registry answered every new key with the shared overflow breaker and
+/// said nothing; `force_open` through it silently rejected every key without room.
+#[tokio::test(start_paused = true)]
+async fn a_full_registry_says_when_it_answers_with_the_overflow_breaker() {
+    use tower_breaker::keyed::Lookup;
+
+    let template = CircuitBreaker::builder("model").sliding_window(SlidingWindow::consecutive(1));
+    let keyed = KeyedCircuitBreakers::builder(template)
+        .max_keys(1)
+        .build()
+        .unwrap();
+    let a = keyed.lookup(&"a".to_string());
+    assert!(matches!(a, Lookup::Key(ref b) if b.name() == "model:a"));
+    a.breaker().try_acquire().unwrap().record(Outcome::Failure);
+    assert_eq!(keyed.overflowed(), 0);
+
+    // `a` is open and stays: no room for `b` or `c`.
+    let b = keyed.lookup(&"b".to_string());
+    assert!(b.is_overflow());
+    assert_eq!(b.breaker().name(), "model:overflow");
+    b.breaker().force_open();
+    // The overflow is shared: `c` is rejected by what was done to `b`, and the registry says so.
+    let c = keyed.lookup(&"c".to_string());
+    assert!(c.is_overflow());
+    assert_eq!(c.breaker().state(), CircuitState::ForcedOpen);
+    assert_eq!(keyed.overflowed(), 2);
+    // `get` is the same lookup, counted too.
+    assert_eq!(keyed.get(&"d".to_string()).name(), "model:overflow");
+    assert_eq!(keyed.overflowed(), 3);
+}
+
+/// Regression: the eviction sweep read breaker states (which may move a breaker and run its
+/// listeners) under a shard's write lock, and `state` / `states` under a read lock: a
+/// listener looking a key up deadlocked. No registry lock is held while a listener runs.
+#[tokio::test(start_paused = true)]
+async fn a_listener_that_looks_keys_up_never_deadlocks_the_registry() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::{Arc, OnceLock};
+    use std::time::Duration;
+
+    let registry: Arc<OnceLock<KeyedCircuitBreakers<String>>> = Arc::default();
+    let armed = Arc::new(AtomicBool::new(false));
+    let looked_up = Arc::new(AtomicUsize::new(0));
+    let template = CircuitBreaker::builder("model")
+        .sliding_window(SlidingWindow::consecutive(1))
+        .wait_in_open(Duration::from_secs(1))
+        .permitted_calls_in_half_open(1)
+        .max_wait_in_half_open(Some(Duration::from_secs(5)))
+        .on_event({
+            let (registry, armed, looked_up) = (registry.clone(), armed.clone(), looked_up.clone());
+            move |event: &CircuitBreakerEvent| {
+                if armed.load(Ordering::SeqCst)
+                    && matches!(event, CircuitBreakerEvent::StateTransition { .. })
+                    && let Some(keyed) = registry.get()
+                {
+                    // A new key: on a full registry, this sweeps every shard.
+                    let _ = keyed.lookup(&format!("new-{}", looked_up.load(Ordering::SeqCst)));
+                    looked_up.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+        });
+    let keyed = KeyedCircuitBreakers::builder(template)
+        .max_keys(1)
+        .build()
+        .unwrap();
+    assert!(registry.set(keyed.clone()).is_ok());
+
+    // `a` opens; after its wait a probe is admitted and stays in flight past
+    // `max_wait_in_half_open`: the next read of its state reopens it and runs the listener.
+    let a = "a".to_string();
+    keyed
+        .get(&a)
+        .try_acquire()
+        .unwrap()
+        .record(Outcome::Failure);
+    tokio::time::advance(Duration::from_secs(2)).await;
+    let probe = keyed.get(&a).try_acquire().unwrap();
+    assert!(probe.is_probe());
+    tokio::time::advance(Duration::from_secs(10)).await;
+    armed.store(true, Ordering::SeqCst);
+    assert_eq!(keyed.state(&a), Some(CircuitState::Open));
+    assert_eq!(looked_up.load(Ordering::SeqCst), 1, "the listener ran");
+    drop(probe);
+    // The registry is usable afterwards, from outside a listener too.
+    assert_eq!(keyed.len(), 1);
+    assert!(keyed.overflowed() >= 1);
+}
+
+/// Regression: a keyed template with shared state builds each key's breaker where the key is
+/// first used; outside a Tokio runtime that fails, and the call silently went to the overflow
+/// breaker. Now the lookup says so, the registry counts it, and an error is logged.
+#[cfg(feature = "shared-state")]
+#[tokio::test]
+async fn a_key_that_cannot_get_its_breaker_outside_a_runtime_is_never_silent() {
+    use tower_breaker::shared_state::{MemoryStore, SharedState};
+
+    let template =
+        CircuitBreaker::builder("model").shared_state(SharedState::new(MemoryStore::new()));
+    // Built inside the runtime (the overflow breaker is built here).
+    let keyed = KeyedCircuitBreakers::builder(template)
+        .max_keys(10)
+        .build()
+        .unwrap();
+    let (lookup, logged) = std::thread::spawn({
+        let keyed = keyed.clone();
+        move || {
+            let log = ErrorLog::default();
+            let lookup =
+                tracing::subscriber::with_default(log.clone(), || keyed.lookup(&"gpt".to_string()));
+            (lookup, log.0.lock().unwrap().clone())
+        }
+    })
+    .join()
+    .unwrap();
+    assert!(
+        lookup.is_overflow(),
+        "outside a runtime, no breaker of its own"
+    );
+    assert_eq!(keyed.overflowed(), 1);
+    assert_eq!(keyed.len(), 0);
+    assert_eq!(logged.len(), 1, "{logged:?}");
+    assert!(logged[0].contains("overflow"), "{logged:?}");
+    // Inside the runtime the key gets its own.
+    assert!(!keyed.lookup(&"gpt".to_string()).is_overflow());
+}
+
+/// Collects the messages of `ERROR` events.
+#[cfg(feature = "shared-state")]
+#[derive(Clone, Default)]
+struct ErrorLog(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+#[cfg(feature = "shared-state")]
+impl tracing::Subscriber for ErrorLog {
+    fn enabled(&self, metadata: &tracing::Metadata<'_>) -> bool {
+        *metadata.level() == tracing::Level::ERROR
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        struct Message(String);
+        impl tracing::field::Visit for Message {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                if field.name() == "message" {
+                    self.0 = format!("{value:?}");
+                }
+            }
+        }
+        let mut message = Message(String::new());
+        event.record(&mut message);
+        self.0.lock().unwrap().push(message.0);
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
 }

@@ -159,3 +159,43 @@ async fn a_reqwest_stream_is_recorded_when_it_ends() {
         vec![Outcome::Success, Outcome::Failure, Outcome::Ignored]
     );
 }
+
+/// A guard's error raised while reqwest reads the body reaches the caller as a
+/// `reqwest::Error` ("error decoding response body"), where `is::<StreamTruncated>()` cannot
+/// see it; `rejection::find` walks the chain (and `io::Error`s in it) to it.
+#[cfg(feature = "stream")]
+#[tokio::test]
+async fn a_stream_guard_error_is_found_inside_reqwests_error() {
+    use tower_breaker::rejection::{Rejection, find};
+    use tower_breaker::stream::{SseRules, StreamGuardLayer, StreamTruncated};
+
+    // One event, then a clean end before `[DONE]`.
+    let server = Upstream::with_plan(FaultPlan::new().then(Fault::cut_after(1))).await;
+    let log = Log::default();
+    let breaker = CircuitBreaker::builder("reqwest")
+        .on_event(log.listener())
+        .build()
+        .unwrap();
+    let guard = StreamGuardLayer::builder()
+        .rules(SseRules::openai())
+        .build()
+        .unwrap();
+    let client = ServiceBuilder::new()
+        .layer(breaker.http_layer())
+        .layer(guard)
+        .service(reqwest::Client::new());
+    let response = client
+        .oneshot(stream_request(&server.chat_url()))
+        .await
+        .unwrap();
+    let err: reqwest::Error = response.bytes().await.unwrap_err();
+    assert!(err.is_decode() || err.is_body(), "{err:?}");
+    assert!(!(&err as &dyn std::error::Error).is::<StreamTruncated>());
+
+    let truncated = find::<StreamTruncated>(&err).expect("the guard's error, through reqwest");
+    assert_eq!(truncated.tokens(), 1, "{truncated}");
+    assert!(find::<CircuitOpen>(&err).is_none());
+    // Not a rejection: the upstream answered, and the call counted as a failure.
+    assert!(Rejection::of(&err).is_none());
+    assert_eq!(log.outcomes(), vec![Outcome::Failure]);
+}
