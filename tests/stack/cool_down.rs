@@ -20,11 +20,8 @@ fn rate_limited_once() -> impl Fn(&str, usize) -> http::Response<String> + Clone
 
 fn spawn_call<S, B>(svc: &S) -> tokio::task::JoinHandle<(Result<u16, tower::BoxError>, Duration)>
 where
-    S: tower::Service<
-            http::Request<String>,
-            Response = http::Response<B>,
-            Error = tower::BoxError,
-        > + Clone
+    S: tower::Service<http::Request<String>, Response = http::Response<B>, Error = tower::BoxError>
+        + Clone
         + Send
         + 'static,
     S::Future: Send,
