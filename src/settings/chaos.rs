@@ -106,6 +106,7 @@ impl FaultSettings {
     }
 
     /// Whether only an HTTP layer can inject it.
+    #[cfg(feature = "http")]
     fn is_http(&self) -> bool {
         !matches!(
             self,
@@ -124,17 +125,23 @@ impl ChaosSettings {
     ) -> Result<ChaosBuilder<V>, SettingsError> {
         for (index, fault_settings) in self.faults.iter().enumerate() {
             let (fault, rate) = fault_settings.to_fault();
-            let checked = match fault_settings.is_http() {
-                #[cfg(feature = "http")]
-                true => ChaosLayer::http("settings")
-                    .inject(fault.clone(), rate)
+            let alone = |fault: Fault| {
+                ChaosLayer::<()>::builder("settings")
+                    .inject(fault, rate)
                     .build()
-                    .map(drop),
-                _ => ChaosLayer::<()>::builder("settings")
-                    .inject(fault.clone(), rate)
-                    .build()
-                    .map(drop),
+                    .map(drop)
             };
+            #[cfg(feature = "http")]
+            let checked = if fault_settings.is_http() {
+                ChaosLayer::http("settings")
+                    .inject(fault.clone(), rate)
+                    .build()
+                    .map(drop)
+            } else {
+                alone(fault.clone())
+            };
+            #[cfg(not(feature = "http"))]
+            let checked = alone(fault.clone());
             if let Err(err) = checked {
                 let at = join(path, &format!("faults[{index}]"));
                 return Err(SettingsError::config(&at, err.field(), err));

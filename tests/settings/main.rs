@@ -326,6 +326,13 @@ fn an_unknown_key_fails_with_its_path() {
     assert!(err.contains("quotas"), "{err}");
     let err = example_with(|t| t.replace("kind = \"time\"", "kind = \"hourly\""));
     assert!(err.starts_with("openai.breaker.sliding_window"), "{err}");
+    // Inside a tagged table too: `calls` is a count window's, not a time window's.
+    let err = example_with(|t| t.replace("buckets = 12", "calls = 12"));
+    assert!(err.starts_with("openai.breaker.sliding_window"), "{err}");
+    assert!(err.contains("unknown field `calls`"), "{err}");
+    let err = example_with(|t| t.replace("status = 503,", "status = 503, retry_after = \"1s\","));
+    assert!(err.starts_with("chaos.faults[2]"), "{err}");
+    assert!(err.contains("unknown field `retry_after`"), "{err}");
 }
 
 #[test]
@@ -404,6 +411,26 @@ fn stack_errors_name_the_part() {
             "injection_rate = 0.2",
             "injection_rate = 1.2",
             "chaos.faults[0].injection_rate",
+        ),
+        (
+            "max_server_delay = \"60s\"",
+            "max_server_delay = \"60s\"\nreserve_for_last_attempt = 1.5",
+            "openai.retry.reserve_for_last_attempt",
+        ),
+        (
+            "max_server_delay = \"60s\"",
+            "max_server_delay = \"60s\"\nwait_out_cool_downs = 100000000",
+            "openai.retry.wait_out_cool_downs",
+        ),
+        (
+            "max_wait = \"2s\"",
+            "max_wait = \"2d\"",
+            "openai.bulkhead.max_wait",
+        ),
+        (
+            "max = \"5m\"",
+            "max = \"2d\"",
+            "openai.breaker.open_time_growth.max",
         ),
         ("quantile = 0.95", "quantile = 0.0", "hedge.delay.quantile"),
         (
