@@ -40,9 +40,9 @@ pub struct BreakerSettings {
     pub wait_in_open: Option<Duration>,
     /// [`Builder::permitted_calls_in_half_open`].
     pub permitted_calls_in_half_open: Option<u32>,
-    /// [`Builder::max_wait_in_half_open`] (a duration; the file cannot turn the limit off).
-    #[serde(default, deserialize_with = "duration::optional")]
-    pub max_wait_in_half_open: Option<Duration>,
+    /// [`Builder::max_wait_in_half_open`]: a duration, or `"none"` for no limit.
+    #[serde(default, deserialize_with = "duration::optional_or_none")]
+    pub max_wait_in_half_open: Option<Option<Duration>>,
     /// [`Builder::open_time_growth`].
     pub open_time_growth: Option<GrowthSettings>,
     /// [`Builder::open_time_jitter`].
@@ -169,7 +169,7 @@ impl BreakerSettings {
             builder = builder.permitted_calls_in_half_open(calls);
         }
         if let Some(wait) = self.max_wait_in_half_open {
-            builder = builder.max_wait_in_half_open(Some(wait));
+            builder = builder.max_wait_in_half_open(wait);
         }
         if let Some(growth) = self.open_time_growth {
             builder = builder.open_time_growth(growth.multiplier, growth.max);

@@ -101,6 +101,31 @@ pub(crate) fn optional<'de, D: Deserializer<'de>>(
     required(deserializer).map(Some)
 }
 
+/// `deserialize_with` for a setter that takes an `Option<Duration>` (with `#[serde(default)]`):
+/// `"none"` is `Some(None)`, a duration `Some(Some(_))`, a missing key `None`.
+pub(crate) fn optional_or_none<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Option<Duration>>, D::Error> {
+    struct OrNone;
+
+    impl Visitor<'_> for OrNone {
+        type Value = Option<Duration>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(f, "{EXPECTED}, or \"none\"")
+        }
+
+        fn visit_str<E: de::Error>(self, value: &str) -> Result<Option<Duration>, E> {
+            match value.trim() {
+                "none" => Ok(None),
+                _ => parse_duration(value).map(Some).map_err(E::custom),
+            }
+        }
+    }
+
+    deserializer.deserialize_str(OrNone).map(Some)
+}
+
 #[cfg(test)]
 mod tests {
     use super::parse_duration;

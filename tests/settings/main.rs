@@ -173,6 +173,7 @@ async fn breaker_settings_round_trip() {
         sliding_window = { kind = "consecutive", failures = 2 }
         wait_in_open = "1.5s"
         permitted_calls_in_half_open = 1
+        max_wait_in_half_open = "none"
         "#,
     )
     .unwrap();
@@ -182,6 +183,18 @@ async fn breaker_settings_round_trip() {
     breaker.try_acquire().unwrap().record(Outcome::Failure);
     assert_eq!(breaker.state(), CircuitState::Open);
     assert_eq!(breaker.retry_after(), Some(Duration::from_millis(1500)));
+    // No limit on a probe: one admitted after the open time stays in flight however long.
+    tokio::time::advance(Duration::from_millis(1500)).await;
+    let probe = breaker.try_acquire().unwrap();
+    assert_eq!(breaker.state(), CircuitState::HalfOpen);
+    tokio::time::advance(Duration::from_secs(3600)).await;
+    assert!(
+        breaker.try_acquire().is_err(),
+        "the one probe slot is still taken"
+    );
+    assert_eq!(breaker.state(), CircuitState::HalfOpen);
+    probe.record(Outcome::Success);
+    assert_eq!(breaker.state(), CircuitState::Closed);
 
     let time: BreakerSettings = from_toml(
         r#"
@@ -241,7 +254,11 @@ async fn quota_settings_round_trip() {
 fn stream_settings_round_trip() {
     let guard: StreamGuardSettings =
         from_toml("first_token_timeout = \"2s\"\nrules = \"anthropic\"").unwrap();
-    guard.build("g", StreamGuardLayer::builder()).unwrap();
+    let layer = guard.build("g", StreamGuardLayer::builder()).unwrap();
+    // The layer shows its settings only in its `Debug`: no getters (the stream module's).
+    let shown = format!("{layer:?}");
+    assert!(shown.contains("first_token: Some(2s)"), "{shown}");
+    assert!(shown.contains("name: \"anthropic\""), "{shown}");
     let hedge: HedgeSettings = from_toml("delay = { fixed = \"250ms\" }\nbudget = 0.5").unwrap();
     let hedge = hedge
         .build("h", Hedge::<(), u32>::builder(), service_fn(echo))
