@@ -16,6 +16,7 @@
 //! - [`shared_state`]: breakers shared across replicas through Redis.
 //! - [`quota`]: request and token budgets, and a concurrency limit that finds the provider's
 //!   capacity.
+//! - [`settings`]: every builder's settings from TOML / YAML / JSON / env, errors with paths.
 //! - [`performance`]: how it compares with its peers, the benchmarks, the reliability tests,
 //!   and how it is built.
 //! - [`examples`]: the runnable programs in `examples/`.
@@ -52,6 +53,9 @@ pub mod shared_state {}
 
 #[doc = include_str!("../docs/guide/quota.md")]
 pub mod quota {}
+
+#[doc = include_str!("../docs/guide/settings.md")]
+pub mod settings {}
 
 #[doc = include_str!("../docs/guide/performance.md")]
 pub mod performance {}

@@ -168,6 +168,9 @@ pub mod reqwest_middleware;
 #[cfg(feature = "retry")]
 #[cfg_attr(docsrs, doc(cfg(feature = "retry")))]
 pub mod retry;
+#[cfg(feature = "serde")]
+#[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
+pub mod settings;
 #[cfg(feature = "shared-state")]
 #[cfg_attr(docsrs, doc(cfg(feature = "shared-state")))]
 pub mod shared_state;
