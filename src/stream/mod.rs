@@ -4,7 +4,12 @@
 //! A streamed completion fails in ways a status code never shows: headers, then no token for
 //! minutes; keepalive comments (`: ping`) that keep the connection alive while nothing is
 //! produced; a stream cut mid-answer that ends "cleanly". [`StreamGuardLayer`] catches all
-//! three on `http::Response` bodies (and `reqwest::Response`, with the `reqwest` feature):
+//! three on `http::Response` bodies (and `reqwest::Response`, with the `reqwest` feature).
+//! It guards streams only: a 2xx whose `content-type` is `text/event-stream`, or that has no
+//! `content-type` (taken as the stream the call asked for); an `application/json` answer (a
+//! non-streamed completion through the same client) and error statuses pass untouched, and
+//! [`stream_when`](StreamGuardBuilder::stream_when) sets a rule of your own.
+//!
 //!
 //! - **time to first token**: the first *token* (a server-sent `data:` event the
 //!   [`SseRules`] call a token; not the headers, not a comment, not an empty event) must come

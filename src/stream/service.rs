@@ -1,4 +1,4 @@
-use super::body::{GuardConfig, GuardedBody};
+use super::body::{GuardConfig, GuardedBody, IsStream};
 use super::error::FirstTokenTimeout;
 use super::rules::SseRules;
 use crate::BoxError;
@@ -33,6 +33,7 @@ impl StreamGuardLayer {
             idle: None,
             rules: SseRules::openai(),
             respond_at_first_token: true,
+            is_stream: None,
         }
     }
 }
@@ -49,12 +50,25 @@ impl<S> Layer<S> for StreamGuardLayer {
 }
 
 /// Builds a [`StreamGuardLayer`].
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct StreamGuardBuilder {
     first_token: Option<Duration>,
     idle: Option<Duration>,
     rules: SseRules,
     respond_at_first_token: bool,
+    is_stream: Option<IsStream>,
+}
+
+impl fmt::Debug for StreamGuardBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StreamGuardBuilder")
+            .field("first_token", &self.first_token)
+            .field("idle", &self.idle)
+            .field("rules", &self.rules)
+            .field("respond_at_first_token", &self.respond_at_first_token)
+            .field("custom_is_stream", &self.is_stream.is_some())
+            .finish()
+    }
 }
 
 impl StreamGuardBuilder {
@@ -91,6 +105,36 @@ impl StreamGuardBuilder {
         self
     }
 
+    /// Which 2xx responses are streams, held to the rules; the others pass untouched and
+    /// resolve at their head, like an error status.
+    ///
+    /// Default: a `content-type` of `text/event-stream` (any case, any parameters), or no
+    /// `content-type` at all: a guard sits on a streaming call, so a 2xx that does not say what
+    /// it is counts as the stream that was asked for (and is held to the deadlines and the
+    /// completion rule). A non-streamed completion through the same client
+    /// (`application/json`) passes untouched and is a success.
+    ///
+    /// ```
+    /// use tower_breaker::stream::StreamGuardLayer;
+    ///
+    /// // A gateway that streams as `application/x-ndjson` too, and marks its streams.
+    /// let guard = StreamGuardLayer::builder()
+    ///     .stream_when(|head: &http::response::Parts| {
+    ///         head.headers.contains_key("x-stream")
+    ///             || head.headers.get("content-type").is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"))
+    ///     })
+    ///     .build()?;
+    /// # let _ = guard;
+    /// # Ok::<_, tower_breaker::ConfigError>(())
+    /// ```
+    pub fn stream_when(
+        mut self,
+        is_stream: impl Fn(&http::response::Parts) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        self.is_stream = Some(Arc::new(is_stream));
+        self
+    }
+
     /// The layer.
     pub fn build(self) -> Result<StreamGuardLayer, ConfigError> {
         let check = Check {
@@ -111,6 +155,7 @@ impl StreamGuardBuilder {
                 idle,
                 rules: self.rules,
                 respond_at_first_token: self.respond_at_first_token,
+                is_stream: self.is_stream,
             }),
         })
     }
@@ -302,7 +347,7 @@ where
                         }
                     };
                     let (parts, body) = response.into_parts();
-                    let body = if parts.status.is_success() {
+                    let body = if this.config.guards(&parts) {
                         GuardedBody::guarded(
                             body,
                             this.config.clone(),
