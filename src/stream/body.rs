@@ -16,7 +16,9 @@ use tokio::time::{Instant, Sleep};
 /// Which responses are streams: given their head, a 2xx.
 pub(crate) type IsStream = Arc<dyn Fn(&http::response::Parts) -> bool + Send + Sync>;
 
-/// The settings one [`StreamGuardLayer`](super::StreamGuardLayer) shares with its bodies.
+/// The settings one [`StreamGuardLayer`](super::StreamGuardLayer) shares with its bodies (and
+/// its builder fills in).
+#[derive(Clone)]
 pub(crate) struct GuardConfig {
     pub(crate) first_token: Option<Duration>,
     pub(crate) idle: Option<Duration>,

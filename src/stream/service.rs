@@ -1,4 +1,4 @@
-use super::body::{GuardConfig, GuardedBody, IsStream};
+use super::body::{GuardConfig, GuardedBody};
 use super::error::FirstTokenTimeout;
 use super::rules::SseRules;
 use crate::BoxError;
@@ -29,11 +29,13 @@ impl StreamGuardLayer {
     /// A builder: no deadlines, [`SseRules::openai`], the response at the first token.
     pub fn builder() -> StreamGuardBuilder {
         StreamGuardBuilder {
-            first_token: None,
-            idle: None,
-            rules: SseRules::openai(),
-            respond_at_first_token: true,
-            is_stream: None,
+            config: GuardConfig {
+                first_token: None,
+                idle: None,
+                rules: SseRules::openai(),
+                respond_at_first_token: true,
+                is_stream: None,
+            },
         }
     }
 }
@@ -50,45 +52,29 @@ impl<S> Layer<S> for StreamGuardLayer {
 }
 
 /// Builds a [`StreamGuardLayer`].
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct StreamGuardBuilder {
-    first_token: Option<Duration>,
-    idle: Option<Duration>,
-    rules: SseRules,
-    respond_at_first_token: bool,
-    is_stream: Option<IsStream>,
-}
-
-impl fmt::Debug for StreamGuardBuilder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("StreamGuardBuilder")
-            .field("first_token", &self.first_token)
-            .field("idle", &self.idle)
-            .field("rules", &self.rules)
-            .field("respond_at_first_token", &self.respond_at_first_token)
-            .field("custom_is_stream", &self.is_stream.is_some())
-            .finish()
-    }
+    config: GuardConfig,
 }
 
 impl StreamGuardBuilder {
     /// The time-to-first-token deadline, counted from the call: the head and the first token
     /// must both arrive within it. Default: none. Allowed: 1 ms to 1 day.
     pub fn first_token_timeout(mut self, deadline: Duration) -> Self {
-        self.first_token = Some(deadline);
+        self.config.first_token = Some(deadline);
         self
     }
 
     /// The longest silence between two tokens. Default: none. Allowed: 1 ms to 1 day. Without
     /// a first-token deadline, it also bounds the wait from the head to the first token.
     pub fn idle_timeout(mut self, idle: Duration) -> Self {
-        self.idle = Some(idle);
+        self.config.idle = Some(idle);
         self
     }
 
     /// Which events are tokens and which complete the answer. Default: [`SseRules::openai`].
     pub fn rules(mut self, rules: SseRules) -> Self {
-        self.rules = rules;
+        self.config.rules = rules;
         self
     }
 
@@ -101,7 +87,7 @@ impl StreamGuardBuilder {
     /// sees a missed first token as an error of that provider, before the caller has seen a
     /// byte.
     pub fn respond_at_first_token(mut self, yes: bool) -> Self {
-        self.respond_at_first_token = yes;
+        self.config.respond_at_first_token = yes;
         self
     }
 
@@ -131,32 +117,27 @@ impl StreamGuardBuilder {
         mut self,
         is_stream: impl Fn(&http::response::Parts) -> bool + Send + Sync + 'static,
     ) -> Self {
-        self.is_stream = Some(Arc::new(is_stream));
+        self.config.is_stream = Some(Arc::new(is_stream));
         self
     }
 
     /// The layer.
-    pub fn build(self) -> Result<StreamGuardLayer, ConfigError> {
+    pub fn build(mut self) -> Result<StreamGuardLayer, ConfigError> {
         let check = Check {
             component: "stream_guard",
         };
         let ms = Duration::from_millis(1);
-        let first_token = self
+        let config = &mut self.config;
+        config.first_token = config
             .first_token
             .map(|d| check.duration("first_token_timeout", d, ms, MAX_DEADLINE))
             .transpose()?;
-        let idle = self
+        config.idle = config
             .idle
             .map(|d| check.duration("idle_timeout", d, ms, MAX_DEADLINE))
             .transpose()?;
         Ok(StreamGuardLayer {
-            config: Arc::new(GuardConfig {
-                first_token,
-                idle,
-                rules: self.rules,
-                respond_at_first_token: self.respond_at_first_token,
-                is_stream: self.is_stream,
-            }),
+            config: Arc::new(self.config),
         })
     }
 }
