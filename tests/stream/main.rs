@@ -1,6 +1,7 @@
 //! Streamed LLM calls on paused time: first-token and idle deadlines, completion rules, failover
 //! before the first token, hedging, and the SSE parser against a reference.
 
+mod adaptive;
 mod chaos_upstream;
 mod failover;
 mod guard;
