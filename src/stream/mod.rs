@@ -12,7 +12,8 @@
 //!
 //!
 //! - **time to first token**: the first *token* (a server-sent `data:` event the
-//!   [`SseRules`] call a token; not the headers, not a comment, not an empty event) must come
+//!   [`SseRules`] call a token: content, such as text, tool-call arguments or reasoning; not
+//!   the headers, not a comment, not an empty event, not OpenAI's role-only chunk) must come
 //!   within [`first_token_timeout`](StreamGuardBuilder::first_token_timeout) of the call, or
 //!   the call fails with [`FirstTokenTimeout`];
 //! - **idle**: after that, each token must follow the last within
