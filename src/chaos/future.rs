@@ -162,9 +162,9 @@ mod http_future {
 }
 
 #[cfg(feature = "reqwest")]
-pub use self::reqwest_future::ReqwestResponseFuture;
-#[cfg(feature = "reqwest")]
 pub(crate) use self::reqwest_future::IntoHttp;
+#[cfg(feature = "reqwest")]
+pub use self::reqwest_future::ReqwestResponseFuture;
 
 #[cfg(feature = "reqwest")]
 mod reqwest_future {
@@ -252,14 +252,15 @@ mod reqwest_future {
 
         fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
             let this = self.project();
-            let mut response: http::Response<ChaosBody<reqwest::Body>> = ready!(this.inner.poll(cx))?;
+            let mut response: http::Response<ChaosBody<reqwest::Body>> =
+                ready!(this.inner.poll(cx))?;
             let url = match response.extensions_mut().remove::<UpstreamUrl>() {
                 Some(UpstreamUrl(url)) => Some(url),
                 None => this.url.take(),
             };
             let response = response.map(reqwest::Body::wrap);
             Poll::Ready(Ok(match url {
-                Some(url) => crate::http::reqwest_response(response, url),
+                Some(url) => crate::http::reqwest::reqwest_response(response, url),
                 None => reqwest::Response::from(response),
             }))
         }

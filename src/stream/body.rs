@@ -52,7 +52,9 @@ pub(crate) fn is_event_stream(parts: &http::response::Parts) -> bool {
         .iter()
         .position(|&b| b == b';')
         .map_or(value, |end| &value[..end]);
-    essence.trim_ascii().eq_ignore_ascii_case(b"text/event-stream")
+    essence
+        .trim_ascii()
+        .eq_ignore_ascii_case(b"text/event-stream")
 }
 
 impl GuardConfig {
@@ -249,7 +251,7 @@ pin_project! {
 impl<B: Body> GuardedBody<B> {
     /// A body held to `config`'s rules, for a call that started at `started`. `timer` is the
     /// call's head timer, if it made one, reused.
-    pub(crate) fn guarded(
+    fn guarded(
         inner: B,
         config: Arc<GuardConfig>,
         started: Instant,
@@ -269,6 +271,22 @@ impl<B: Body> GuardedBody<B> {
                 timer,
             }),
             prefix: VecDeque::new(),
+        }
+    }
+
+    /// The body of a response whose head is `parts`: guarded when `config` says the response
+    /// is a stream, passed through otherwise.
+    pub(crate) fn for_response(
+        parts: &http::response::Parts,
+        inner: B,
+        config: &Arc<GuardConfig>,
+        started: Instant,
+        timer: Option<Pin<Box<Sleep>>>,
+    ) -> Self {
+        if config.guards(parts) {
+            Self::guarded(inner, config.clone(), started, timer)
+        } else {
+            Self::passthrough(inner)
         }
     }
 

@@ -93,6 +93,7 @@
 mod body;
 mod error;
 mod hedge;
+mod record;
 mod rules;
 mod service;
 mod sse;
@@ -100,6 +101,7 @@ mod sse;
 pub use self::body::GuardedBody;
 pub use self::error::{FirstTokenTimeout, StreamIdle, StreamTruncated};
 pub use self::hedge::{Hedge, HedgeBuilder, HedgeDelay, HedgeStats};
+pub use self::record::StreamRecorder;
 pub use self::rules::SseRules;
 pub use self::service::{GuardResponse, StreamGuard, StreamGuardBuilder, StreamGuardLayer};
 pub use self::sse::{MAX_EVENT_BYTES, SseEvent, SseParser};

@@ -17,6 +17,8 @@ use tower_service::Service;
 
 /// The longest deadline a builder takes (a day): longer is a mistake, not a deadline.
 const MAX_DEADLINE: Duration = Duration::from_secs(86_400);
+/// The shortest deadline a builder takes.
+const MIN_DEADLINE: Duration = Duration::from_millis(1);
 
 /// Holds streamed responses to a time-to-first-token deadline, an idle deadline and completion
 /// rules; see the [module docs](super). Clones share one configuration (there is no state).
@@ -26,6 +28,21 @@ pub struct StreamGuardLayer {
 }
 
 impl StreamGuardLayer {
+    pub(crate) fn config(&self) -> &Arc<GuardConfig> {
+        &self.config
+    }
+
+    /// A layer with both deadlines and `rules`, the rest as the builder's defaults. The
+    /// deadlines are clamped into the builder's range, so no check is left to fail.
+    pub(crate) fn preset(first_token: Duration, idle: Duration, rules: SseRules) -> Self {
+        let mut config = Self::builder().rules(rules).config;
+        config.first_token = Some(first_token.clamp(MIN_DEADLINE, MAX_DEADLINE));
+        config.idle = Some(idle.clamp(MIN_DEADLINE, MAX_DEADLINE));
+        Self {
+            config: Arc::new(config),
+        }
+    }
+
     /// A builder: no deadlines, [`SseRules::openai`], the response at the first token.
     pub fn builder() -> StreamGuardBuilder {
         StreamGuardBuilder {
@@ -126,15 +143,14 @@ impl StreamGuardBuilder {
         let check = Check {
             component: "stream_guard",
         };
-        let ms = Duration::from_millis(1);
         let config = &mut self.config;
         config.first_token = config
             .first_token
-            .map(|d| check.duration("first_token_timeout", d, ms, MAX_DEADLINE))
+            .map(|d| check.duration("first_token_timeout", d, MIN_DEADLINE, MAX_DEADLINE))
             .transpose()?;
         config.idle = config
             .idle
-            .map(|d| check.duration("idle_timeout", d, ms, MAX_DEADLINE))
+            .map(|d| check.duration("idle_timeout", d, MIN_DEADLINE, MAX_DEADLINE))
             .transpose()?;
         Ok(StreamGuardLayer {
             config: Arc::new(self.config),
@@ -328,16 +344,13 @@ where
                         }
                     };
                     let (parts, body) = response.into_parts();
-                    let body = if this.config.guards(&parts) {
-                        GuardedBody::guarded(
-                            body,
-                            this.config.clone(),
-                            *this.started,
-                            this.timer.take(),
-                        )
-                    } else {
-                        GuardedBody::passthrough(body)
-                    };
+                    let body = GuardedBody::for_response(
+                        &parts,
+                        body,
+                        this.config,
+                        *this.started,
+                        this.timer.take(),
+                    );
                     let response = http::Response::from_parts(parts, body);
                     if !this.config.respond_at_first_token || !response.body().is_guarded() {
                         return Poll::Ready(Ok(R::from_http(response)));

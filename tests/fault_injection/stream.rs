@@ -168,14 +168,24 @@ fn events_with_line_ends(
     Future: Send,
 > + Clone {
     tower::service_fn(move |_: http::Request<String>| async move {
-        let text = ["data: {\"n\":1}", "data: {\"n\":2}", ": ping", "data: {\"n\":3}", "data: [DONE]"]
-            .iter()
-            .enumerate()
-            .map(|(i, line)| {
-                // The comment shares the third event's block: `: ping` then `data: {"n":3}`.
-                if i == 2 { format!("{line}{eol}") } else { format!("{line}{eol}{eol}") }
-            })
-            .collect::<String>();
+        let text = [
+            "data: {\"n\":1}",
+            "data: {\"n\":2}",
+            ": ping",
+            "data: {\"n\":3}",
+            "data: [DONE]",
+        ]
+        .iter()
+        .enumerate()
+        .map(|(i, line)| {
+            // The comment shares the third event's block: `: ping` then `data: {"n":3}`.
+            if i == 2 {
+                format!("{line}{eol}")
+            } else {
+                format!("{line}{eol}{eol}")
+            }
+        })
+        .collect::<String>();
         let chunks: Vec<Result<http_body::Frame<bytes::Bytes>, tower::BoxError>> = text
             .as_bytes()
             .chunks(7)
@@ -237,8 +247,15 @@ async fn chaos_stream_faults_count_events_on_every_sse_line_ending() {
 
         let trickled = frames_of(Fault::trickle(ms(250)), eol).await;
         let times: Vec<Duration> = trickled.iter().map(|(_, t)| *t).collect();
-        assert_eq!(times, [ms(250), ms(500), ms(750), ms(1_000)], "trickle, {eol:?}");
+        assert_eq!(
+            times,
+            [ms(250), ms(500), ms(750), ms(1_000)],
+            "trickle, {eol:?}"
+        );
         let whole: String = trickled.iter().map(|(t, _)| t.as_str()).collect();
-        assert_eq!(whole, format!("{}{}{third}data: [DONE]{eol}{eol}", event(1), event(2)));
+        assert_eq!(
+            whole,
+            format!("{}{}{third}data: [DONE]{eol}{eol}", event(1), event(2))
+        );
     }
 }

@@ -30,7 +30,10 @@ async fn a_provider_that_stalls_before_its_first_token_lowers_the_adaptive_limit
         )
         .service(stalled.service::<()>());
     let err = client.ready().await.unwrap().call(()).await.unwrap_err();
-    assert!(err.is::<tower_breaker::stream::FirstTokenTimeout>(), "{err}");
+    assert!(
+        err.is::<tower_breaker::stream::FirstTokenTimeout>(),
+        "{err}"
+    );
     assert_eq!(bulkhead.limit(), 9);
     assert_eq!(bulkhead.metrics().active, 0);
 }

@@ -366,7 +366,10 @@ async fn the_guard_guards_streams_and_a_json_answer_passes_untouched_as_a_succes
     let body = read(response.into_body()).await;
     assert!(body.error.is_none(), "{:?}", body.error);
     assert_eq!(
-        (breaker.metrics().successful_calls, breaker.metrics().failed_calls),
+        (
+            breaker.metrics().successful_calls,
+            breaker.metrics().failed_calls
+        ),
         (1, 0)
     );
 

@@ -302,7 +302,9 @@ async fn a_hedge_never_hides_a_failure_while_its_backup_is_not_ready() {
     let start = Instant::now();
     let called = hedge.ready().await.unwrap().call(0);
     let result = tokio::time::timeout(Duration::from_secs(60), called).await;
-    let err = result.expect("the failure must not wait for the backup").unwrap_err();
+    let err = result
+        .expect("the failure must not wait for the backup")
+        .unwrap_err();
     assert_eq!(err.to_string(), "503");
     assert_eq!(start.elapsed(), Duration::from_millis(500));
     // The backup's slot frees up later: still no hedge goes out for the finished call.

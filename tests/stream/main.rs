@@ -6,5 +6,7 @@ mod chaos_upstream;
 mod failover;
 mod guard;
 mod hedge;
+#[cfg(feature = "stack")]
+mod llm_stack;
 mod sse;
 mod upstream;

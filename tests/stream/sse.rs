@@ -196,7 +196,12 @@ fn a_value_of_exactly_the_bound_is_kept_split_or_not() {
             assert_eq!(events[0].data.len(), n);
         }
     }
-    let over = [b"data: ".as_slice(), &vec![b'x'; MAX_EVENT_BYTES + 1], b"\n\n"].concat();
+    let over = [
+        b"data: ".as_slice(),
+        &vec![b'x'; MAX_EVENT_BYTES + 1],
+        b"\n\n",
+    ]
+    .concat();
     assert!(parse_in_chunks(&over, &[]).is_empty());
     assert!(parse_in_chunks(&over, &[100]).is_empty());
 }
