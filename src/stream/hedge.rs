@@ -601,26 +601,26 @@ where
                 *this.hedge = None;
                 *this.due = false;
             }
-            if this.hedge.is_some() && !*this.due {
-                if this
+            if this.hedge.is_some()
+                && !*this.due
+                && this
                     .timer
                     .as_mut()
                     .is_some_and(|t| t.as_mut().poll(cx).is_ready())
+            {
+                *this.timer = None;
+                if shared
+                    .target_breaker
+                    .as_ref()
+                    .is_some_and(|b| !b.is_call_permitted())
                 {
-                    *this.timer = None;
-                    if shared
-                        .target_breaker
-                        .as_ref()
-                        .is_some_and(|b| !b.is_call_permitted())
-                    {
-                        bump(&shared.counters.declined_breaker);
-                        *this.hedge = None;
-                    } else if !shared.budget.try_withdraw() {
-                        bump(&shared.counters.declined_budget);
-                        *this.hedge = None;
-                    } else {
-                        *this.due = true;
-                    }
+                    bump(&shared.counters.declined_breaker);
+                    *this.hedge = None;
+                } else if !shared.budget.try_withdraw() {
+                    bump(&shared.counters.declined_budget);
+                    *this.hedge = None;
+                } else {
+                    *this.due = true;
                 }
             }
             if *this.due {
