@@ -187,30 +187,46 @@ const OPENAI_CONTENT: &[&[u8]] = &[
 const ANTHROPIC_CONTENT: &[&[u8]] = &[b"text", b"partial_json", b"thinking"];
 
 /// True when `json` holds `"key": "..."` for one of `keys`, with at least one character in the
-/// string. One pass over the quotes of the chunk, no allocation; a malformed chunk is simply
-/// not content.
+/// string. One pass over the chunk's colons (a key is the string just before one), no
+/// allocation; a malformed chunk is simply not content. A colon inside a string value is not
+/// after a key: an escaped quote (`\"`) never closes one.
 fn has_text(json: &str, keys: &[&[u8]]) -> bool {
     let bytes = json.as_bytes();
     let mut from = 0;
-    while let Some(at) = super::sse::find_either(&bytes[from..], b'"', b'"') {
-        let name = from + at + 1;
-        let rest = &bytes[name..];
-        from = name;
+    while let Some(at) = super::sse::find_either(&bytes[from..], b':', b':') {
+        let colon = from + at;
+        from = colon + 1;
+        // The key's closing quote: the last byte before the colon but spaces. Indexing, not
+        // slice comparisons: this runs for every key of every chunk.
+        let mut quote = colon;
+        while quote > 0 && bytes[quote - 1].is_ascii_whitespace() {
+            quote -= 1;
+        }
+        let (Some(quote), Some(&last)) = (
+            quote.checked_sub(1),
+            quote.checked_sub(2).map(|i| &bytes[i]),
+        ) else {
+            continue;
+        };
+        if bytes[quote] != b'"' {
+            continue;
+        }
         for key in keys {
-            let Some(after) = rest.strip_prefix(*key) else {
+            // Most keys are none of ours: one byte tells, before a slice comparison.
+            if key.last() != Some(&last) {
                 continue;
-            };
-            let Some(after) = after.strip_prefix(b"\"") else {
-                continue;
-            };
-            let Some(value) = after.trim_ascii_start().strip_prefix(b":") else {
-                continue;
-            };
-            if let Some(string) = value.trim_ascii_start().strip_prefix(b"\"") {
-                if string.first().is_some_and(|&b| b != b'"') {
-                    return true;
-                }
             }
+            let Some(open) = quote.checked_sub(key.len() + 1) else {
+                continue;
+            };
+            if bytes[open] != b'"' || &bytes[open + 1..quote] != *key {
+                continue;
+            }
+            let value = bytes[from..].trim_ascii_start();
+            if value.first() == Some(&b'"') && value.get(1).is_some_and(|&b| b != b'"') {
+                return true;
+            }
+            break; // `null`, `""`, an array: look on
         }
     }
     false
