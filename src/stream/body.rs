@@ -42,10 +42,14 @@ impl fmt::Debug for GuardConfig {
 
 /// The default rule: a response is a stream when its `content-type` is `text/event-stream`
 /// (any case, any parameters), or when it has none (a guard sits on a streaming call, and an
-/// upstream that leaves the header out is taken at its word that it streams).
+/// upstream that leaves the header out is taken at its word that it streams), unless its
+/// status says it has no body (204, 205).
 pub(crate) fn is_event_stream(parts: &http::response::Parts) -> bool {
     let Some(value) = parts.headers.get(http::header::CONTENT_TYPE) else {
-        return true;
+        return !matches!(
+            parts.status,
+            http::StatusCode::NO_CONTENT | http::StatusCode::RESET_CONTENT
+        );
     };
     let value = value.as_bytes();
     let essence = value

@@ -114,8 +114,8 @@ impl StreamGuardBuilder {
     /// Default: a `content-type` of `text/event-stream` (any case, any parameters), or no
     /// `content-type` at all: a guard sits on a streaming call, so a 2xx that does not say what
     /// it is counts as the stream that was asked for (and is held to the deadlines and the
-    /// completion rule). A non-streamed completion through the same client
-    /// (`application/json`) passes untouched and is a success.
+    /// completion rule), unless it is a 204 or 205 (no body). A non-streamed completion
+    /// through the same client (`application/json`) passes untouched and is a success.
     ///
     /// ```
     /// use tower_breaker::stream::StreamGuardLayer;

@@ -386,6 +386,16 @@ async fn the_guard_guards_streams_and_a_json_answer_passes_untouched_as_a_succes
     }
     assert_eq!(breaker.metrics().failed_calls, 3);
 
+    // A 204 has no body: nothing to guard, content type or not.
+    let mut client = layer().service(service_fn(|()| async {
+        let mut response = http::Response::new(upstream::body(vec![], None));
+        *response.status_mut() = http::StatusCode::NO_CONTENT;
+        Ok::<_, BoxError>(response)
+    }));
+    let response = client.ready().await.unwrap().call(()).await.unwrap();
+    assert!(!response.body().get_ref().is_guarded());
+    assert!(read(response.into_body()).await.error.is_none());
+
     // A rule of one's own: this gateway marks its streams with a header.
     let marked = StreamGuardLayer::builder()
         .first_token_timeout(Duration::from_secs(1))
