@@ -627,25 +627,36 @@ impl Builder {
 }
 
 /// How many calls the `.llm()` preset lets wait out a rate-limit cool-down at once.
-#[cfg(feature = "http")]
+#[cfg(feature = "stream")]
 const LLM_COOL_DOWN_WAITS: usize = 32;
 
-#[cfg(feature = "http")]
+/// What the LLM presets return.
+#[cfg(feature = "stream")]
+type LlmBuilder = Builder<
+    crate::retry::RetryOnStatus,
+    crate::retry::LlmRequests,
+    crate::stream::StreamRecorder,
+    crate::provider_error::ProviderErrorLayer,
+>;
+
+#[cfg(feature = "stream")]
 impl Builder {
-    /// The preset for LLM APIs (OpenAI-compatible, Anthropic), over `reqwest::Client` or any
-    /// `http::Request` client:
+    /// The preset for LLM APIs (OpenAI-compatible; [`llm_anthropic`](Self::llm_anthropic) for
+    /// Anthropic), over `reqwest::Client` or any `http::Request` client (feature `stream`):
     ///
     /// | part | setting |
     /// |---|---|
     /// | retry | the official SDKs' rules ([`crate::retry::Builder::llm`]): 408, 409, 429, 5xx and 529, `x-should-retry` on an error status, `retry-after-ms` / `Retry-After` up to 60 s, POST completions retried, 0.5 s doubling to 8 s, 3 attempts; budget 20 % of calls (min 10/s); it gives up at once when the breaker opens; during a 429 cool-down up to 32 new calls whose deadline outlasts it wait for its end ([`wait_out_cool_downs`](crate::retry::Builder::wait_out_cool_downs)), the others fail fast |
     /// | circuit breaker | [`HttpClassifier`](crate::http::HttpClassifier) (429 is a cool-down, streams recorded at their end); time window 120 s, failure rate 50 %, at least 10 calls, 15 s open, 3 probes |
+    /// | streams | `text/event-stream` answers guarded inside the breaker ([`StreamRecorder::llm`](crate::stream::StreamRecorder::llm)): first token within 60 s of the head, at most 30 s between tokens, and [`SseRules::openai`](crate::stream::SseRules::openai): a stream that ends without `[DONE]` or a `finish_reason` fails with `StreamTruncated` and counts as a failure. JSON answers pass untouched |
     /// | bulkhead | 1,000 calls in flight, no queue |
-    /// | attempt timeout | 60 s, to the response head (a stream's body is not bounded by it) |
+    /// | attempt timeout | 60 s, to the response head (a stream's body is held to the guard's deadlines instead) |
     /// | total timeout | 180 s |
     /// | provider errors | a [`ProviderErrorLayer`](crate::provider_error::ProviderErrorLayer) innermost: reads at most 16 KiB of each error body; `context_length_exceeded`, content-policy refusals and `insufficient_quota` are never retried, and `insufficient_quota` counts as a breaker failure, not a cool-down |
     ///
     /// Every part can then be changed with the `configure_*` and `on_*event` methods, which
-    /// keep the rest.
+    /// keep the rest; the stream guard with [`record_with`](Builder::record_with) and a
+    /// [`StreamRecorder`](crate::stream::StreamRecorder) of your own.
     ///
     /// ```
     /// use tower::Layer;
@@ -655,15 +666,20 @@ impl Builder {
     /// # let _ = openai;
     /// # Ok::<_, tower_breaker::ConfigError>(())
     /// ```
-    #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
-    pub fn llm(
-        self,
-    ) -> Builder<
-        crate::retry::RetryOnStatus,
-        crate::retry::LlmRequests,
-        crate::http::HttpClassifier,
-        crate::provider_error::ProviderErrorLayer,
-    > {
+    #[cfg_attr(docsrs, doc(cfg(feature = "stream")))]
+    pub fn llm(self) -> LlmBuilder {
+        self.llm_with(crate::stream::SseRules::openai())
+    }
+
+    /// [`llm`](Self::llm) for Anthropic's Messages API: the same parts, with streams held to
+    /// [`SseRules::anthropic`](crate::stream::SseRules::anthropic) (a stream that ends without
+    /// `message_stop` is `StreamTruncated`, a failure).
+    #[cfg_attr(docsrs, doc(cfg(feature = "stream")))]
+    pub fn llm_anthropic(self) -> LlmBuilder {
+        self.llm_with(crate::stream::SseRules::anthropic())
+    }
+
+    fn llm_with(self, rules: crate::stream::SseRules) -> LlmBuilder {
         Builder {
             innermost: crate::provider_error::ProviderErrorLayer::new(),
             name: self.name,
@@ -678,7 +694,7 @@ impl Builder {
                 .wait_in_open(Duration::from_secs(15))
                 .permitted_calls_in_half_open(3),
             bulkhead: self.bulkhead,
-            recorder: crate::http::HttpClassifier::new(),
+            recorder: crate::stream::StreamRecorder::llm(rules),
         }
     }
 }

@@ -66,6 +66,13 @@ fuzz_target!(|input: Input<'_>| {
         assert!(!event.data.contains('\r'));
     }
 
+    // The rules' bounded scans (token: content keys; complete: `finish_reason`, `type`) on any
+    // text as one event's data, and on the data of every event: they never panic.
+    let raw = SseEvent { event: String::new(), data: String::from_utf8_lossy(input.bytes).into_owned() };
+    for rules in [SseRules::openai(), SseRules::anthropic()] {
+        let _ = (rules.is_token(&raw), rules.is_complete(&raw), rules.is_last(&raw));
+    }
+
     let rules = if input.anthropic { SseRules::anthropic() } else { SseRules::openai() };
     // For both presets, the last event also completes the answer.
     let complete = whole.iter().any(|e| rules.is_complete(e));

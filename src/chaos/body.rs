@@ -31,6 +31,7 @@ pin_project! {
         name: Option<Arc<str>>,
         // Event splitting (only with a fault that counts or paces events).
         partial: Vec<u8>,
+        splitter: EventSplitter,
         ready: VecDeque<Bytes>,
         events: usize,
         inner_done: bool,
@@ -78,6 +79,7 @@ impl<B> ChaosBody<B> {
             fault,
             name,
             partial: Vec::new(),
+            splitter: EventSplitter::default(),
             ready: VecDeque::new(),
             events: 0,
             inner_done: false,
@@ -93,11 +95,48 @@ impl<B> ChaosBody<B> {
     }
 }
 
-/// Moves complete events (ending in a blank line) from `partial` to `ready`.
-fn split_events(partial: &mut Vec<u8>, ready: &mut VecDeque<Bytes>) {
-    while let Some(end) = partial.windows(2).position(|w| w == b"\n\n") {
-        let rest = partial.split_off(end + 2);
-        ready.push_back(Bytes::from(std::mem::replace(partial, rest)));
+/// Cuts the upstream's bytes into SSE events. An event ends with a blank line, whatever the
+/// stream's line breaks (`\n`, `\r\n` or `\r`, as the standard allows): `\n\n`,
+/// `\r\n\r\n` and `\r\r` all end one. Blank lines before an event's first line belong to
+/// it and end nothing. The scan goes on where the last chunk stopped.
+#[derive(Debug, Default)]
+struct EventSplitter {
+    /// How much of `partial` has been scanned.
+    scanned: usize,
+    /// The scan is at the start of a line.
+    line_start: bool,
+    /// The event so far has a line that is not blank.
+    content: bool,
+}
+
+impl EventSplitter {
+    /// Moves complete events from `partial` to `ready`.
+    fn split(&mut self, partial: &mut Vec<u8>, ready: &mut VecDeque<Bytes>) {
+        let mut at = self.scanned;
+        while let Some(&byte) = partial.get(at) {
+            let end = match (byte, partial.get(at + 1)) {
+                // A `\n` may follow in the next chunk: the same line break.
+                (b'\r', None) => break,
+                (b'\r', Some(b'\n')) => at + 2,
+                (b'\r' | b'\n', _) => at + 1,
+                _ => {
+                    self.line_start = false;
+                    self.content = true;
+                    at += 1;
+                    continue;
+                }
+            };
+            if self.line_start && self.content {
+                let rest = partial.split_off(end);
+                ready.push_back(Bytes::from(std::mem::replace(partial, rest)));
+                self.content = false;
+                at = 0;
+            } else {
+                at = end;
+            }
+            self.line_start = true;
+        }
+        self.scanned = at;
     }
 }
 
@@ -207,7 +246,9 @@ where
                 if this.partial.is_empty() {
                     return Poll::Ready(None);
                 }
-                // A last event without its blank line.
+                // A last event without its blank line (or with a final `\r` that waited for
+                // a `\n`).
+                *this.splitter = EventSplitter::default();
                 let rest = std::mem::take(this.partial);
                 this.ready.push_back(Bytes::from(rest));
                 continue;
@@ -226,7 +267,7 @@ where
                             this.partial.extend_from_slice(chunk);
                             data.advance(n);
                         }
-                        split_events(this.partial, this.ready);
+                        this.splitter.split(this.partial, this.ready);
                     }
                     Err(frame) => {
                         // Trailers: pass them on (SSE has none in practice).

@@ -283,7 +283,8 @@ mod http_faults {
     }
 
     /// What happens to a streamed (SSE) response body. The body is read as SSE events (each
-    /// ends with a blank line); counts are in events.
+    /// ends with a blank line, whatever the line breaks: `\n\n`, `\r\n\r\n` or `\r\r`);
+    /// counts are in events.
     #[derive(Debug, Clone, Copy, PartialEq, Eq)]
     #[non_exhaustive]
     pub enum StreamFault {

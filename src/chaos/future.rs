@@ -160,3 +160,109 @@ mod http_future {
         }
     }
 }
+
+#[cfg(feature = "reqwest")]
+pub(crate) use self::reqwest_future::IntoHttp;
+#[cfg(feature = "reqwest")]
+pub use self::reqwest_future::ReqwestResponseFuture;
+
+#[cfg(feature = "reqwest")]
+mod reqwest_future {
+    use super::super::body::ChaosBody;
+    use super::HttpResponseFuture;
+    use crate::BoxError;
+    use pin_project_lite::pin_project;
+    use std::fmt;
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::task::{Context, Poll, ready};
+
+    /// The URL of an upstream's `reqwest::Response`, kept while it is an `http::Response`.
+    #[derive(Clone)]
+    struct UpstreamUrl(reqwest::Url);
+
+    pin_project! {
+        /// A `reqwest::Client`'s response future, answering `http::Response`s (the URL kept
+        /// in the extensions).
+        pub struct IntoHttp<F> {
+            #[pin]
+            inner: F,
+        }
+    }
+
+    impl<F> IntoHttp<F> {
+        pub(crate) fn new(inner: F) -> Self {
+            Self { inner }
+        }
+    }
+
+    impl<F, E> Future for IntoHttp<F>
+    where
+        F: Future<Output = Result<reqwest::Response, E>>,
+    {
+        type Output = Result<http::Response<reqwest::Body>, E>;
+
+        fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+            let response = ready!(self.project().inner.poll(cx))?;
+            let url = response.url().clone();
+            let mut response = http::Response::from(response);
+            response.extensions_mut().insert(UpstreamUrl(url));
+            Poll::Ready(Ok(response))
+        }
+    }
+
+    pin_project! {
+        /// The response future of [`Chaos`](crate::chaos::Chaos) in front of a
+        /// `reqwest::Client`: an injected delay, then the injected status (with the request's
+        /// URL) or error, or the client's response with its body wrapped in a [`ChaosBody`].
+        pub struct ReqwestResponseFuture<F> {
+            #[pin]
+            inner: HttpResponseFuture<IntoHttp<F>, reqwest::Body>,
+            url: Option<reqwest::Url>,
+        }
+    }
+
+    impl<F> ReqwestResponseFuture<F> {
+        pub(crate) fn new(
+            inner: HttpResponseFuture<IntoHttp<F>, reqwest::Body>,
+            url: reqwest::Url,
+        ) -> Self {
+            Self {
+                inner,
+                url: Some(url),
+            }
+        }
+    }
+
+    impl<F> fmt::Debug for ReqwestResponseFuture<F> {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.debug_struct("ReqwestResponseFuture")
+                .field("inner", &self.inner)
+                .field("url", &self.url)
+                .finish()
+        }
+    }
+
+    impl<F, E> Future for ReqwestResponseFuture<F>
+    where
+        F: Future<Output = Result<reqwest::Response, E>>,
+        E: Into<BoxError>,
+    {
+        type Output = Result<reqwest::Response, BoxError>;
+
+        fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+            let this = self.project();
+            let mut response: http::Response<ChaosBody<reqwest::Body>> =
+                ready!(this.inner.poll(cx))?;
+            let url = match response.extensions_mut().remove::<UpstreamUrl>() {
+                Some(UpstreamUrl(url)) => Some(url),
+                None => this.url.take(),
+            };
+            let response = response.map(reqwest::Body::wrap);
+            Poll::Ready(Ok(match url {
+                Some(url) => crate::http::reqwest::reqwest_response(response, url),
+                None => reqwest::Response::from(response),
+            }))
+        }
+    }
+}

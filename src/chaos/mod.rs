@@ -76,11 +76,28 @@
 //!
 //! # Where it goes
 //!
-//! The HTTP layer needs a service of `http::Request` to `http::Response`: a hyper-util client,
-//! or the server side (an axum app, a staging mock of the provider). A `reqwest::Client` is a
-//! `Service<reqwest::Request>`: in front of it the generic layer
-//! (`ChaosLayer::<reqwest::Request>::builder`) injects errors and latency; for statuses and
-//! stream faults, put the HTTP layer on the server your client calls.
+//! The HTTP layer goes in front of a service of `http::Request` to `http::Response` (a
+//! hyper-util client, or the server side: an axum app, a staging mock of the provider), or,
+//! with the `reqwest` feature, in front of a `reqwest::Client` (a `Service<reqwest::Request>`
+//! answering `reqwest::Response`, which converts to and from `http::Response`): statuses and
+//! stream faults then reach your real client in staging without a second server. The
+//! `enabled` closures see the request's method, URI and headers.
+//!
+//! ```
+//! # #[cfg(feature = "reqwest")]
+//! # {
+//! use tower::ServiceBuilder;
+//! use tower_breaker::chaos::{ChaosLayer, Fault};
+//!
+//! let chaos = ChaosLayer::http("openai-staging")
+//!     .inject(Fault::service_unavailable(), 0.05)
+//!     .inject(Fault::cut_after(3), 0.1)
+//!     .build()?;
+//! let client = ServiceBuilder::new().layer(chaos).service(reqwest::Client::new());
+//! # let _ = client;
+//! # }
+//! # Ok::<_, tower_breaker::ConfigError>(())
+//! ```
 //!
 //! # How faults combine
 //!

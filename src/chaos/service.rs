@@ -102,10 +102,12 @@ mod http_service {
     use super::super::body::ChaosBody;
     use super::super::fault::{Fault, StatusFault, http_value};
     use super::super::future::HttpResponseFuture;
+    use super::super::inject::{Decision, Injector};
     use super::{Chaos, answer_error};
     use crate::BoxError;
     use crate::config::ConfigError;
-    use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
+    use http::{HeaderName, HeaderValue, Request, Response, StatusCode, request::Parts};
+    use std::sync::Arc;
     use std::task::{Context, Poll};
     use tower_service::Service;
 
@@ -172,24 +174,92 @@ mod http_service {
 
         fn call(&mut self, req: Request<ReqB>) -> Self::Future {
             let (parts, body) = req.into_parts();
-            let decision = self.injector.decide(&parts);
+            let decided = Decided::new(&self.injector, &parts);
             let req = Request::from_parts(parts, body);
-            if decision.is_empty() {
-                return HttpResponseFuture::new(None, None, None, Some(self.inner.call(req)));
+            decided.future(|| self.inner.call(req))
+        }
+    }
+
+    /// The faults decided for one request, before its response future exists.
+    pub(super) struct Decided {
+        decision: Decision,
+        name: Arc<str>,
+    }
+
+    impl Decided {
+        /// Decides the faults of a request with head `parts`.
+        pub(super) fn new(injector: &Injector<Parts>, parts: &Parts) -> Self {
+            Self {
+                decision: injector.decide(parts),
+                name: injector.name.clone(),
             }
-            let name = self.injector.name.clone();
+        }
+
+        /// The response future: the injected answer, or `call`'s (the inner service is only
+        /// called when no answer replaces it) with the stream fault on its body.
+        pub(super) fn future<F, B>(self, call: impl FnOnce() -> F) -> HttpResponseFuture<F, B> {
+            let Self { decision, name } = self;
+            if decision.is_empty() {
+                return HttpResponseFuture::new(None, None, None, Some(call()));
+            }
             let delay =
                 (!decision.delay.is_zero()).then(|| Box::pin(tokio::time::sleep(decision.delay)));
             let answer = match decision.answer {
                 Some(Fault::Status(status)) => Ok(status_response(&status)),
                 Some(other) => Err(BoxError::from(answer_error(&name, other))),
                 None => {
-                    let inner = self.inner.call(req);
                     let stream = decision.stream.map(|fault| (fault, name));
-                    return HttpResponseFuture::new(delay, None, stream, Some(inner));
+                    return HttpResponseFuture::new(delay, None, stream, Some(call()));
                 }
             };
             HttpResponseFuture::new(delay, Some(answer), None, None)
+        }
+    }
+}
+
+#[cfg(feature = "reqwest")]
+mod reqwest_service {
+    use super::super::future::{IntoHttp, ReqwestResponseFuture};
+    use super::Chaos;
+    use super::http_service::Decided;
+    use crate::BoxError;
+    use std::task::{Context, Poll};
+    use tower_service::Service;
+
+    /// The head the `enabled` closures see: method, URI, version and headers of the request.
+    /// (A URL that is not a valid `http::Uri` reads as `/`; reqwest only sends valid ones.)
+    fn head_of(req: &reqwest::Request) -> http::request::Parts {
+        let mut head = http::Request::new(());
+        *head.method_mut() = req.method().clone();
+        *head.uri_mut() = req.url().as_str().parse().unwrap_or_default();
+        *head.version_mut() = req.version();
+        *head.headers_mut() = req.headers().clone();
+        head.into_parts().0
+    }
+
+    /// The HTTP layer in front of a `reqwest::Client` (or any service of `reqwest::Request`
+    /// to `reqwest::Response`): statuses and stream faults too, on the `http::Response` a
+    /// `reqwest::Response` converts to and from. An injected status carries the request's URL;
+    /// an upstream's response keeps its own.
+    #[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
+    impl<S> Service<reqwest::Request> for Chaos<S, http::request::Parts>
+    where
+        S: Service<reqwest::Request, Response = reqwest::Response>,
+        S::Error: Into<BoxError>,
+    {
+        type Response = reqwest::Response;
+        type Error = BoxError;
+        type Future = ReqwestResponseFuture<S::Future>;
+
+        fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            self.inner.poll_ready(cx).map_err(Into::into)
+        }
+
+        fn call(&mut self, req: reqwest::Request) -> Self::Future {
+            let url = req.url().clone();
+            let decided = Decided::new(&self.injector, &head_of(&req));
+            let future = decided.future(|| IntoHttp::new(self.inner.call(req)));
+            ReqwestResponseFuture::new(future, url)
         }
     }
 }

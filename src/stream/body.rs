@@ -13,16 +13,65 @@ use std::task::{Context, Poll, ready};
 use std::time::Duration;
 use tokio::time::{Instant, Sleep};
 
-/// The settings one [`StreamGuardLayer`](super::StreamGuardLayer) shares with its bodies.
-#[derive(Debug)]
+/// Which responses are streams: given their head, a 2xx.
+pub(crate) type IsStream = Arc<dyn Fn(&http::response::Parts) -> bool + Send + Sync>;
+
+/// The settings one [`StreamGuardLayer`](super::StreamGuardLayer) shares with its bodies (and
+/// its builder fills in).
+#[derive(Clone)]
 pub(crate) struct GuardConfig {
     pub(crate) first_token: Option<Duration>,
     pub(crate) idle: Option<Duration>,
     pub(crate) rules: SseRules,
     pub(crate) respond_at_first_token: bool,
+    /// Replaces [`is_event_stream`] when set.
+    pub(crate) is_stream: Option<IsStream>,
+}
+
+impl fmt::Debug for GuardConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GuardConfig")
+            .field("first_token", &self.first_token)
+            .field("idle", &self.idle)
+            .field("rules", &self.rules)
+            .field("respond_at_first_token", &self.respond_at_first_token)
+            .field("custom_is_stream", &self.is_stream.is_some())
+            .finish()
+    }
+}
+
+/// The default rule: a response is a stream when its `content-type` is `text/event-stream`
+/// (any case, any parameters), or when it has none (a guard sits on a streaming call, and an
+/// upstream that leaves the header out is taken at its word that it streams), unless its
+/// status says it has no body (204, 205).
+pub(crate) fn is_event_stream(parts: &http::response::Parts) -> bool {
+    let Some(value) = parts.headers.get(http::header::CONTENT_TYPE) else {
+        return !matches!(
+            parts.status,
+            http::StatusCode::NO_CONTENT | http::StatusCode::RESET_CONTENT
+        );
+    };
+    let value = value.as_bytes();
+    let essence = value
+        .iter()
+        .position(|&b| b == b';')
+        .map_or(value, |end| &value[..end]);
+    essence
+        .trim_ascii()
+        .eq_ignore_ascii_case(b"text/event-stream")
 }
 
 impl GuardConfig {
+    /// True when a response with this head is held to the stream rules: a 2xx that is a
+    /// stream (by the builder's rule, or [`is_event_stream`]).
+    pub(crate) fn guards(&self, parts: &http::response::Parts) -> bool {
+        parts.status.is_success()
+            && match &self.is_stream {
+                Some(is_stream) => is_stream(parts),
+                None => is_event_stream(parts),
+            }
+    }
+
     /// When the first token is due, for a call that started at `started`.
     pub(crate) fn first_token_deadline(&self, started: Instant) -> Option<Instant> {
         started.checked_add(self.first_token?)
@@ -176,8 +225,10 @@ impl Guarding {
 
 pin_project! {
     /// A response body held to a stream's deadlines and completion rules; made by
-    /// [`StreamGuard`](super::StreamGuard) for responses with a 2xx status (other bodies pass
-    /// through unchanged).
+    /// [`StreamGuard`](super::StreamGuard) for streamed responses: a 2xx status and a
+    /// `text/event-stream` content type, or none (see
+    /// [`stream_when`](super::StreamGuardBuilder::stream_when)). Other bodies (error
+    /// statuses, `application/json` answers) pass through unchanged.
     ///
     /// | the stream | the body yields |
     /// |---|---|
@@ -204,7 +255,7 @@ pin_project! {
 impl<B: Body> GuardedBody<B> {
     /// A body held to `config`'s rules, for a call that started at `started`. `timer` is the
     /// call's head timer, if it made one, reused.
-    pub(crate) fn guarded(
+    fn guarded(
         inner: B,
         config: Arc<GuardConfig>,
         started: Instant,
@@ -227,7 +278,23 @@ impl<B: Body> GuardedBody<B> {
         }
     }
 
-    /// A body that is not guarded (an error response): frames pass through.
+    /// The body of a response whose head is `parts`: guarded when `config` says the response
+    /// is a stream, passed through otherwise.
+    pub(crate) fn for_response(
+        parts: &http::response::Parts,
+        inner: B,
+        config: &Arc<GuardConfig>,
+        started: Instant,
+        timer: Option<Pin<Box<Sleep>>>,
+    ) -> Self {
+        if config.guards(parts) {
+            Self::guarded(inner, config.clone(), started, timer)
+        } else {
+            Self::passthrough(inner)
+        }
+    }
+
+    /// A body that is not guarded (an error response, a JSON answer): frames pass through.
     pub(crate) fn passthrough(inner: B) -> Self {
         Self {
             inner,
@@ -236,7 +303,7 @@ impl<B: Body> GuardedBody<B> {
         }
     }
 
-    /// True when the body is held to the stream rules (its response had a 2xx status).
+    /// True when the body is held to the stream rules (its response was a 2xx stream).
     pub fn is_guarded(&self) -> bool {
         self.guarding.is_some()
     }

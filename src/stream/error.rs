@@ -4,7 +4,8 @@ use std::fmt;
 use std::time::Duration;
 
 /// No token arrived within the time-to-first-token deadline, counted from the call (headers,
-/// comments, keepalives and empty events do not count). The call is a failure.
+/// comments, keepalives, empty events and chunks without content, such as OpenAI's role-only
+/// chunk, do not count). The call is a failure.
 ///
 /// ```
 /// # use tower_breaker::stream::FirstTokenTimeout;

@@ -217,7 +217,9 @@ impl<Req> Shared<Req> {
 /// - the budget has room (hedges at most a share of calls);
 /// - the target's breaker would permit a call (not open, not cooling down after a 429);
 /// - the first attempt has neither answered nor failed (a failure is the business of
-///   failover or retry, not of a hedge).
+///   failover or retry, not of a hedge). A first attempt that fails before its hedge has
+///   started (its delay running, or the target's `poll_ready` pending at its concurrency
+///   limit) fails the call at once, and that hedge never goes out.
 ///
 /// Clones share the budget, the observed latencies and the stats.
 ///
@@ -593,28 +595,32 @@ where
                 return Poll::Ready(Ok(answer));
             }
             let primary_failed = matches!(*this.primary, Attempt::Failed);
-            if this.hedge.is_some() && !*this.due {
-                if primary_failed {
-                    *this.hedge = None;
-                } else if this
+            if primary_failed && matches!(*this.backup, Attempt::Idle) {
+                // A failure is the caller's at once: a hedge not started yet (its delay still
+                // running, or due but its target not ready) never goes out after it.
+                *this.hedge = None;
+                *this.due = false;
+            }
+            if this.hedge.is_some()
+                && !*this.due
+                && this
                     .timer
                     .as_mut()
                     .is_some_and(|t| t.as_mut().poll(cx).is_ready())
+            {
+                *this.timer = None;
+                if shared
+                    .target_breaker
+                    .as_ref()
+                    .is_some_and(|b| !b.is_call_permitted())
                 {
-                    *this.timer = None;
-                    if shared
-                        .target_breaker
-                        .as_ref()
-                        .is_some_and(|b| !b.is_call_permitted())
-                    {
-                        bump(&shared.counters.declined_breaker);
-                        *this.hedge = None;
-                    } else if !shared.budget.try_withdraw() {
-                        bump(&shared.counters.declined_budget);
-                        *this.hedge = None;
-                    } else {
-                        *this.due = true;
-                    }
+                    bump(&shared.counters.declined_breaker);
+                    *this.hedge = None;
+                } else if !shared.budget.try_withdraw() {
+                    bump(&shared.counters.declined_budget);
+                    *this.hedge = None;
+                } else {
+                    *this.due = true;
                 }
             }
             if *this.due {

@@ -4,10 +4,16 @@
 //! A streamed completion fails in ways a status code never shows: headers, then no token for
 //! minutes; keepalive comments (`: ping`) that keep the connection alive while nothing is
 //! produced; a stream cut mid-answer that ends "cleanly". [`StreamGuardLayer`] catches all
-//! three on `http::Response` bodies (and `reqwest::Response`, with the `reqwest` feature):
+//! three on `http::Response` bodies (and `reqwest::Response`, with the `reqwest` feature).
+//! It guards streams only: a 2xx whose `content-type` is `text/event-stream`, or that has no
+//! `content-type` (taken as the stream the call asked for); an `application/json` answer (a
+//! non-streamed completion through the same client) and error statuses pass untouched, and
+//! [`stream_when`](StreamGuardBuilder::stream_when) sets a rule of your own.
+//!
 //!
 //! - **time to first token**: the first *token* (a server-sent `data:` event the
-//!   [`SseRules`] call a token; not the headers, not a comment, not an empty event) must come
+//!   [`SseRules`] call a token: content, such as text, tool-call arguments or reasoning; not
+//!   the headers, not a comment, not an empty event, not OpenAI's role-only chunk) must come
 //!   within [`first_token_timeout`](StreamGuardBuilder::first_token_timeout) of the call, or
 //!   the call fails with [`FirstTokenTimeout`];
 //! - **idle**: after that, each token must follow the last within
@@ -87,6 +93,7 @@
 mod body;
 mod error;
 mod hedge;
+mod record;
 mod rules;
 mod service;
 mod sse;
@@ -94,6 +101,7 @@ mod sse;
 pub use self::body::GuardedBody;
 pub use self::error::{FirstTokenTimeout, StreamIdle, StreamTruncated};
 pub use self::hedge::{Hedge, HedgeBuilder, HedgeDelay, HedgeStats};
+pub use self::record::StreamRecorder;
 pub use self::rules::SseRules;
 pub use self::service::{GuardResponse, StreamGuard, StreamGuardBuilder, StreamGuardLayer};
 pub use self::sse::{MAX_EVENT_BYTES, SseEvent, SseParser};

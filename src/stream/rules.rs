@@ -12,8 +12,8 @@ type EventPredicate = Arc<dyn Fn(&SseEvent) -> bool + Send + Sync>;
 ///
 /// | preset | token | complete | last |
 /// |---|---|---|---|
-/// | [`openai`](Self::openai) (and every OpenAI-compatible API) | any non-empty `data:` but `[DONE]` | `data: [DONE]`, or a chunk with a non-null `finish_reason` | `data: [DONE]` |
-/// | [`anthropic`](Self::anthropic) | `content_block_start`, `content_block_delta`, `message_delta` | `message_stop` | `message_stop` |
+/// | [`openai`](Self::openai) (and every OpenAI-compatible API) | a chunk with content: a non-empty `content`, `refusal`, `text`, tool-call `arguments`, `reasoning_content` or `reasoning` | `data: [DONE]`, or a chunk with a non-null `finish_reason` | `data: [DONE]` |
+/// | [`anthropic`](Self::anthropic) | a `content_block_delta` with a non-empty `text` (`text_delta`), `partial_json` (`input_json_delta`) or `thinking` (`thinking_delta`) | `message_stop` | `message_stop` |
 /// | [`any_data`](Self::any_data) | any non-empty `data:` | a clean end of the body | none |
 ///
 /// A stream that ends before its complete event is truncated: a failure
@@ -21,9 +21,17 @@ type EventPredicate = Arc<dyn Fn(&SseEvent) -> bool + Send + Sync>;
 /// body reports its end at once, so a client that stops reading at `[DONE]` still records a
 /// success.
 ///
-/// Empty events (blank `data:`) and comments (`: keepalive`) are never tokens. The JSON checks
-/// are a scan for the key, not a JSON parse: a `"finish_reason"` key anywhere in the chunk
-/// counts, which is where OpenAI-compatible APIs put it.
+/// A token is content: what comes before the model's first output is not one. OpenAI's
+/// role-only chunk (`"delta":{"role":"assistant","content":""}`), Azure's
+/// `prompt_filter_results` chunk, a usage-only chunk, a tool call's name before its
+/// arguments, Anthropic's `message_start`, `content_block_start`, `ping` and
+/// `message_delta`, empty events and comments (`: keepalive`) are never tokens. So a provider
+/// that sends its role chunk at once and then stalls misses its first-token deadline.
+///
+/// The JSON checks are a bounded scan of the data line for the keys, not a JSON parse: a key
+/// anywhere in the chunk counts (a `"finish_reason"`, a `"content"` whose value is a string
+/// with at least one character), which is where these APIs put them; a key inside a string
+/// value is escaped (`\"content\"`) and never matches.
 ///
 /// ```
 /// use tower_breaker::stream::{SseEvent, SseRules};
@@ -56,7 +64,7 @@ impl SseRules {
     pub fn openai() -> Self {
         Self {
             name: "openai",
-            token: Arc::new(|e| !e.is_empty() && e.data.trim() != "[DONE]"),
+            token: Arc::new(|e| has_text(&e.data, OPENAI_CONTENT)),
             complete: Some(Arc::new(|e| {
                 e.data.trim() == "[DONE]"
                     || json_value(&e.data, "finish_reason").is_some_and(|v| v != "null")
@@ -65,8 +73,9 @@ impl SseRules {
         }
     }
 
-    /// Anthropic's Messages stream. `message_start` and `ping` come before the model has
-    /// produced anything, so they are not tokens.
+    /// Anthropic's Messages stream. Only content deltas are tokens: `message_start`,
+    /// `content_block_start` and `ping` come before the model has produced anything, and
+    /// `message_delta` carries the stop reason and usage.
     pub fn anthropic() -> Self {
         fn kind(e: &SseEvent) -> Option<&str> {
             if e.event.is_empty() {
@@ -78,11 +87,7 @@ impl SseRules {
         Self {
             name: "anthropic",
             token: Arc::new(|e| {
-                !e.is_empty()
-                    && matches!(
-                        kind(e),
-                        Some("content_block_start" | "content_block_delta" | "message_delta")
-                    )
+                kind(e) == Some("content_block_delta") && has_text(&e.data, ANTHROPIC_CONTENT)
             }),
             complete: Some(Arc::new(|e| kind(e) == Some("message_stop"))),
             last: Some(Arc::new(|e| kind(e) == Some("message_stop"))),
@@ -165,6 +170,68 @@ impl fmt::Debug for SseRules {
     }
 }
 
+/// The keys whose string values are an OpenAI-compatible chunk's content: text (chat
+/// `delta.content`, legacy completions `text`, `refusal`), tool-call arguments, and reasoning
+/// (`reasoning_content` from DeepSeek and vLLM, `reasoning` from OpenRouter and Ollama).
+const OPENAI_CONTENT: &[&[u8]] = &[
+    b"content",
+    b"arguments",
+    b"text",
+    b"refusal",
+    b"reasoning_content",
+    b"reasoning",
+];
+
+/// The keys of an Anthropic `content_block_delta`'s content: `text_delta`,
+/// `input_json_delta`, `thinking_delta` (a `signature_delta` is not content).
+const ANTHROPIC_CONTENT: &[&[u8]] = &[b"text", b"partial_json", b"thinking"];
+
+/// True when `json` holds `"key": "..."` for one of `keys`, with at least one character in the
+/// string. One pass over the chunk's colons (a key is the string just before one), no
+/// allocation; a malformed chunk is simply not content. A colon inside a string value is not
+/// after a key: an escaped quote (`\"`) never closes one.
+fn has_text(json: &str, keys: &[&[u8]]) -> bool {
+    let bytes = json.as_bytes();
+    let mut from = 0;
+    while let Some(at) = super::sse::find_either(&bytes[from..], b':', b':') {
+        let colon = from + at;
+        from = colon + 1;
+        // The key's closing quote: the last byte before the colon but spaces. Indexing, not
+        // slice comparisons: this runs for every key of every chunk.
+        let mut quote = colon;
+        while quote > 0 && bytes[quote - 1].is_ascii_whitespace() {
+            quote -= 1;
+        }
+        let (Some(quote), Some(&last)) = (
+            quote.checked_sub(1),
+            quote.checked_sub(2).map(|i| &bytes[i]),
+        ) else {
+            continue;
+        };
+        if bytes[quote] != b'"' {
+            continue;
+        }
+        for key in keys {
+            // Most keys are none of ours: one byte tells, before a slice comparison.
+            if key.last() != Some(&last) {
+                continue;
+            }
+            let Some(open) = quote.checked_sub(key.len() + 1) else {
+                continue;
+            };
+            if bytes[open] != b'"' || &bytes[open + 1..quote] != *key {
+                continue;
+            }
+            let value = bytes[from..].trim_ascii_start();
+            if value.first() == Some(&b'"') && value.get(1).is_some_and(|&b| b != b'"') {
+                return true;
+            }
+            break; // `null`, `""`, an array: look on
+        }
+    }
+    false
+}
+
 /// The raw value of the first `"key": value` in `json` (a string keeps its quotes), without
 /// parsing the document: enough to read a flag from a known wire format.
 fn json_value<'a>(json: &'a str, key: &str) -> Option<&'a str> {
@@ -218,6 +285,45 @@ fn find(haystack: &str, needle: &str) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// Bits of chunks: keys, values, quotes, escapes, spaces, and any text.
+    fn piece() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("\"content\"".to_string()),
+            Just("\"arguments\"".to_string()),
+            Just("\"text\"".to_string()),
+            Just("\"reasoning".to_string()),
+            Just(":".to_string()),
+            Just(" ".to_string()),
+            Just("\"".to_string()),
+            Just("\\\"".to_string()),
+            Just("{\"delta\":{".to_string()),
+            Just("é".to_string()),
+            any::<String>(),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn the_content_scan_never_panics_and_only_finds_a_key_that_is_there(
+            pieces in prop::collection::vec(piece(), 0..24),
+        ) {
+            let json = pieces.concat();
+            let openai = has_text(&json, OPENAI_CONTENT);
+            let anthropic = has_text(&json, ANTHROPIC_CONTENT);
+            let quoted = |keys: &[&[u8]]| keys.iter().any(|k| {
+                let key = format!("\"{}\"", String::from_utf8_lossy(k));
+                json.contains(&key)
+            });
+            prop_assert!(!openai || quoted(OPENAI_CONTENT));
+            prop_assert!(!anthropic || quoted(ANTHROPIC_CONTENT));
+            // A chunk cut anywhere is scanned too (a line is never cut, but be safe).
+            for end in (0..=json.len()).filter(|&i| json.is_char_boundary(i)) {
+                let _ = has_text(&json[..end], OPENAI_CONTENT);
+            }
+        }
+    }
 
     fn data(event: &str, data: &str) -> SseEvent {
         SseEvent {
@@ -257,9 +363,32 @@ mod tests {
         let rules = SseRules::anthropic();
         assert!(!rules.is_token(&data("message_start", r#"{"type":"message_start"}"#)));
         assert!(!rules.is_token(&data("ping", r#"{"type": "ping"}"#)));
+        let delta = |json: &str| data("content_block_delta", json);
+        for content in [
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hi"}}"#,
+            r#"{"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"{\"loc"}}"#,
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"thinking_delta","thinking":"Let"}}"#,
+        ] {
+            assert!(rules.is_token(&delta(content)), "{content}");
+        }
+        for nothing in [
+            r#"{"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":""}}"#,
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"signature_delta","signature":"EqQB"}}"#,
+        ] {
+            assert!(!rules.is_token(&delta(nothing)), "{nothing}");
+        }
+        assert!(!rules.is_token(&data(
+            "content_block_start",
+            r#"{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}"#
+        )));
+        assert!(!rules.is_token(&data(
+            "message_delta",
+            r#"{"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":15}}"#
+        )));
+        // Without `event:` lines, the JSON `type` decides.
         assert!(rules.is_token(&data(
-            "content_block_delta",
-            r#"{"type":"content_block_delta"}"#
+            "",
+            r#"{"type":"content_block_delta","delta":{"type":"text_delta","text":"x"}}"#
         )));
         assert!(rules.is_complete(&data("message_stop", r#"{"type":"message_stop"}"#)));
         // Without `event:` lines, the JSON `type` decides.
@@ -274,5 +403,35 @@ mod tests {
         assert!(rules.is_last(&data("", "[DONE]")));
         assert!(!rules.is_token(&data("", "[DONE]")));
         assert!(!rules.is_token(&data("", "  ")));
+    }
+
+    #[test]
+    fn an_openai_token_is_content_not_a_role_filter_or_usage_chunk() {
+        let rules = SseRules::openai();
+        for content in [
+            r#"{"choices":[{"index":0,"delta":{"content":"Hi"},"finish_reason":null}]}"#,
+            r#"{"choices":[{"index":0,"delta":{"content":" "},"finish_reason":null}]}"#,
+            r#"{"choices":[{"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{\""}}]}}]}"#,
+            r#"{"choices":[{"delta":{"role":"assistant","content":null,"reasoning_content":"Hm"}}]}"#,
+            r#"{"choices":[{"delta":{"content":"","reasoning":"Hm"}}]}"#,
+            r#"{"choices":[{"delta":{"refusal":"No"}}]}"#,
+            r#"{"choices":[{"text":"Once","index":0,"finish_reason":null}]}"#,
+            r#"{ "choices" : [ { "delta" : { "content" : "spaced" } } ] }"#,
+        ] {
+            assert!(rules.is_token(&data("", content)), "{content}");
+        }
+        for nothing in [
+            r#"{"choices":[{"index":0,"delta":{"role":"assistant","content":"","refusal":null},"finish_reason":null}]}"#,
+            r#"{"choices":[{"index":0,"delta":{"role":"assistant"},"logprobs":null,"finish_reason":null}]}"#,
+            r#"{"choices":[],"prompt_filter_results":[{"prompt_index":0,"content_filter_results":{"hate":{"filtered":false}}}]}"#,
+            r#"{"choices":[],"usage":{"prompt_tokens":9,"completion_tokens":12}}"#,
+            r#"{"choices":[{"delta":{"role":"assistant","content":null,"tool_calls":[{"index":0,"id":"call_1","type":"function","function":{"name":"f","arguments":""}}]}}]}"#,
+            r#"{"choices":[{"delta":{"role":"text"}}]}"#,
+            r#"{"choices":[{"delta":{"content":""}}],"note":"\"text\": \"y\""}"#,
+            r#"{"choices":[{"delta":{"content":"#,
+            "",
+        ] {
+            assert!(!rules.is_token(&data("", nothing)), "{nothing}");
+        }
     }
 }

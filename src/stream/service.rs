@@ -17,6 +17,8 @@ use tower_service::Service;
 
 /// The longest deadline a builder takes (a day): longer is a mistake, not a deadline.
 const MAX_DEADLINE: Duration = Duration::from_secs(86_400);
+/// The shortest deadline a builder takes.
+const MIN_DEADLINE: Duration = Duration::from_millis(1);
 
 /// Holds streamed responses to a time-to-first-token deadline, an idle deadline and completion
 /// rules; see the [module docs](super). Clones share one configuration (there is no state).
@@ -26,13 +28,31 @@ pub struct StreamGuardLayer {
 }
 
 impl StreamGuardLayer {
+    pub(crate) fn config(&self) -> &Arc<GuardConfig> {
+        &self.config
+    }
+
+    /// A layer with both deadlines and `rules`, the rest as the builder's defaults. The
+    /// deadlines are clamped into the builder's range, so no check is left to fail.
+    pub(crate) fn preset(first_token: Duration, idle: Duration, rules: SseRules) -> Self {
+        let mut config = Self::builder().rules(rules).config;
+        config.first_token = Some(first_token.clamp(MIN_DEADLINE, MAX_DEADLINE));
+        config.idle = Some(idle.clamp(MIN_DEADLINE, MAX_DEADLINE));
+        Self {
+            config: Arc::new(config),
+        }
+    }
+
     /// A builder: no deadlines, [`SseRules::openai`], the response at the first token.
     pub fn builder() -> StreamGuardBuilder {
         StreamGuardBuilder {
-            first_token: None,
-            idle: None,
-            rules: SseRules::openai(),
-            respond_at_first_token: true,
+            config: GuardConfig {
+                first_token: None,
+                idle: None,
+                rules: SseRules::openai(),
+                respond_at_first_token: true,
+                is_stream: None,
+            },
         }
     }
 }
@@ -51,30 +71,27 @@ impl<S> Layer<S> for StreamGuardLayer {
 /// Builds a [`StreamGuardLayer`].
 #[derive(Debug, Clone)]
 pub struct StreamGuardBuilder {
-    first_token: Option<Duration>,
-    idle: Option<Duration>,
-    rules: SseRules,
-    respond_at_first_token: bool,
+    config: GuardConfig,
 }
 
 impl StreamGuardBuilder {
     /// The time-to-first-token deadline, counted from the call: the head and the first token
     /// must both arrive within it. Default: none. Allowed: 1 ms to 1 day.
     pub fn first_token_timeout(mut self, deadline: Duration) -> Self {
-        self.first_token = Some(deadline);
+        self.config.first_token = Some(deadline);
         self
     }
 
     /// The longest silence between two tokens. Default: none. Allowed: 1 ms to 1 day. Without
     /// a first-token deadline, it also bounds the wait from the head to the first token.
     pub fn idle_timeout(mut self, idle: Duration) -> Self {
-        self.idle = Some(idle);
+        self.config.idle = Some(idle);
         self
     }
 
     /// Which events are tokens and which complete the answer. Default: [`SseRules::openai`].
     pub fn rules(mut self, rules: SseRules) -> Self {
-        self.rules = rules;
+        self.config.rules = rules;
         self
     }
 
@@ -87,31 +104,56 @@ impl StreamGuardBuilder {
     /// sees a missed first token as an error of that provider, before the caller has seen a
     /// byte.
     pub fn respond_at_first_token(mut self, yes: bool) -> Self {
-        self.respond_at_first_token = yes;
+        self.config.respond_at_first_token = yes;
+        self
+    }
+
+    /// Which 2xx responses are streams, held to the rules; the others pass untouched and
+    /// resolve at their head, like an error status.
+    ///
+    /// Default: a `content-type` of `text/event-stream` (any case, any parameters), or no
+    /// `content-type` at all: a guard sits on a streaming call, so a 2xx that does not say what
+    /// it is counts as the stream that was asked for (and is held to the deadlines and the
+    /// completion rule), unless it is a 204 or 205 (no body). A non-streamed completion
+    /// through the same client (`application/json`) passes untouched and is a success.
+    ///
+    /// ```
+    /// use tower_breaker::stream::StreamGuardLayer;
+    ///
+    /// // A gateway that streams as `application/x-ndjson` too, and marks its streams.
+    /// let guard = StreamGuardLayer::builder()
+    ///     .stream_when(|head: &http::response::Parts| {
+    ///         head.headers.contains_key("x-stream")
+    ///             || head.headers.get("content-type").is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"))
+    ///     })
+    ///     .build()?;
+    /// # let _ = guard;
+    /// # Ok::<_, tower_breaker::ConfigError>(())
+    /// ```
+    pub fn stream_when(
+        mut self,
+        is_stream: impl Fn(&http::response::Parts) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        self.config.is_stream = Some(Arc::new(is_stream));
         self
     }
 
     /// The layer.
-    pub fn build(self) -> Result<StreamGuardLayer, ConfigError> {
+    pub fn build(mut self) -> Result<StreamGuardLayer, ConfigError> {
         let check = Check {
             component: "stream_guard",
         };
-        let ms = Duration::from_millis(1);
-        let first_token = self
+        let config = &mut self.config;
+        config.first_token = config
             .first_token
-            .map(|d| check.duration("first_token_timeout", d, ms, MAX_DEADLINE))
+            .map(|d| check.duration("first_token_timeout", d, MIN_DEADLINE, MAX_DEADLINE))
             .transpose()?;
-        let idle = self
+        config.idle = config
             .idle
-            .map(|d| check.duration("idle_timeout", d, ms, MAX_DEADLINE))
+            .map(|d| check.duration("idle_timeout", d, MIN_DEADLINE, MAX_DEADLINE))
             .transpose()?;
         Ok(StreamGuardLayer {
-            config: Arc::new(GuardConfig {
-                first_token,
-                idle,
-                rules: self.rules,
-                respond_at_first_token: self.respond_at_first_token,
-            }),
+            config: Arc::new(self.config),
         })
     }
 }
@@ -302,16 +344,13 @@ where
                         }
                     };
                     let (parts, body) = response.into_parts();
-                    let body = if parts.status.is_success() {
-                        GuardedBody::guarded(
-                            body,
-                            this.config.clone(),
-                            *this.started,
-                            this.timer.take(),
-                        )
-                    } else {
-                        GuardedBody::passthrough(body)
-                    };
+                    let body = GuardedBody::for_response(
+                        &parts,
+                        body,
+                        this.config,
+                        *this.started,
+                        this.timer.take(),
+                    );
                     let response = http::Response::from_parts(parts, body);
                     if !this.config.respond_at_first_token || !response.body().is_guarded() {
                         return Poll::Ready(Ok(R::from_http(response)));

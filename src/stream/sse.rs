@@ -28,8 +28,14 @@ impl SseEvent {
 /// Lines may end in `\n`, `\r\n` or `\r`, and a chunk may end anywhere, even between the `\r`
 /// and the `\n` of one line break: the events are the same however the stream is split. A line
 /// that is not yet complete is kept until its end arrives; at the end of the stream, an event
-/// without its closing blank line is dropped, as the standard says. An event or a line larger
-/// than [`MAX_EVENT_BYTES`] is dropped too (never dispatched), so memory stays bounded.
+/// without its closing blank line is dropped, as the standard says. One UTF-8 byte order mark
+/// (`EF BB BF`) at the very start of the stream is skipped, as the standard says, also when
+/// it is split across chunks.
+///
+/// An event whose data (its `data:` values joined by `\n`) or whose `event:` name is larger
+/// than [`MAX_EVENT_BYTES`] is dropped (never dispatched), so memory stays bounded; one of
+/// exactly that size is kept. A comment or another field of any length is ignored without
+/// harm to its event. All of this holds however the stream is split.
 ///
 /// ```
 /// use tower_breaker::stream::{SseEvent, SseParser};
@@ -57,8 +63,12 @@ pub struct SseParser {
     /// The event handed to the callback; its strings' buffers go back to `data` and `event`
     /// after each event, so that a stream is parsed without an allocation per event.
     dispatched: SseEvent,
-    /// The current line is past [`MAX_EVENT_BYTES`]: its bytes are dropped up to its end.
-    skipping_line: bool,
+    /// The current line is longer than any line the parser acts on: its bytes are dropped up
+    /// to its end, and then its event too when it was a `data:` or `event:` line.
+    skipping_line: Option<Skip>,
+    /// How many bytes of a leading byte order mark have been seen, until the first byte that is
+    /// not one (then [`BOM_DONE`]).
+    bom: u8,
     /// The current event is past [`MAX_EVENT_BYTES`]: it is dropped at its blank line.
     oversized: bool,
 }
@@ -67,6 +77,36 @@ pub struct SseParser {
 /// dropped, never dispatched, so that an upstream that never ends a line cannot grow the
 /// parser's memory without bound.
 pub const MAX_EVENT_BYTES: usize = 1 << 20;
+
+/// The UTF-8 byte order mark a stream may start with.
+const BOM: &[u8; 3] = b"\xEF\xBB\xBF";
+/// `bom` once the start of the stream is behind.
+const BOM_DONE: u8 = u8::MAX;
+/// The longest line kept whole: `event: ` and a value of [`MAX_EVENT_BYTES`]. A longer line
+/// carries a `data:` or `event:` value over the bound (its event is dropped) or is a comment or
+/// another field (ignored), which its first bytes tell.
+const MAX_LINE_BYTES: usize = MAX_EVENT_BYTES + b"event: ".len();
+
+/// What an over-long line does to its event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Skip {
+    /// A `data:` or `event:` line: its value is over the bound, the event is dropped.
+    DropEvent,
+    /// A comment or another field: ignored, as it would be at any length.
+    Ignore,
+}
+
+impl Skip {
+    /// The effect of a line that starts with `start` (at least its first 6 bytes, or all of it)
+    /// and is longer than [`MAX_LINE_BYTES`].
+    fn of(start: &[u8]) -> Self {
+        if start.starts_with(b"data:") || start.starts_with(b"event:") {
+            Skip::DropEvent
+        } else {
+            Skip::Ignore
+        }
+    }
+}
 
 impl fmt::Debug for SseParser {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -86,6 +126,28 @@ impl SseParser {
     /// Parses `chunk`, calling `on_event` for each event it completes (clone the event to keep
     /// it: the parser reuses its buffers).
     pub fn push(&mut self, mut chunk: &[u8], mut on_event: impl FnMut(&SseEvent)) {
+        while self.bom != BOM_DONE {
+            let Some((&byte, rest)) = chunk.split_first() else {
+                return; // wait for the next byte
+            };
+            let seen = usize::from(self.bom);
+            if byte == BOM[seen] {
+                chunk = rest;
+                self.bom = if seen + 1 == BOM.len() {
+                    BOM_DONE
+                } else {
+                    self.bom + 1
+                };
+            } else {
+                // Not a byte order mark after all: its first bytes were data.
+                self.bom = BOM_DONE;
+                self.push_lines(&BOM[..seen], &mut on_event);
+            }
+        }
+        self.push_lines(chunk, &mut on_event);
+    }
+
+    fn push_lines(&mut self, mut chunk: &[u8], on_event: &mut impl FnMut(&SseEvent)) {
         if chunk.is_empty() {
             // An empty chunk must not forget a `\r` that ended the last one.
             return;
@@ -107,27 +169,33 @@ impl SseParser {
                     _ => {}
                 }
             }
-            if std::mem::take(&mut self.skipping_line) {
-                // The end of an oversized line: its event is dropped.
-                self.line.clear();
-                self.oversized = true;
+            if let Some(skip) = self.skipping_line.take() {
+                // The end of an over-long line.
+                self.oversized |= skip == Skip::DropEvent;
             } else if self.line.is_empty() {
-                self.line_complete(line, &mut on_event);
+                self.line_complete(line, on_event);
             } else {
                 let mut whole = std::mem::take(&mut self.line);
                 whole.extend_from_slice(line);
-                self.line_complete(&whole, &mut on_event);
-                // Keep the allocation for the next split line.
+                self.line_complete(&whole, on_event);
+                // Keep the allocation for the next split line, unless it grew past the bound.
                 whole.clear();
-                self.line = whole;
+                if whole.capacity() <= MAX_LINE_BYTES {
+                    self.line = whole;
+                }
             }
         }
-        if self.skipping_line {
+        if self.skipping_line.is_some() {
             return;
         }
-        if self.line.len() + chunk.len() > MAX_EVENT_BYTES {
+        if self.line.len() + chunk.len() > MAX_LINE_BYTES {
+            let mut start = [0; 6];
+            let have = self.line.len().min(start.len());
+            start[..have].copy_from_slice(&self.line[..have]);
+            let more = chunk.len().min(start.len() - have);
+            start[have..have + more].copy_from_slice(&chunk[..more]);
+            self.skipping_line = Some(Skip::of(&start[..have + more]));
             self.line = Vec::new();
-            self.skipping_line = true;
             return;
         }
         self.line.extend_from_slice(chunk);
@@ -157,7 +225,9 @@ impl SseParser {
         };
         match field {
             b"data" => {
-                if self.data.len() + value.len() >= MAX_EVENT_BYTES {
+                // `data` holds each earlier value and its `\n`: its length plus this value's is
+                // the length of the event's joined data.
+                if self.data.len() + value.len() > MAX_EVENT_BYTES {
                     self.oversized = true;
                 } else if !self.oversized {
                     self.data.extend_from_slice(value);
@@ -165,6 +235,7 @@ impl SseParser {
                 }
                 self.has_data = true;
             }
+            b"event" if value.len() > MAX_EVENT_BYTES => self.oversized = true,
             b"event" => {
                 self.event.clear();
                 self.event.extend_from_slice(value);

@@ -9,5 +9,7 @@ mod config;
 mod http;
 mod model;
 mod rates;
+#[cfg(feature = "reqwest")]
+mod reqwest_client;
 mod service;
 mod stream;

@@ -156,3 +156,106 @@ async fn keepalive_only_sends_comments_and_never_the_answer() {
         "the app answered; its events are held back"
     );
 }
+
+/// Four events (the last `[DONE]`) whose lines end in `eol`, in 7-byte chunks (so that line
+/// breaks, even `\r\n`, fall across chunks), answered at once by an in-process service.
+fn events_with_line_ends(
+    eol: &'static str,
+) -> impl tower::Service<
+    http::Request<String>,
+    Response = http::Response<http_body_util::StreamBody<BodyStream>>,
+    Error = tower::BoxError,
+    Future: Send,
+> + Clone {
+    tower::service_fn(move |_: http::Request<String>| async move {
+        let text = [
+            "data: {\"n\":1}",
+            "data: {\"n\":2}",
+            ": ping",
+            "data: {\"n\":3}",
+            "data: [DONE]",
+        ]
+        .iter()
+        .enumerate()
+        .map(|(i, line)| {
+            // The comment shares the third event's block: `: ping` then `data: {"n":3}`.
+            if i == 2 {
+                format!("{line}{eol}")
+            } else {
+                format!("{line}{eol}{eol}")
+            }
+        })
+        .collect::<String>();
+        let chunks: Vec<Result<http_body::Frame<bytes::Bytes>, tower::BoxError>> = text
+            .as_bytes()
+            .chunks(7)
+            .map(|c| Ok(http_body::Frame::data(bytes::Bytes::copy_from_slice(c))))
+            .collect();
+        let stream: BodyStream = Box::pin(futures_util::stream::iter(chunks));
+        Ok::<_, tower::BoxError>(http::Response::new(http_body_util::StreamBody::new(stream)))
+    })
+}
+
+type BodyStream = std::pin::Pin<
+    Box<
+        dyn futures_util::Stream<Item = Result<http_body::Frame<bytes::Bytes>, tower::BoxError>>
+            + Send,
+    >,
+>;
+
+/// The body's bytes, each data frame with the time it came (since the call).
+async fn frames_of(fault: Fault, eol: &'static str) -> Vec<(String, Duration)> {
+    use http_body_util::BodyExt;
+    use tower::{Layer, ServiceExt};
+    let chaos = tower_breaker::chaos::ChaosLayer::http("crlf")
+        .plan(FaultPlan::new().then(fault))
+        .build()
+        .unwrap();
+    let start = Instant::now();
+    let response = chaos
+        .layer(events_with_line_ends(eol))
+        .oneshot(http::Request::new(String::new()))
+        .await
+        .unwrap();
+    let mut body = response.into_body();
+    let mut frames = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let data = frame.unwrap().into_data().unwrap();
+        frames.push((String::from_utf8(data.to_vec()).unwrap(), start.elapsed()));
+    }
+    frames
+}
+
+#[tokio::test(start_paused = true)]
+async fn chaos_stream_faults_count_events_on_every_sse_line_ending() {
+    for eol in ["\n", "\r\n", "\r"] {
+        let event = |n: u32| format!("data: {{\"n\":{n}}}{eol}{eol}");
+        let third = format!(": ping{eol}data: {{\"n\":3}}{eol}{eol}");
+
+        let cut = frames_of(Fault::cut_after(2), eol).await;
+        let texts: Vec<&str> = cut.iter().map(|(t, _)| t.as_str()).collect();
+        assert_eq!(texts, [event(1), event(2)], "cut_after(2), {eol:?}");
+
+        let stalled = frames_of(Fault::stall_after(2, ms(30_000)), eol).await;
+        let times: Vec<Duration> = stalled.iter().map(|(_, t)| *t).collect();
+        assert_eq!(
+            times,
+            [Duration::ZERO, Duration::ZERO, ms(30_000), ms(30_000)],
+            "stall_after(2), {eol:?}"
+        );
+        assert_eq!(stalled[2].0, third);
+
+        let trickled = frames_of(Fault::trickle(ms(250)), eol).await;
+        let times: Vec<Duration> = trickled.iter().map(|(_, t)| *t).collect();
+        assert_eq!(
+            times,
+            [ms(250), ms(500), ms(750), ms(1_000)],
+            "trickle, {eol:?}"
+        );
+        let whole: String = trickled.iter().map(|(t, _)| t.as_str()).collect();
+        assert_eq!(
+            whole,
+            format!("{}{}{third}data: [DONE]{eol}{eol}", event(1), event(2))
+        );
+    }
+}

@@ -153,3 +153,82 @@ async fn stalls_fail_over_within_the_deadline_and_no_token_is_spliced_or_repeate
         FIRST_TOKEN + backup_p99
     );
 }
+
+/// What OpenAI, Azure and vLLM send before the model's first token: a role-only chunk (Azure
+/// first sends its prompt filter results; usage-only chunks and comments carry nothing either).
+const BEFORE_CONTENT: [(&str, &[&str]); 3] = [
+    (
+        "openai",
+        &[
+            r#"{"id":"c1","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"role":"assistant","content":"","refusal":null},"logprobs":null,"finish_reason":null}]}"#,
+        ],
+    ),
+    (
+        "azure",
+        &[
+            r#"{"choices":[],"created":0,"id":"","model":"","object":"","prompt_filter_results":[{"prompt_index":0,"content_filter_results":{"hate":{"filtered":false,"severity":"safe"},"self_harm":{"filtered":false,"severity":"safe"}}}]}"#,
+            r#"{"choices":[{"content_filter_results":{},"delta":{"content":"","role":"assistant"},"finish_reason":null,"index":0,"logprobs":null}],"created":1,"id":"c1","model":"gpt-4o","object":"chat.completion.chunk"}"#,
+        ],
+    ),
+    (
+        "vllm",
+        &[
+            r#"{"id":"c1","object":"chat.completion.chunk","model":"m","choices":[{"index":0,"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}]}"#,
+            r#"{"id":"c1","object":"chat.completion.chunk","model":"m","choices":[],"usage":{"prompt_tokens":9,"total_tokens":9,"completion_tokens":0}}"#,
+        ],
+    ),
+];
+
+#[tokio::test(start_paused = true)]
+async fn a_stall_right_after_the_role_only_chunk_fails_over_on_openai_azure_and_vllm() {
+    use crate::upstream::{Step, body};
+    use bytes::Bytes;
+    for (provider_name, chunks) in BEFORE_CONTENT {
+        // The primary answers at once with the chunks that carry no content, then keepalives.
+        let mut steps: Vec<Step> = chunks
+            .iter()
+            .map(|c| Step::Send(Bytes::from(format!("data: {c}\n\n"))))
+            .collect();
+        steps.push(Step::Send(Bytes::from_static(b": keepalive\n\n")));
+        steps.push(Step::Stall);
+        let stalled = tower::service_fn(move |_: u64| {
+            let steps = steps.clone();
+            async move { Ok::<_, BoxError>(http::Response::new(body(steps, None))) }
+        });
+        let primary_breaker = counting_breaker("primary");
+        let guard = StreamGuardLayer::builder()
+            .first_token_timeout(FIRST_TOKEN)
+            .idle_timeout(IDLE)
+            .build()
+            .unwrap();
+        let primary = BoxCloneService::new(
+            ServiceBuilder::new()
+                .layer(primary_breaker.http_layer())
+                .layer(guard)
+                .service(stalled),
+        );
+        let backup = Upstream::new("backup", || Plan::ok(Duration::from_millis(300)));
+        let backup_breaker = counting_breaker("backup");
+        let mut failover = Failover::builder()
+            .provider("primary", Some(primary_breaker.clone()), primary)
+            .provider(
+                "backup",
+                Some(backup_breaker.clone()),
+                provider(&backup, &backup_breaker),
+            )
+            .build();
+
+        let start = Instant::now();
+        let response = failover.ready().await.unwrap().call(0).await.unwrap();
+        let ttft = start.elapsed();
+        let read = read(response.into_body()).await;
+        assert_eq!(read.one_attempt(), "backup", "{provider_name}");
+        assert!(read.error.is_none(), "{provider_name}: {:?}", read.error);
+        assert_eq!(
+            ttft,
+            FIRST_TOKEN + Duration::from_millis(300),
+            "{provider_name}"
+        );
+        assert_eq!(primary_breaker.metrics().failed_calls, 1, "{provider_name}");
+    }
+}

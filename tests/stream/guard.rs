@@ -327,3 +327,84 @@ async fn reqwest_responses_are_guarded_and_keep_their_url() {
     }
     assert!(found, "{err:?}");
 }
+
+/// A 200 with `content_type` (none when `None`), whose body comes 3 s after the head.
+fn answer(
+    content_type: Option<&'static str>,
+    body: &'static str,
+) -> impl Service<(), Response = http::Response<Body>, Error = BoxError, Future: Send> + Clone {
+    service_fn(move |()| async move {
+        let steps = vec![
+            Step::Wait(Duration::from_secs(3)),
+            Step::Send(Bytes::from_static(body.as_bytes())),
+        ];
+        let mut response = http::Response::new(upstream::body(steps, None));
+        if let Some(value) = content_type {
+            response.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static(value),
+            );
+        }
+        Ok::<_, BoxError>(response)
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_guard_guards_streams_and_a_json_answer_passes_untouched_as_a_success() {
+    let breaker = counting_breaker("llm");
+    let layer = || {
+        ServiceBuilder::new()
+            .layer(breaker.http_layer())
+            .layer(guard(Some(1_000), Some(1_000)))
+    };
+    // A non-streamed completion through the same client: slower than the first-token deadline,
+    // and no `[DONE]` or `finish_reason` (an embeddings answer).
+    let json = r#"{"object":"list","data":[{"embedding":[0.1,0.2]}]}"#;
+    let mut client = layer().service(answer(Some("application/json; charset=utf-8"), json));
+    let response = client.ready().await.unwrap().call(()).await.unwrap();
+    assert!(!response.body().get_ref().is_guarded());
+    let body = read(response.into_body()).await;
+    assert!(body.error.is_none(), "{:?}", body.error);
+    assert_eq!(
+        (
+            breaker.metrics().successful_calls,
+            breaker.metrics().failed_calls
+        ),
+        (1, 0)
+    );
+
+    // The same late body as an event stream, in any spelling, or with no content type: guarded.
+    let late = "data: {\"choices\":[{\"delta\":{\"content\":\"Hi\"}}]}\n\n";
+    for content_type in [
+        Some("text/event-stream"),
+        Some("Text/Event-Stream ; charset=utf-8"),
+        None,
+    ] {
+        let mut client = layer().service(answer(content_type, late));
+        let err = client.ready().await.unwrap().call(()).await.unwrap_err();
+        assert!(err.is::<FirstTokenTimeout>(), "{content_type:?}: {err}");
+    }
+    assert_eq!(breaker.metrics().failed_calls, 3);
+
+    // A 204 has no body: nothing to guard, content type or not.
+    let mut client = layer().service(service_fn(|()| async {
+        let mut response = http::Response::new(upstream::body(vec![], None));
+        *response.status_mut() = http::StatusCode::NO_CONTENT;
+        Ok::<_, BoxError>(response)
+    }));
+    let response = client.ready().await.unwrap().call(()).await.unwrap();
+    assert!(!response.body().get_ref().is_guarded());
+    assert!(read(response.into_body()).await.error.is_none());
+
+    // A rule of one's own: this gateway marks its streams with a header.
+    let marked = StreamGuardLayer::builder()
+        .first_token_timeout(Duration::from_secs(1))
+        .stream_when(|head: &http::response::Parts| head.headers.contains_key("x-stream"))
+        .build()
+        .unwrap();
+    let mut client = ServiceBuilder::new()
+        .layer(marked)
+        .service(answer(Some("text/event-stream"), late));
+    let response = client.ready().await.unwrap().call(()).await.unwrap();
+    assert!(!response.body().is_guarded());
+}

@@ -269,3 +269,47 @@ async fn a_cancelled_attempt_counts_for_nothing_on_its_breaker() {
     );
     assert_eq!(upstream.live.get(), 0);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_hedge_never_hides_a_failure_while_its_backup_is_not_ready() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use tower::util::BoxCloneSyncService;
+    type Svc = BoxCloneSyncService<u64, &'static str, BoxError>;
+    // Request 0 fails after 500 ms; request 1 never answers (it holds the backup's only slot).
+    let calls = Arc::new(AtomicU32::new(0));
+    let counted = calls.clone();
+    let upstream = tower::service_fn(move |req: u64| {
+        counted.fetch_add(1, Ordering::SeqCst);
+        async move {
+            if req == 1 {
+                std::future::pending::<()>().await;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            Err::<&'static str, BoxError>("503".into())
+        }
+    });
+    let primary: Svc = BoxCloneSyncService::new(upstream.clone());
+    let backup: Svc = BoxCloneSyncService::new(tower::limit::ConcurrencyLimit::new(upstream, 1));
+    let mut filler = backup.clone();
+    let busy = filler.ready().await.unwrap().call(1);
+
+    let mut hedge = Hedge::builder()
+        .delay(HedgeDelay::fixed(Duration::from_millis(100)))
+        .hedge_non_idempotent(true)
+        .build_with_backup(primary, backup)
+        .unwrap();
+    let start = Instant::now();
+    let called = hedge.ready().await.unwrap().call(0);
+    let result = tokio::time::timeout(Duration::from_secs(60), called).await;
+    let err = result
+        .expect("the failure must not wait for the backup")
+        .unwrap_err();
+    assert_eq!(err.to_string(), "503");
+    assert_eq!(start.elapsed(), Duration::from_millis(500));
+    // The backup's slot frees up later: still no hedge goes out for the finished call.
+    drop(busy);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(hedge.stats().hedges, 0);
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+}

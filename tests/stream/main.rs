@@ -1,9 +1,12 @@
 //! Streamed LLM calls on paused time: first-token and idle deadlines, completion rules, failover
 //! before the first token, hedging, and the SSE parser against a reference.
 
+mod adaptive;
 mod chaos_upstream;
 mod failover;
 mod guard;
 mod hedge;
+#[cfg(feature = "stack")]
+mod llm_stack;
 mod sse;
 mod upstream;

@@ -44,6 +44,7 @@ impl Plan {
     }
 }
 
+#[derive(Clone)]
 pub enum Step {
     Wait(Duration),
     Send(Bytes),

@@ -35,7 +35,10 @@ impl<Res, F: Fn(Result<&Res, &BoxError>) -> Signal> ClassifySignal<Res> for F {
 }
 
 /// The default classifier: an answer is a success; a timeout (tokio's, tower's, an I/O
-/// `TimedOut`) is congestion; other errors say nothing.
+/// `TimedOut`, and with the `stream` feature the stream guard's
+/// [`FirstTokenTimeout`](crate::stream::FirstTokenTimeout) and
+/// [`StreamIdle`](crate::stream::StreamIdle): a provider that stalls before or between tokens
+/// is overloaded) is congestion; other errors say nothing.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct DefaultSignals;
 
@@ -61,6 +64,10 @@ fn is_timeout(error: &BoxError) -> bool {
         }
         #[cfg(feature = "stack")]
         if e.is::<tower::timeout::error::Elapsed>() {
+            return true;
+        }
+        #[cfg(feature = "stream")]
+        if e.is::<crate::stream::FirstTokenTimeout>() || e.is::<crate::stream::StreamIdle>() {
             return true;
         }
         current = e.source();
