@@ -86,9 +86,9 @@
 //! # Time in state
 //!
 //! The dashboard learns when a breaker changed state from its own samples, so it adds nothing
-//! to the breaker: the time is exact to a tick for a change it saw, and for a state that held
-//! before the dashboard first looked it reads "at least" (`in_state_at_least` in the JSON, `≥`
-//! on the page).
+//! to the breaker. While a client is connected (samples a tick apart) the time is exact to a
+//! tick. A state that held before the dashboard first looked, or a change that happened while
+//! no one was looking, reads "at least" (`in_state_at_least` in the JSON, `≥` on the page).
 
 mod page;
 mod registry;

@@ -34,8 +34,11 @@ struct Sources {
 struct Track {
     state: CircuitState,
     since: Instant,
-    /// False until a change of state was seen: `since` is then only the first look.
-    seen_change: bool,
+    /// True when `since` is the time of the change to within a tick; false when it is only
+    /// when the dashboard first saw the state (which may have held long before).
+    exact: bool,
+    /// The last sample that read this breaker.
+    seen_at: Instant,
     history: VecDeque<HistoryPoint>,
 }
 
@@ -364,12 +367,13 @@ impl Dashboard {
                     sampler.tracks.push(Track {
                         state: m.state,
                         since: now,
-                        seen_change: false,
+                        exact: false,
+                        seen_at: now,
                         history: VecDeque::new(),
                     });
                 }
                 let track = &mut sampler.tracks[i];
-                breaker_view(b, m, track, now, add_point, settings.history)
+                breaker_view(b, m, track, now, add_point, &settings)
             })
             .collect();
         let snapshot = DashboardSnapshot {
@@ -415,15 +419,18 @@ fn breaker_view(
     track: &mut Track,
     now: Instant,
     add_point: bool,
-    history: usize,
+    settings: &Settings,
 ) -> BreakerView {
     if track.state != m.state {
+        // The change happened since the previous sample: its time is known only when that
+        // sample is recent (clients connected). After a gap, "at least since now".
         track.state = m.state;
         track.since = now;
-        track.seen_change = true;
+        track.exact = now.duration_since(track.seen_at) <= settings.tick * 2;
     }
+    track.seen_at = now;
     if add_point {
-        if track.history.len() >= history {
+        if track.history.len() >= settings.history {
             track.history.pop_front();
         }
         track.history.push_back(HistoryPoint {
@@ -436,7 +443,7 @@ fn breaker_view(
         state: m.state.as_str(),
         colour: snapshot::colour(m.state),
         in_state_ms: millis(now.duration_since(track.since)),
-        in_state_at_least: !track.seen_change,
+        in_state_at_least: !track.exact,
         failure_rate: m.failure_rate,
         slow_call_rate: m.slow_call_rate,
         calls: m.calls,

@@ -139,3 +139,23 @@ async fn a_sparkline_keeps_the_last_history_points() {
     let states: Vec<&str> = history.iter().map(|p| p.state).collect();
     assert_eq!(states, ["closed", "forced_open", "forced_open"]);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_change_seen_long_after_the_last_sample_reads_at_least() {
+    let (breaker, dashboard, _app) = setup();
+    dashboard.snapshot();
+    // No client for a minute; the breaker opened at some point in it.
+    tokio::time::advance(Duration::from_secs(60)).await;
+    breaker.force_open();
+    let seen = dashboard.snapshot();
+    assert_eq!(seen.breakers[0].state, "forced_open");
+    assert!(
+        seen.breakers[0].in_state_at_least,
+        "the change happened somewhere in the last minute: its time is not known"
+    );
+    // Once seen, later samples a tick apart keep counting from that first sight.
+    tokio::time::advance(TICK).await;
+    let later = dashboard.snapshot();
+    assert!(later.breakers[0].in_state_at_least);
+    assert_eq!(later.breakers[0].in_state_ms, 500);
+}
