@@ -89,6 +89,9 @@
 //! to the breaker. While a client is connected (samples a tick apart) the time is exact to a
 //! tick. A state that held before the dashboard first looked, or a change that happened while
 //! no one was looking, reads "at least" (`in_state_at_least` in the JSON, `≥` on the page).
+//! Samples see states, not transitions: a change and a change back between two samples (a
+//! half-open probe that failed and reopened the breaker within one tick) is not seen, and the
+//! time then counts from the earlier change.
 
 mod page;
 mod registry;
