@@ -4,6 +4,7 @@
 mod browser;
 mod routes;
 mod stream;
+mod time_in_state;
 
 use axum::Router;
 use axum::body::Body;
