@@ -8,8 +8,34 @@
 //! port) with two routes, `/chat` (calls a flaky in-process upstream through a circuit breaker
 //! and a bulkhead) and `/metrics` (the Prometheus text), then plays a short outage with
 //! reqwest: the upstream fails 3 times and the breaker opens, 2 calls are rejected at once,
-//! and after the open wait 2 probes succeed and the breaker closes. It prints `/metrics` and
-//! exits. In a real service, point Prometheus at `/metrics` and keep the server running.
+//! and after the open wait 2 probes succeed and the breaker closes. It prints `/metrics`,
+//! checks that every breaker and bulkhead series the Grafana board
+//! (`docs/grafana/tower-breaker.json`) queries is there, and exits.
+//!
+//! # Prometheus and Grafana
+//!
+//! To look at it in Grafana, keep the server running on a known address:
+//!
+//! ```text
+//! cargo run --example prometheus --features metrics -- --serve 127.0.0.1:9898
+//! ```
+//!
+//! point Prometheus at it (`prometheus.yml`; in your service, the address of its `/metrics`):
+//!
+//! ```text
+//! scrape_configs:
+//!   - job_name: tower-breaker-example
+//!     scrape_interval: 5s
+//!     static_configs:
+//!       - targets: ["127.0.0.1:9898"]
+//! ```
+//!
+//! then in Grafana add that Prometheus as a data source and import the board: Dashboards >
+//! New > Import > upload `docs/grafana/tower-breaker.json`, and pick the data source. Its
+//! `component` variable lists every `name` label. The time-open panel needs histogram buckets
+//! for `tower_breaker_circuit_breaker_open_seconds`, set below with
+//! `set_buckets_for_metric`; without them the exporter writes a summary. The board works the
+//! same with the OpenTelemetry listener behind a Prometheus exporter (the names agree).
 
 use axum::Router;
 use axum::extract::State;
@@ -90,7 +116,9 @@ async fn main() -> Result<(), BoxError> {
             prometheus,
         });
 
-    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    // `--serve ADDR`: listen there and keep serving after the checks (for a real Prometheus).
+    let serve = std::env::args().skip_while(|a| a != "--serve").nth(1);
+    let tcp = tokio::net::TcpListener::bind(serve.as_deref().unwrap_or("127.0.0.1:0")).await?;
     let base = format!("http://{}", tcp.local_addr()?);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {
@@ -144,7 +172,45 @@ async fn main() -> Result<(), BoxError> {
         }
     }
 
+    // The board's breaker and bulkhead queries find their series here.
+    let board: serde_json::Value =
+        serde_json::from_str(include_str!("../docs/grafana/tower-breaker.json"))?;
+    for name in board_metrics(&board) {
+        let emitted = ["circuit_breaker", "bulkhead"]
+            .iter()
+            .any(|c| name.starts_with(&format!("tower_breaker_{c}_")));
+        if emitted && !text.lines().any(|l| l.starts_with(&format!("{name}{{"))) {
+            return Err(
+                format!("the Grafana board queries `{name}`, missing from /metrics").into(),
+            );
+        }
+    }
+    println!("every breaker and bulkhead series of docs/grafana/tower-breaker.json is served");
+
+    if let Some(addr) = serve {
+        println!("serving http://{addr}/metrics until Ctrl-C");
+        tokio::signal::ctrl_c().await?;
+    }
     let _ = stop.send(());
     server.await??;
     Ok(())
+}
+
+/// The metric names in the board's queries (words that start with `tower_breaker_`).
+fn board_metrics(node: &serde_json::Value) -> Vec<String> {
+    match node {
+        serde_json::Value::Object(map) => map
+            .iter()
+            .flat_map(|(key, value)| match (key.as_str(), value.as_str()) {
+                ("expr", Some(expr)) => expr
+                    .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .filter(|w| w.starts_with("tower_breaker_"))
+                    .map(str::to_string)
+                    .collect(),
+                _ => board_metrics(value),
+            })
+            .collect(),
+        serde_json::Value::Array(list) => list.iter().flat_map(board_metrics).collect(),
+        _ => Vec::new(),
+    }
 }

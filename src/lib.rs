@@ -67,6 +67,8 @@
 //! - [`chaos`] (feature `chaos`): fault injection, seeded or scripted: errors, latency, and
 //!   with `http` statuses with rate-limit headers and SSE stream faults.
 //! - [`health`]: a registry and report of breakers and bulkheads; an axum `/health` handler.
+//! - [`dashboard`] (feature `dashboard`): a live page (SSE) and a JSON snapshot of every
+//!   breaker, bulkhead, keyed registry, quota, adaptive limit and hedge, on axum.
 //! - `stack` (feature `stack`): `StandardResilience`, the whole client stack in one call.
 //! - [`shared_state`] (feature `shared-state`): breakers shared across replicas: a trip on one
 //!   opens the breaker on every replica. The [`StateStore`](shared_state::StateStore) trait,
@@ -109,6 +111,7 @@
 //! | `chaos` | [`chaos`]: [`ChaosLayer`](chaos::ChaosLayer), fault injection with per-fault injection rates, switches, seeds and scripted plans; with `http`, statuses (429 with rate-limit headers, 503, 529) and SSE body faults |
 //! | `serde` | `Serialize` / `Deserialize` for [`health`] reports |
 //! | `axum` | an axum `/health` handler answering 200, or 503 when unhealthy (implies `serde`) |
+//! | `dashboard` | [`dashboard`]: a live HTML page, a stream of snapshots (SSE) and a JSON snapshot of every registered component, as one axum router (implies `axum`) |
 //! | `shared-state` | [`shared_state`]: breakers shared across replicas through a [`StateStore`](shared_state::StateStore), with an in-process [`MemoryStore`](shared_state::MemoryStore) (tokio's `rt` for the sync task) |
 //! | `redis` | [`RedisStore`](shared_state::RedisStore): the fleet's state in Redis (implies `shared-state`) |
 //! | `redis-tls` | `RedisStore` over TLS (`rediss://` URLs) with rustls and its `ring` provider; no OpenSSL (implies `redis`) |
@@ -132,6 +135,9 @@ pub mod chaos;
 pub mod circuit_breaker;
 pub mod config;
 mod counter;
+#[cfg(feature = "dashboard")]
+#[cfg_attr(docsrs, doc(cfg(feature = "dashboard")))]
+pub mod dashboard;
 pub mod events;
 pub mod failover;
 pub mod fallback;

@@ -81,6 +81,7 @@ mod events;
 pub mod future;
 #[cfg(feature = "http")]
 mod headers;
+mod keys;
 mod layer;
 #[cfg(feature = "shared-state")]
 mod store;
