@@ -169,8 +169,8 @@ async fn a_stream_guard_error_is_found_inside_reqwests_error() {
     use tower_breaker::rejection::{Rejection, find};
     use tower_breaker::stream::{SseRules, StreamGuardLayer, StreamTruncated};
 
-    // One event, then a clean end before `[DONE]`.
-    let server = Upstream::with_plan(FaultPlan::new().then(Fault::cut_after(1))).await;
+    // The role-only chunk and one content chunk (one token), then a clean end before `[DONE]`.
+    let server = Upstream::with_plan(FaultPlan::new().then(Fault::cut_after(2))).await;
     let log = Log::default();
     let breaker = CircuitBreaker::builder("reqwest")
         .on_event(log.listener())
