@@ -221,3 +221,293 @@ async fn a_failing_store_falls_back_to_local_budgets() {
         .expect_err("local budget spent");
     assert_eq!(err.budget(), Exhausted::Requests);
 }
+
+/// A provider of `rpm` requests a minute (changed with `set`), answering with OpenAI's
+/// request headers, and 429 with `retry-after-ms` when it has no room.
+#[derive(Debug)]
+struct Requests {
+    rpm: f64,
+    level: f64,
+    at: tokio::time::Instant,
+    /// `(seconds since the start, status)` of every call.
+    calls: Vec<(f64, u16)>,
+    start: tokio::time::Instant,
+}
+
+impl Requests {
+    fn new(rpm: f64) -> std::sync::Arc<std::sync::Mutex<Self>> {
+        let now = tokio::time::Instant::now();
+        std::sync::Arc::new(std::sync::Mutex::new(Self {
+            rpm,
+            level: rpm,
+            at: now,
+            calls: Vec::new(),
+            start: now,
+        }))
+    }
+
+    fn refill(&mut self) {
+        let now = tokio::time::Instant::now();
+        let secs = now.duration_since(self.at).as_secs_f64();
+        self.level = (self.level + self.rpm / 60.0 * secs).min(self.rpm);
+        self.at = now;
+    }
+
+    fn call(&mut self) -> http::Response<()> {
+        self.refill();
+        let status = if self.level >= 1.0 {
+            self.level -= 1.0;
+            200
+        } else {
+            429
+        };
+        let elapsed = self.at.duration_since(self.start).as_secs_f64();
+        self.calls.push((elapsed, status));
+        let wait_ms = ((1.0 - self.level).max(0.0) / (self.rpm / 60.0) * 1000.0).ceil();
+        http::Response::builder()
+            .status(status)
+            .header("x-ratelimit-limit-requests", (self.rpm as u64).to_string())
+            .header(
+                "x-ratelimit-remaining-requests",
+                (self.level.max(0.0) as u64).to_string(),
+            )
+            .header("retry-after-ms", (wait_ms as u64).to_string())
+            .body(())
+            .expect("a response")
+    }
+
+    fn rate_limited(&self) -> usize {
+        self.calls.iter().filter(|(_, s)| *s == 429).count()
+    }
+}
+
+/// Issue "Correctness, round two", 3: the first waiting call gets a 429 asking for 10 s; the
+/// two behind it, already admitted, re-check the key before they go and wait out the pause.
+#[tokio::test(start_paused = true)]
+async fn a_ten_second_retry_after_means_one_429_not_three() {
+    use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
+    use tower_breaker::quota::HttpHeaders;
+    let quota = Quota::<&str>::builder("pause")
+        .requests_per_window(60)
+        .max_wait(Duration::from_secs(30))
+        .build()
+        .expect("a valid quota");
+    let start = tokio::time::Instant::now();
+    let sent = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let provider = {
+        let sent = sent.clone();
+        service_fn(move |n: u32| {
+            let sent = sent.clone();
+            async move {
+                let elapsed = start.elapsed();
+                // Busy (for another client) until 11 s: the first call after the 60 is told to
+                // come back in 10 s.
+                let status = if n >= 60 && elapsed < Duration::from_secs(11) {
+                    429
+                } else {
+                    200
+                };
+                sent.lock().expect("lock").push((n, elapsed, status));
+                Ok::<_, std::convert::Infallible>(
+                    http::Response::builder()
+                        .status(status)
+                        .header("retry-after-ms", "10000")
+                        .body(())
+                        .expect("a response"),
+                )
+            }
+        })
+    };
+    let mut svc = ServiceBuilder::new()
+        .layer(quota.layer(|_: &u32| "k").observe(HttpHeaders::new()))
+        .service(provider);
+    for n in 0..60 {
+        svc.ready()
+            .await
+            .expect("ready")
+            .call(n)
+            .await
+            .expect("fits");
+    }
+    let a = svc.ready().await.expect("ready").call(60);
+    let b = svc.ready().await.expect("ready").call(61);
+    let c = svc.ready().await.expect("ready").call(62);
+    let (a, b, c) = tokio::join!(a, b, c);
+    assert_eq!(a.expect("answered").status(), 429);
+    assert_eq!(b.expect("answered").status(), 200);
+    assert_eq!(c.expect("answered").status(), 200);
+    let sent = sent.lock().expect("lock");
+    let limited: Vec<_> = sent.iter().filter(|(_, _, s)| *s == 429).collect();
+    assert_eq!(limited.len(), 1, "{sent:?}");
+    for (n, at, _) in sent.iter().filter(|(n, _, _)| *n > 60) {
+        assert!(*at >= Duration::from_secs(11), "call {n} went at {at:?}");
+    }
+}
+
+/// Issue "Correctness, round two", 3: the provider halves its limit while three calls wait
+/// their turn under the old one. The first of them learns it (from its 429); the two behind
+/// it apply it before they go, and are not refused.
+#[tokio::test(start_paused = true)]
+async fn a_lower_limit_reaches_the_calls_already_waiting() {
+    use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
+    use tower_breaker::quota::HttpHeaders;
+    let quota = Quota::<&str>::builder("halved")
+        .max_wait(Duration::from_secs(30))
+        .build()
+        .expect("a valid quota");
+    let provider = Requests::new(60.0);
+    let mut svc = ServiceBuilder::new()
+        .layer(quota.layer(|_: &u32| "k").observe(HttpHeaders::new()))
+        .service(service_fn({
+            let provider = provider.clone();
+            move |_: u32| {
+                let response = provider.lock().expect("lock").call();
+                async move { Ok::<_, std::convert::Infallible>(response) }
+            }
+        }));
+    for n in 0..60 {
+        svc.ready()
+            .await
+            .expect("ready")
+            .call(n)
+            .await
+            .expect("fits");
+    }
+    // Admitted now, for 1, 2 and 3 s from now.
+    let a = svc.ready().await.expect("ready").call(60);
+    let b = svc.ready().await.expect("ready").call(61);
+    let c = svc.ready().await.expect("ready").call(62);
+    let halve = async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let mut p = provider.lock().expect("lock");
+        p.refill();
+        p.rpm = 30.0;
+    };
+    let (a, b, c, ()) = tokio::join!(a, b, c, halve);
+    assert_eq!(a.expect("answered").status(), 429, "nobody knew yet");
+    assert_eq!(b.expect("answered").status(), 200);
+    assert_eq!(c.expect("answered").status(), 200);
+    let p = provider.lock().expect("lock");
+    assert_eq!(p.rate_limited(), 1, "{:?}", p.calls);
+}
+
+/// Issue "Correctness, round two", 3c: three replicas share a store on a key another client
+/// has spent. The store starts full the first time it sees the key; the first answer lowers
+/// it to what the provider reports, for every replica, and so does the first answer after the
+/// store forgot the key.
+#[tokio::test(start_paused = true)]
+async fn a_shared_store_follows_the_provider_from_the_first_answer() {
+    use tower_breaker::quota::{Budget, RateLimits};
+    let store = MemoryStore::new();
+    let replicas: Vec<Quota<&str>> = (0..3)
+        .map(|_| {
+            Quota::builder("busy")
+                .tokens_per_window(1_000)
+                .max_wait(Duration::ZERO)
+                .shared_state(store.clone())
+                .build()
+                .expect("a valid quota")
+        })
+        .collect();
+    let mut spent = RateLimits::default();
+    spent.tokens = Budget::new(Some(1_000), Some(0), None);
+    async fn settle() {
+        // The correction goes to the store in the background.
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+    }
+    for round in 0..2 {
+        let first = replicas[0]
+            .acquire(&"gpt", 100)
+            .await
+            .expect("the store starts full");
+        first.observe(&spent);
+        settle().await;
+        for quota in &replicas[1..] {
+            let err = quota
+                .acquire(&"gpt", 100)
+                .await
+                .expect_err("the provider has no room");
+            assert_eq!(err.budget(), Exhausted::Tokens, "round {round}");
+        }
+        // A Redis flush, or the key's expiry.
+        store.clear();
+    }
+}
+
+/// The Redis script and [`QuotaTake::apply`] (through `MemoryStore`) are one rule: the same
+/// takes give the same answers. Runs when `TOWER_BREAKER_REDIS_URL` names a server (time is
+/// real there: a window of a day keeps the refill below the comparison's margin).
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn the_redis_script_takes_as_quota_take_applies() {
+    use tower_breaker::shared_state::{QuotaBudget, QuotaGrant, QuotaTake, RedisStore, StateStore};
+    let Ok(url) = std::env::var("TOWER_BREAKER_REDIS_URL") else {
+        eprintln!("TOWER_BREAKER_REDIS_URL is not set: the Redis half is skipped");
+        return;
+    };
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let redis = RedisStore::builder(url)
+        .prefix(format!("quota-rule-{}-{nanos}", std::process::id()))
+        .build()
+        .expect("a Redis store");
+    let memory = MemoryStore::new();
+    let budget = |cost: f64, ceiling: Option<f64>| QuotaBudget {
+        limit: 1_000,
+        window: Duration::from_secs(24 * 3600),
+        cost,
+        ceiling,
+    };
+    let take = |requests, tokens, max_wait| QuotaTake {
+        requests,
+        tokens,
+        max_wait,
+    };
+    let none = Some(Duration::ZERO);
+    let steps = [
+        // A key never seen starts full.
+        take(Some(budget(1.0, None)), Some(budget(400.0, None)), none),
+        // A report lowers the level (never raises it), then the take is refused.
+        take(None, Some(budget(0.0, Some(100.0))), None),
+        take(None, Some(budget(200.0, Some(900.0))), none),
+        // A refund, then a take into debt.
+        take(None, Some(budget(-300.0, None)), None),
+        take(None, Some(budget(500.0, None)), None),
+        take(None, Some(budget(1.0, None)), none),
+        // A key forgotten starts at its ceiling.
+        take(Some(budget(1.0, Some(3.0))), None, none),
+    ];
+    for (i, step) in steps.into_iter().enumerate() {
+        let key = if i == steps.len() - 1 { "fresh" } else { "k" };
+        let from_memory = memory.take_quota(key, step).await.expect("memory");
+        let from_redis = redis.take_quota(key, step).await.expect("redis");
+        match (from_memory, from_redis) {
+            (QuotaGrant::Granted { wait: a }, QuotaGrant::Granted { wait: b }) => {
+                assert!(
+                    a.abs_diff(b) < Duration::from_millis(5),
+                    "step {i}: {a:?} {b:?}"
+                );
+            }
+            (
+                QuotaGrant::Refused {
+                    retry_after: a,
+                    tokens: ta,
+                },
+                QuotaGrant::Refused {
+                    retry_after: b,
+                    tokens: tb,
+                },
+            ) => {
+                assert_eq!(ta, tb, "step {i}");
+                assert!(
+                    a.abs_diff(b) < Duration::from_millis(5),
+                    "step {i}: {a:?} {b:?}"
+                );
+            }
+            (a, b) => panic!("step {i}: memory {a:?}, redis {b:?}"),
+        }
+    }
+}
