@@ -178,14 +178,7 @@ async fn layer_calls_wait_in_order_and_a_dropped_wait_gives_back() {
         .service(service_fn(move |n: u32| async move {
             Ok::<_, std::io::Error>((n, start.elapsed()))
         }));
-    for n in 0..60 {
-        svc.ready()
-            .await
-            .expect("ready")
-            .call(n)
-            .await
-            .expect("fits");
-    }
+    send_in_turn(&mut svc, 60).await;
     let first = svc.ready().await.expect("ready").call(60);
     let second = svc.ready().await.expect("ready").call(61);
     {
@@ -220,6 +213,41 @@ async fn a_failing_store_falls_back_to_local_budgets() {
         .await
         .expect_err("local budget spent");
     assert_eq!(err.budget(), Exhausted::Requests);
+}
+
+/// Sends calls `0..n` one after the other, each answered before the next.
+async fn send_in_turn<S: tower::Service<u32>>(svc: &mut S, n: u32)
+where
+    S::Error: std::fmt::Debug,
+{
+    use tower::ServiceExt;
+    for n in 0..n {
+        svc.ready()
+            .await
+            .expect("ready")
+            .call(n)
+            .await
+            .expect("fits");
+    }
+}
+
+/// Sends 60 calls one after the other (a budget of 60 a minute), then three at once, admitted
+/// now to go 1, 2 and 3 s later, while `meanwhile` runs; returns the three answers' statuses.
+async fn sixty_then_three<S>(
+    svc: &mut S,
+    meanwhile: impl std::future::Future<Output = ()>,
+) -> [u16; 3]
+where
+    S: tower::Service<u32, Response = http::Response<()>>,
+    S::Error: std::fmt::Debug,
+{
+    use tower::ServiceExt;
+    send_in_turn(svc, 60).await;
+    let a = svc.ready().await.expect("ready").call(60);
+    let b = svc.ready().await.expect("ready").call(61);
+    let c = svc.ready().await.expect("ready").call(62);
+    let (a, b, c, ()) = tokio::join!(a, b, c, meanwhile);
+    [a, b, c].map(|r| r.expect("answered").status().as_u16())
 }
 
 /// A provider of `rpm` requests a minute (changed with `set`), answering with OpenAI's
@@ -285,7 +313,7 @@ impl Requests {
 /// two behind it, already admitted, re-check the key before they go and wait out the pause.
 #[tokio::test(start_paused = true)]
 async fn a_ten_second_retry_after_means_one_429_not_three() {
-    use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
+    use tower::{ServiceBuilder, service_fn};
     use tower_breaker::quota::HttpHeaders;
     let quota = Quota::<&str>::builder("pause")
         .requests_per_window(60)
@@ -321,21 +349,8 @@ async fn a_ten_second_retry_after_means_one_429_not_three() {
     let mut svc = ServiceBuilder::new()
         .layer(quota.layer(|_: &u32| "k").observe(HttpHeaders::new()))
         .service(provider);
-    for n in 0..60 {
-        svc.ready()
-            .await
-            .expect("ready")
-            .call(n)
-            .await
-            .expect("fits");
-    }
-    let a = svc.ready().await.expect("ready").call(60);
-    let b = svc.ready().await.expect("ready").call(61);
-    let c = svc.ready().await.expect("ready").call(62);
-    let (a, b, c) = tokio::join!(a, b, c);
-    assert_eq!(a.expect("answered").status(), 429);
-    assert_eq!(b.expect("answered").status(), 200);
-    assert_eq!(c.expect("answered").status(), 200);
+    let statuses = sixty_then_three(&mut svc, async {}).await;
+    assert_eq!(statuses, [429, 200, 200]);
     let sent = sent.lock().expect("lock");
     let limited: Vec<_> = sent.iter().filter(|(_, _, s)| *s == 429).collect();
     assert_eq!(limited.len(), 1, "{sent:?}");
@@ -349,7 +364,7 @@ async fn a_ten_second_retry_after_means_one_429_not_three() {
 /// it apply it before they go, and are not refused.
 #[tokio::test(start_paused = true)]
 async fn a_lower_limit_reaches_the_calls_already_waiting() {
-    use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
+    use tower::{ServiceBuilder, service_fn};
     use tower_breaker::quota::HttpHeaders;
     let quota = Quota::<&str>::builder("halved")
         .max_wait(Duration::from_secs(30))
@@ -365,28 +380,14 @@ async fn a_lower_limit_reaches_the_calls_already_waiting() {
                 async move { Ok::<_, std::convert::Infallible>(response) }
             }
         }));
-    for n in 0..60 {
-        svc.ready()
-            .await
-            .expect("ready")
-            .call(n)
-            .await
-            .expect("fits");
-    }
-    // Admitted now, for 1, 2 and 3 s from now.
-    let a = svc.ready().await.expect("ready").call(60);
-    let b = svc.ready().await.expect("ready").call(61);
-    let c = svc.ready().await.expect("ready").call(62);
     let halve = async {
         tokio::time::sleep(Duration::from_millis(500)).await;
         let mut p = provider.lock().expect("lock");
         p.refill();
         p.rpm = 30.0;
     };
-    let (a, b, c, ()) = tokio::join!(a, b, c, halve);
-    assert_eq!(a.expect("answered").status(), 429, "nobody knew yet");
-    assert_eq!(b.expect("answered").status(), 200);
-    assert_eq!(c.expect("answered").status(), 200);
+    // The first of the three: a 429, nobody knew yet.
+    assert_eq!(sixty_then_three(&mut svc, halve).await, [429, 200, 200]);
     let p = provider.lock().expect("lock");
     assert_eq!(p.rate_limited(), 1, "{:?}", p.calls);
 }
