@@ -109,33 +109,15 @@ async fn quota() {
     let harder = [
         (
             "1 replica, 20 workers, limits from headers; both limits halve at 5 min",
-            QuotaSim {
-                halve_after: Some(300),
-                ..QuotaSim::default()
-            },
+            QuotaSim::halving(),
         ),
         (
             "3 replicas x 7 workers, limits by hand, no store, busy key at start, 1 min",
-            QuotaSim {
-                replicas: 3,
-                workers: 7,
-                learn: false,
-                busy_start: true,
-                minutes: 1,
-                ..QuotaSim::default()
-            },
+            QuotaSim::busy_fleet(false),
         ),
         (
             "3 replicas x 7 workers, limits by hand, shared store, busy key at start, 1 min",
-            QuotaSim {
-                replicas: 3,
-                workers: 7,
-                learn: false,
-                shared: true,
-                busy_start: true,
-                minutes: 1,
-                ..QuotaSim::default()
-            },
+            QuotaSim::busy_fleet(true),
         ),
     ];
     for (name, run) in harder {

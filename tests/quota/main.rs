@@ -518,11 +518,7 @@ async fn the_redis_script_takes_as_quota_take_applies() {
 /// 33 429s and 4 s without a call).
 #[tokio::test(start_paused = true)]
 async fn when_the_limits_halve_the_governor_follows_at_once() {
-    let report = run_quota(QuotaSim {
-        halve_after: Some(300),
-        ..QuotaSim::default()
-    })
-    .await;
+    let report = run_quota(QuotaSim::halving()).await;
     assert!(report.rate_limited < 10, "{report:?}");
     assert!(report.longest_idle < 3.0, "{report:?}");
 }
@@ -533,20 +529,8 @@ async fn when_the_limits_halve_the_governor_follows_at_once() {
 /// without a store).
 #[tokio::test(start_paused = true)]
 async fn a_fleet_on_a_busy_key_is_protected_by_its_store() {
-    let busy = QuotaSim {
-        replicas: 3,
-        workers: 7,
-        learn: false,
-        busy_start: true,
-        minutes: 1,
-        ..QuotaSim::default()
-    };
-    let without = run_quota(busy).await;
-    let with = run_quota(QuotaSim {
-        shared: true,
-        ..busy
-    })
-    .await;
+    let without = run_quota(QuotaSim::busy_fleet(false)).await;
+    let with = run_quota(QuotaSim::busy_fleet(true)).await;
     assert!(with.rate_limited_share() < 0.2, "{with:?}");
     assert!(
         with.rate_limited_share() < without.rate_limited_share() / 3.0,

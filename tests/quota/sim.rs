@@ -142,6 +142,30 @@ impl Default for QuotaSim {
     }
 }
 
+impl QuotaSim {
+    /// One replica learning the limits from the headers; both limits halve at 5 minutes.
+    pub fn halving() -> Self {
+        Self {
+            halve_after: Some(300),
+            ..Self::default()
+        }
+    }
+
+    /// Three replicas of 7 workers, limits by hand, for one minute on a key that another
+    /// client has just spent; sharing a store or not.
+    pub fn busy_fleet(shared: bool) -> Self {
+        Self {
+            replicas: 3,
+            workers: 7,
+            learn: false,
+            busy_start: true,
+            shared,
+            minutes: 1,
+            ..Self::default()
+        }
+    }
+}
+
 /// What a quota run measured.
 #[derive(Debug, Clone, Copy)]
 pub struct QuotaReport {
