@@ -5,6 +5,8 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+// `HttpHeaders` observes `reqwest::Response` with the `reqwest` feature.
+#[cfg(feature = "reqwest")]
 mod e2e;
 mod sim;
 
