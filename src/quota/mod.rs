@@ -97,7 +97,7 @@
 //!
 //! A quota belongs to an API key, not to a process. With
 //! [`Builder::shared_state`] (feature `shared-state`), the budgets live in a
-//! [`StateStore`](crate::shared_state::StateStore) ([`MemoryStore`](crate::shared_state::MemoryStore)
+//! [`QuotaStore`](crate::shared_state::QuotaStore) ([`MemoryStore`](crate::shared_state::MemoryStore)
 //! in tests, [`RedisStore`](crate::shared_state::RedisStore) in production, one atomic Lua
 //! script per call), so all replicas together stay within one quota. The store is then on
 //! the call's path (one round trip per admission); if it fails, a replica falls back to its
@@ -269,7 +269,7 @@ pub(crate) struct Shared<K> {
     keys: Mutex<HashMap<K, KeyState>>,
     listeners: Listeners<QuotaEvent>,
     #[cfg(feature = "shared-state")]
-    pub(crate) store: Option<Arc<dyn crate::shared_state::StateStore>>,
+    pub(crate) store: Option<Arc<dyn crate::shared_state::QuotaStore>>,
 }
 
 /// One key's budgets.
@@ -310,7 +310,7 @@ pub struct Builder<K> {
     tokens_per_window: Option<u64>,
     listeners: Listeners<QuotaEvent>,
     #[cfg(feature = "shared-state")]
-    store: Option<Arc<dyn crate::shared_state::StateStore>>,
+    store: Option<Arc<dyn crate::shared_state::QuotaStore>>,
     _key: std::marker::PhantomData<fn(K)>,
 }
 
@@ -380,7 +380,7 @@ impl<K: Hash + Eq + Clone + fmt::Display + Send + 'static> Builder<K> {
     /// replicas together stay within one quota. See the [module docs](self#many-replicas-one-quota).
     #[cfg(feature = "shared-state")]
     #[cfg_attr(docsrs, doc(cfg(feature = "shared-state")))]
-    pub fn shared_state(mut self, store: impl crate::shared_state::StateStore) -> Self {
+    pub fn shared_state(mut self, store: impl crate::shared_state::QuotaStore) -> Self {
         self.store = Some(Arc::new(store));
         self
     }

@@ -1,8 +1,8 @@
-//! The budgets of a governor built with `shared_state`: kept in a [`StateStore`], so that
+//! The budgets of a governor built with `shared_state`: kept in a [`QuotaStore`], so that
 //! every replica draws from one quota.
 
 use super::{Admitted, Exhausted, Mark, QuotaExceeded, RateLimits, Shared};
-use crate::shared_state::{QuotaBudget, QuotaGrant, QuotaTake, StateStore};
+use crate::shared_state::{QuotaBudget, QuotaGrant, QuotaStore, QuotaTake};
 use std::fmt;
 use std::hash::Hash;
 use std::sync::Arc;
@@ -46,7 +46,7 @@ impl<K: Hash + Eq + Clone + fmt::Display + Send + 'static> Shared<K> {
     /// decision to the local budgets, with a warning.
     pub(crate) async fn admit_shared(
         self: &Arc<Self>,
-        store: Arc<dyn StateStore>,
+        store: Arc<dyn QuotaStore>,
         key: &K,
         tokens: u64,
     ) -> Result<Admitted, QuotaExceeded> {
@@ -89,13 +89,13 @@ impl<K: Hash + Eq + Clone + fmt::Display + Send + 'static> Shared<K> {
 
     /// Changes the store's budgets by `requests` and `tokens` (negative: gives back), in the
     /// background (from a `Drop`, or a reconciliation).
-    fn store_change(&self, store: Arc<dyn StateStore>, key: &K, requests: f64, tokens: f64) {
+    fn store_change(&self, store: Arc<dyn QuotaStore>, key: &K, requests: f64, tokens: f64) {
         let (take, _) = self.take_for(key, requests, tokens);
         self.store_send(store, key, take);
     }
 
     /// Sends `take` to the store in the background.
-    fn store_send(&self, store: Arc<dyn StateStore>, key: &K, take: QuotaTake) {
+    fn store_send(&self, store: Arc<dyn QuotaStore>, key: &K, take: QuotaTake) {
         if take.requests.is_none() && take.tokens.is_none() {
             return;
         }
@@ -116,7 +116,7 @@ impl<K: Hash + Eq + Clone + fmt::Display + Send + 'static> Shared<K> {
     /// Gives back what a call was charged and the provider never counted.
     pub(crate) fn store_refund(
         &self,
-        store: Arc<dyn StateStore>,
+        store: Arc<dyn QuotaStore>,
         key: &K,
         requests: f64,
         tokens: f64,
@@ -129,7 +129,7 @@ impl<K: Hash + Eq + Clone + fmt::Display + Send + 'static> Shared<K> {
     /// provider, also for a key it had never seen (full otherwise) or lost (a flush, an expiry).
     pub(crate) fn store_observe(
         &self,
-        store: Arc<dyn StateStore>,
+        store: Arc<dyn QuotaStore>,
         key: &K,
         mark: Option<&Mark>,
         limits: &RateLimits,
@@ -155,7 +155,7 @@ impl<K: Hash + Eq + Clone + fmt::Display + Send + 'static> Shared<K> {
         self.store_send(store, key, take);
     }
 
-    pub(crate) fn store_adjust(&self, store: Arc<dyn StateStore>, key: &K, extra_tokens: f64) {
+    pub(crate) fn store_adjust(&self, store: Arc<dyn QuotaStore>, key: &K, extra_tokens: f64) {
         self.store_change(store, key, 0.0, extra_tokens);
     }
 }

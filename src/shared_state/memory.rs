@@ -1,6 +1,6 @@
 use super::{
-    FleetMode, FleetState, Notice, Proposal, Proposed, QuotaGrant, QuotaTake, StateStore,
-    StoreError, StoreFuture, WindowCounts,
+    FleetMode, FleetState, Notice, Proposal, Proposed, QuotaGrant, QuotaStore, QuotaTake,
+    StateStore, StoreError, StoreFuture, WindowCounts,
 };
 use crate::token_bucket;
 use std::collections::{HashMap, VecDeque};
@@ -255,7 +255,9 @@ impl StateStore for MemoryStore {
         });
         Box::pin(async move { result })
     }
+}
 
+impl QuotaStore for MemoryStore {
     fn take_quota<'a>(&'a self, quota: &'a str, take: QuotaTake) -> StoreFuture<'a, QuotaGrant> {
         let result = self.check().map(|()| {
             let now = Instant::now();

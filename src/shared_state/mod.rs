@@ -365,14 +365,28 @@ pub trait StateStore: Send + Sync + 'static {
         counts: WindowCounts,
         window: Duration,
     ) -> StoreFuture<'a, WindowCounts>;
+}
 
+/// Where the [`Quota`](crate::quota::Quota) governors of a fleet keep their budgets (given to
+/// the quota builder's `shared_state`): [`MemoryStore`] and [`RedisStore`] keep quotas beside
+/// breakers. Unlike a [`StateStore`], a quota store is on the call's path: one operation per
+/// admission.
+///
+/// ```
+/// use tower_breaker::shared_state::{QuotaGrant, QuotaStore, QuotaTake, StoreFuture};
+///
+/// /// A store with room for everything (a stand-in for tests).
+/// struct Boundless;
+/// impl QuotaStore for Boundless {
+///     fn take_quota<'a>(&'a self, _: &'a str, _: QuotaTake) -> StoreFuture<'a, QuotaGrant> {
+///         Box::pin(async { Ok(QuotaGrant::Granted { wait: std::time::Duration::ZERO }) })
+///     }
+/// }
+/// ```
+pub trait QuotaStore: Send + Sync + 'static {
     /// Takes one call's share of the quota named `quota` ([`QuotaTake::apply`]), atomically,
-    /// with every budget refilled up to the store's time first. The default refuses (an
-    /// error): a governor then keeps its budgets locally.
-    fn take_quota<'a>(&'a self, quota: &'a str, take: QuotaTake) -> StoreFuture<'a, QuotaGrant> {
-        let _ = (quota, take);
-        Box::pin(async { Err(StoreError::new("this store does not keep quotas")) })
-    }
+    /// with every budget refilled up to the store's time first.
+    fn take_quota<'a>(&'a self, quota: &'a str, take: QuotaTake) -> StoreFuture<'a, QuotaGrant>;
 }
 
 /// One budget of a [`QuotaTake`]: `limit` units per `window`, refilled continuously, of
@@ -392,7 +406,7 @@ pub struct QuotaBudget {
 }
 
 /// What a quota governor asks of the store for one call (feature `quota` uses it; see
-/// [`StateStore::take_quota`]).
+/// [`QuotaStore::take_quota`]).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct QuotaTake {
     /// The request budget, when a limit is known.

@@ -1,6 +1,6 @@
 use super::{
-    FleetMode, FleetState, Notice, Proposal, ProposalKind, Proposed, QuotaGrant, QuotaTake,
-    StateStore, StoreError, StoreFuture, WindowCounts,
+    FleetMode, FleetState, Notice, Proposal, ProposalKind, Proposed, QuotaGrant, QuotaStore,
+    QuotaTake, StateStore, StoreError, StoreFuture, WindowCounts,
 };
 use crate::config::{Check, MAX_DURATION, MIN_DURATION};
 use futures_util::StreamExt;
@@ -355,7 +355,9 @@ impl StateStore for RedisStore {
             })
         })
     }
+}
 
+impl QuotaStore for RedisStore {
     fn take_quota<'a>(&'a self, quota: &'a str, take: QuotaTake) -> StoreFuture<'a, QuotaGrant> {
         Box::pin(async move {
             let mut conn = self.inner.connection.clone();

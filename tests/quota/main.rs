@@ -445,7 +445,7 @@ async fn a_shared_store_follows_the_provider_from_the_first_answer() {
 #[cfg(feature = "redis")]
 #[tokio::test]
 async fn the_redis_script_takes_as_quota_take_applies() {
-    use tower_breaker::shared_state::{QuotaBudget, QuotaGrant, QuotaTake, RedisStore, StateStore};
+    use tower_breaker::shared_state::{QuotaBudget, QuotaGrant, QuotaStore, QuotaTake, RedisStore};
     let Ok(url) = std::env::var("TOWER_BREAKER_REDIS_URL") else {
         eprintln!("TOWER_BREAKER_REDIS_URL is not set: the Redis half is skipped");
         return;
