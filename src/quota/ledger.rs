@@ -14,11 +14,15 @@
 //! with the number of the call they belong to, as long as a call admitted before them is alive
 //! (only its report can need them).
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::VecDeque;
 
 /// The most changes kept for calls still alive. A caller that holds a permit for very long
 /// (or leaks it) only costs that permit's report some precision: the oldest changes go first.
 const MAX_CHANGES: usize = 4_096;
+
+/// The most calls tracked from the oldest alive on. Beyond it the oldest is forgotten (as if
+/// released), so a permit held for very long (or leaked) does not grow the queue without bound.
+const MAX_TRACKED: usize = 65_536;
 
 /// Where the admitted totals stood just after a call was admitted, and its number.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -43,8 +47,10 @@ pub(crate) struct Ledger {
     /// Requests and tokens charged at admission, summed; never lowered.
     requests: f64,
     tokens: f64,
-    /// The numbers of the calls still alive (admitted, not yet dropped).
-    live: BTreeSet<u64>,
+    /// The calls from the oldest still alive (admitted, not yet dropped) on, in admission
+    /// order: `(seq, alive)`. A queue, not a set: numbers come in order, so a call is found by
+    /// binary search, and the memory is reused from call to call.
+    live: VecDeque<(u64, bool)>,
     /// Changes that a live call admitted before them may still need.
     changes: VecDeque<Change>,
 }
@@ -57,7 +63,11 @@ impl Ledger {
         self.next_seq += 1;
         self.requests += requests;
         self.tokens += tokens;
-        self.live.insert(seq);
+        self.live.push_back((seq, true));
+        if self.live.len() > MAX_TRACKED {
+            self.live.pop_front();
+            self.pop_released();
+        }
         Mark {
             seq,
             requests: self.requests,
@@ -88,7 +98,7 @@ impl Ledger {
 
     /// The call numbered `seq` is charged `requests` and `tokens` more (negative: less).
     pub(crate) fn change(&mut self, seq: u64, requests: f64, tokens: f64) {
-        let needed = self.live.first().is_some_and(|&oldest| oldest < seq);
+        let needed = self.oldest_alive().is_some_and(|oldest| oldest < seq);
         if needed && (requests != 0.0 || tokens != 0.0) {
             self.changes.push_back(Change {
                 seq,
@@ -106,16 +116,30 @@ impl Ledger {
 
     /// The call numbered `seq` is gone: no report of it will come.
     pub(crate) fn release(&mut self, seq: u64) {
-        self.live.remove(&seq);
+        if let Ok(i) = self.live.binary_search_by_key(&seq, |&(s, _)| s) {
+            self.live[i].1 = false;
+        }
+        self.pop_released();
         if self.changes.len() > 64 || self.live.is_empty() {
             self.prune();
         }
     }
 
+    fn pop_released(&mut self) {
+        while self.live.front().is_some_and(|&(_, alive)| !alive) {
+            self.live.pop_front();
+        }
+    }
+
+    /// The number of the oldest call still alive (the front is kept alive by `release`).
+    fn oldest_alive(&self) -> Option<u64> {
+        self.live.front().map(|&(seq, _)| seq)
+    }
+
     fn prune(&mut self) {
-        match self.live.first() {
+        match self.oldest_alive() {
             None => self.changes.clear(),
-            Some(&oldest) => self.changes.retain(|c| c.seq > oldest),
+            Some(oldest) => self.changes.retain(|c| c.seq > oldest),
         }
     }
 
@@ -144,6 +168,25 @@ mod tests {
             (1.0, 200.0),
             "C came after B: its charge now"
         );
+    }
+
+    #[test]
+    fn calls_released_out_of_order_leave_the_oldest_alive_in_front() {
+        let mut ledger = Ledger::default();
+        let marks: Vec<Mark> = (0..4).map(|_| ledger.admit(1.0, 1.0)).collect();
+        ledger.release(marks[2].seq);
+        ledger.release(marks[0].seq);
+        assert_eq!(ledger.oldest_alive(), Some(marks[1].seq));
+        ledger.change(marks[3].seq, 0.0, 2.0);
+        assert_eq!(
+            ledger.since(&marks[1]),
+            (2.0, 4.0),
+            "calls 2 and 3, 3 now charged 3"
+        );
+        ledger.release(marks[1].seq);
+        assert_eq!(ledger.oldest_alive(), Some(marks[3].seq));
+        ledger.release(marks[3].seq);
+        assert_eq!((ledger.oldest_alive(), ledger.changes_kept()), (None, 0));
     }
 
     #[test]

@@ -109,9 +109,12 @@
 //!
 //! # Cost
 //!
-//! One mutex over the keys' budgets, taken once to admit a call and once to learn from its
-//! answer; no allocation for a key already seen. Calls to LLM APIs take hundreds of
-//! milliseconds; this takes a few hundred nanoseconds.
+//! One mutex over the keys' budgets, taken to admit a call, once more when a waiting call's
+//! turn comes, to learn from its answer and to let the call go; no allocation for a key
+//! already seen (a change to a call's charge is logged only while a call admitted before it
+//! is alive). Calls to LLM APIs take hundreds of milliseconds; this takes a few hundred
+//! nanoseconds. With a store, each answer that reports a `remaining` adds one store
+//! operation, in the background.
 
 mod bucket;
 mod error;

@@ -548,7 +548,7 @@ return sum
 ///
 /// The bucket formula is `crate::token_bucket`'s, line for line (`rate`, `refill`, `wait`,
 /// `take`; the time here is in ms), and the decision is `QuotaTake::apply`'s: change one,
-/// change the other (`tests/redis` runs the same cases against both).
+/// change the other (`tests/quota` runs the same takes against both when Redis is there).
 const QUOTA: &str = r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
