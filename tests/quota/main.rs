@@ -439,6 +439,20 @@ async fn a_shared_store_follows_the_provider_from_the_first_answer() {
     }
 }
 
+/// The Redis server `TOWER_BREAKER_REDIS_URL` names (`.ci/run` starts one), and a key prefix
+/// no earlier run used; `None` (the test is skipped, and says so) without one.
+#[cfg(feature = "redis")]
+fn redis_server(name: &str) -> Option<(String, String)> {
+    let Ok(url) = std::env::var("TOWER_BREAKER_REDIS_URL") else {
+        eprintln!("TOWER_BREAKER_REDIS_URL is not set: {name} skipped");
+        return None;
+    };
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    Some((url, format!("{name}-{}-{nanos}", std::process::id())))
+}
+
 /// The Redis script and [`QuotaTake::apply`] (through `MemoryStore`) are one rule: the same
 /// takes give the same answers. Runs when `TOWER_BREAKER_REDIS_URL` names a server (time is
 /// real there: a window of a day keeps the refill below the comparison's margin).
@@ -446,15 +460,11 @@ async fn a_shared_store_follows_the_provider_from_the_first_answer() {
 #[tokio::test]
 async fn the_redis_script_takes_as_quota_take_applies() {
     use tower_breaker::shared_state::{QuotaBudget, QuotaGrant, QuotaStore, QuotaTake, RedisStore};
-    let Ok(url) = std::env::var("TOWER_BREAKER_REDIS_URL") else {
-        eprintln!("TOWER_BREAKER_REDIS_URL is not set: the Redis half is skipped");
+    let Some((url, prefix)) = redis_server("quota-rule") else {
         return;
     };
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
     let redis = RedisStore::builder(url)
-        .prefix(format!("quota-rule-{}-{nanos}", std::process::id()))
+        .prefix(prefix)
         .build()
         .expect("a Redis store");
     let memory = MemoryStore::new();
@@ -537,5 +547,58 @@ async fn a_fleet_on_a_busy_key_is_protected_by_its_store() {
     assert!(
         with.rate_limited_share() < without.rate_limited_share() / 3.0,
         "{with:?} {without:?}"
+    );
+}
+
+/// Issue "Correctness, round two", 3c, over Redis: replicas with their own `RedisStore` on a
+/// key another client has spent. The first answer lowers the store's level for every replica.
+/// Runs when `TOWER_BREAKER_REDIS_URL` names a server; real time, so it waits for the
+/// correction (sent in the background) with a deadline, and counts what slipped through.
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn a_redis_store_follows_the_provider_from_the_first_answer() {
+    use tower_breaker::quota::{Budget, RateLimits};
+    use tower_breaker::shared_state::RedisStore;
+    let Some((url, prefix)) = redis_server("quota-busy") else {
+        return;
+    };
+    let replicas: Vec<Quota<&str>> = (0..2)
+        .map(|_| {
+            let store = RedisStore::builder(url.clone())
+                .prefix(prefix.clone())
+                .build()
+                .expect("a Redis store");
+            Quota::builder("busy")
+                .tokens_per_window(1_000)
+                .max_wait(Duration::ZERO)
+                .shared_state(store)
+                .build()
+                .expect("a valid quota")
+        })
+        .collect();
+    let first = replicas[0]
+        .acquire(&"gpt", 100)
+        .await
+        .expect("the store starts full");
+    let mut spent = RateLimits::default();
+    spent.tokens = Budget::new(Some(1_000), Some(0), None);
+    first.observe(&spent);
+    // Without the correction, 9 more calls of 100 fit in the store's 900.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let mut slipped = 0;
+    loop {
+        match replicas[1].acquire(&"gpt", 100).await {
+            Ok(_) => slipped += 1,
+            Err(e) => {
+                assert_eq!(e.budget(), Exhausted::Tokens);
+                break;
+            }
+        }
+        assert!(std::time::Instant::now() < deadline, "never refused");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        slipped <= 2,
+        "{slipped} calls went after the store learned it was spent"
     );
 }
