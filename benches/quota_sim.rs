@@ -101,6 +101,39 @@ async fn quota() {
         );
     }
     println!();
+    println!("## The same provider in harder cases\n");
+    println!(
+        "| client | calls sent | 429s | 429 share | last 429 (s) | longest time with no call (s) | rejected locally |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    let harder = [
+        (
+            "1 replica, 20 workers, limits from headers; both limits halve at 5 min",
+            QuotaSim::halving(),
+        ),
+        (
+            "3 replicas x 7 workers, limits by hand, no store, busy key at start, 1 min",
+            QuotaSim::busy_fleet(false),
+        ),
+        (
+            "3 replicas x 7 workers, limits by hand, shared store, busy key at start, 1 min",
+            QuotaSim::busy_fleet(true),
+        ),
+    ];
+    for (name, run) in harder {
+        let r = run_quota(run).await;
+        println!(
+            "| {name} | {} | {} | {:.2} % | {} | {:.1} | {} |",
+            r.sent,
+            r.rate_limited,
+            100.0 * r.rate_limited_share(),
+            r.last_rate_limited
+                .map_or("none".to_owned(), |t| format!("{t:.1}")),
+            r.longest_idle,
+            r.rejected_locally
+        );
+    }
+    println!();
 }
 
 async fn capacity() {

@@ -14,7 +14,7 @@ use axum::routing::post;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tower::{Service, ServiceBuilder, ServiceExt};
-use tower_breaker::quota::{Observation, Quota, RateLimits, format_go_duration};
+use tower_breaker::quota::{HttpHeaders, Quota, format_go_duration};
 
 const WINDOW: Duration = Duration::from_secs(1);
 const REQUESTS: f64 = 20.0;
@@ -161,10 +161,7 @@ async fn main() {
             quota
                 .layer(|_: &reqwest::Request| "gpt")
                 .cost(|_: &reqwest::Request| CALL_TOKENS as u64)
-                .observe(|r: &reqwest::Response| {
-                    Observation::limits(RateLimits::from_headers(r.headers()))
-                        .rate_limited(r.status() == 429)
-                }),
+                .observe(HttpHeaders::new()),
         )
         .service(client.clone());
     let governed = tower::util::MapErr::new(governed, |e: tower::BoxError| e.to_string());

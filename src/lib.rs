@@ -187,6 +187,8 @@ pub mod stack;
 #[cfg_attr(docsrs, doc(cfg(feature = "stream")))]
 pub mod stream;
 mod sync;
+#[cfg(any(feature = "quota", feature = "shared-state"))]
+mod token_bucket;
 
 // The loom models live in tests/loom but run inside the library's tests, the only build where
 // `crate::sync` is loom's (`loom` is a dev-dependency). They name the crate `tower_breaker`,

@@ -7,6 +7,7 @@
 //! No clock is read here: every function takes `now`, so the tests and the property tests
 //! drive it exactly.
 
+use crate::token_bucket;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -40,7 +41,7 @@ impl Bucket {
         if now > self.at {
             if self.is_limited() {
                 let secs = now.duration_since(self.at).as_secs_f64();
-                self.level = (self.level + self.rate * secs).min(self.capacity);
+                self.level = token_bucket::refill(self.level, self.capacity, self.rate, secs);
             }
             self.at = now;
         }
@@ -55,35 +56,40 @@ impl Bucket {
             self.level = capacity;
         }
         self.capacity = capacity;
-        self.rate = capacity / window.as_secs_f64().max(1e-3);
+        self.rate = token_bucket::rate(capacity, window);
         self.level = self.level.min(capacity);
     }
 
     /// How long until `cost` fits (after [`refill`](Self::refill)): zero when it does now.
     pub(crate) fn wait(&self, cost: f64) -> Duration {
-        if !self.is_limited() || self.level >= cost || cost <= 0.0 {
+        self.wait_with(0.0, cost)
+    }
+
+    /// How long until `cost` fits at the level plus `extra` (the shares of calls that do not
+    /// count for this one: the call itself, and those admitted after it).
+    pub(crate) fn wait_with(&self, extra: f64, cost: f64) -> Duration {
+        if !self.is_limited() {
             return Duration::ZERO;
         }
-        let secs = (cost - self.level) / self.rate;
-        Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX)
+        token_bucket::duration(token_bucket::wait(self.level + extra, cost, self.rate))
     }
 
     /// Takes `cost` (negative: gives back), never above the capacity.
     pub(crate) fn take(&mut self, cost: f64) {
         if self.is_limited() {
-            self.level = (self.level - cost).min(self.capacity);
+            self.level = token_bucket::take(self.level, cost, self.capacity);
         }
     }
 
     /// What the provider reported: `remaining` units when it saw a call, of which `since`
     /// have been taken here by calls it had not seen yet. Providers report whole units,
-    /// rounded down, so the true level was in `remaining .. remaining + 1`: a level here in
-    /// that range is kept (snapping it to `remaining` at every answer would lose up to a unit
-    /// each time), one outside it is set to the report.
+    /// rounded down, so the true level was in `remaining .. remaining + 1` (a whole unit
+    /// above is not in it): a level here in that range is kept (snapping it to `remaining` at
+    /// every answer would lose up to a unit each time), one outside it is set to the report.
     pub(crate) fn observe(&mut self, remaining: u64, since: f64) {
         if self.is_limited() {
             let low = remaining as f64 - since;
-            if !(low..=low + 1.0).contains(&self.level) {
+            if !(low..low + 1.0).contains(&self.level) {
                 self.level = low.min(self.capacity);
             }
         }

@@ -137,12 +137,29 @@ where
                     this.kind.set(next);
                 }
                 KindProj::Waiting {
-                    sleep,
+                    mut sleep,
                     service,
                     req,
                     pending,
                 } => {
-                    ready!(sleep.poll(cx));
+                    ready!(sleep.as_mut().poll(cx));
+                    // Its turn was set at admission; a 429, a lower limit or a lower level since
+                    // then moves it (or, past `max_wait`, refuses the call: its share goes back).
+                    let recheck = match pending.as_ref() {
+                        Some(pending) => pending.recheck(),
+                        None => return Poll::Ready(Err(polled_after_completion())),
+                    };
+                    match recheck {
+                        Ok(wait) if !wait.is_zero() => {
+                            sleep.reset(tokio::time::Instant::now() + wait);
+                            continue;
+                        }
+                        Ok(_) => {}
+                        Err(error) => {
+                            this.kind.set(Kind::Rejected { error: Some(error) });
+                            continue;
+                        }
+                    }
                     let (Some(mut service), Some(req), Some(pending)) =
                         (service.take(), req.take(), pending.take())
                     else {
@@ -157,15 +174,7 @@ where
                 KindProj::Calling { future, permit } => {
                     let result = ready!(future.poll(cx));
                     if let (Ok(response), Some(mut permit)) = (&result, permit.take()) {
-                        let seen = this.observer.observe(response);
-                        if seen.rate_limited {
-                            permit.rate_limited(&seen.limits);
-                        } else if !seen.limits.is_empty() {
-                            permit.observe(&seen.limits);
-                        }
-                        if let Some(used) = seen.usage {
-                            permit.record_usage(used);
-                        }
+                        permit.answered(&this.observer.observe(response));
                     }
                     return Poll::Ready(result.map_err(Into::into));
                 }

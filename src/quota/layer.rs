@@ -113,8 +113,24 @@ impl<Res> ObserveResponse<Res> for NoObservation {
     }
 }
 
-/// Reads an `http::Response`: every rate-limit header ([`RateLimits::from_headers`]), 429 as a
-/// rate limit, and the usage from an optional function of the response (feature `http`).
+/// Reads an `http::Response` (or, feature `reqwest`, a `reqwest::Response`, so it observes
+/// the answers of a `reqwest::Client` used as a service): every rate-limit header
+/// ([`RateLimits::from_headers`]), 429 as a rate limit, and the usage from an optional
+/// function of the response (feature `http`).
+///
+/// ```
+/// # #[cfg(feature = "reqwest")]
+/// # fn demo() {
+/// use tower::ServiceBuilder;
+/// use tower_breaker::quota::{HttpHeaders, Quota};
+///
+/// let quota = Quota::<String>::builder("openai").build().expect("valid");
+/// let client = ServiceBuilder::new()
+///     .layer(quota.layer(|_: &reqwest::Request| "gpt".to_string()).observe(HttpHeaders::new()))
+///     .service(reqwest::Client::new());
+/// # let _ = client;
+/// # }
+/// ```
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 #[derive(Clone, Copy, Default)]
@@ -144,10 +160,10 @@ impl HttpHeaders {
 
     /// Also reads the tokens a call used from the response (for example from a typed body
     /// or a header your gateway adds).
-    pub fn usage<B, U>(self, usage: U) -> HttpHeaders<U>
-    where
-        U: Fn(&::http::Response<B>) -> Option<u64>,
-    {
+    ///
+    /// `usage` is a `Fn(&http::Response<B>) -> Option<u64>` (or, feature `reqwest`, a
+    /// `Fn(&reqwest::Response) -> Option<u64>`).
+    pub fn usage<U>(self, usage: U) -> HttpHeaders<U> {
         HttpHeaders { usage }
     }
 }
@@ -166,6 +182,26 @@ where
     U: Fn(&::http::Response<B>) -> Option<u64>,
 {
     fn observe(&self, response: &::http::Response<B>) -> Observation {
+        HttpHeaders::new()
+            .observe(response)
+            .usage((self.usage)(response))
+    }
+}
+
+#[cfg(feature = "reqwest")]
+impl ObserveResponse<reqwest::Response> for HttpHeaders<NoUsage> {
+    fn observe(&self, response: &reqwest::Response) -> Observation {
+        Observation::limits(RateLimits::from_headers(response.headers()))
+            .rate_limited(response.status() == reqwest::StatusCode::TOO_MANY_REQUESTS)
+    }
+}
+
+#[cfg(feature = "reqwest")]
+impl<U> ObserveResponse<reqwest::Response> for HttpHeaders<U>
+where
+    U: Fn(&reqwest::Response) -> Option<u64>,
+{
+    fn observe(&self, response: &reqwest::Response) -> Observation {
         HttpHeaders::new()
             .observe(response)
             .usage((self.usage)(response))

@@ -1,8 +1,8 @@
-//! The budgets of a governor built with `shared_state`: kept in a [`StateStore`], so that
+//! The budgets of a governor built with `shared_state`: kept in a [`QuotaStore`], so that
 //! every replica draws from one quota.
 
-use super::{Admitted, Exhausted, Mark, QuotaExceeded, Shared};
-use crate::shared_state::{QuotaBudget, QuotaGrant, QuotaTake, StateStore};
+use super::{Admitted, Exhausted, Mark, QuotaExceeded, RateLimits, Shared};
+use crate::shared_state::{QuotaBudget, QuotaGrant, QuotaStore, QuotaTake};
 use std::fmt;
 use std::hash::Hash;
 use std::sync::Arc;
@@ -25,6 +25,7 @@ impl<K: Hash + Eq + Clone + fmt::Display + Send + 'static> Shared<K> {
                     limit: b.capacity as u64,
                     window,
                     cost,
+                    ceiling: None,
                 })
             };
             let pause = state
@@ -45,7 +46,7 @@ impl<K: Hash + Eq + Clone + fmt::Display + Send + 'static> Shared<K> {
     /// decision to the local budgets, with a warning.
     pub(crate) async fn admit_shared(
         self: &Arc<Self>,
-        store: Arc<dyn StateStore>,
+        store: Arc<dyn QuotaStore>,
         key: &K,
         tokens: u64,
     ) -> Result<Admitted, QuotaExceeded> {
@@ -57,19 +58,14 @@ impl<K: Hash + Eq + Clone + fmt::Display + Send + 'static> Shared<K> {
         let name = self.store_key(key);
         match store.take_quota(&name, take).await {
             Ok(QuotaGrant::Granted { wait }) => {
-                let mark = self.with_key(key, Instant::now(), |state| {
-                    state.admitted_requests += 1.0;
-                    state.admitted_tokens += tokens as f64;
-                    Mark {
-                        requests: state.admitted_requests,
-                        tokens: state.admitted_tokens,
-                    }
-                });
+                let now = Instant::now();
+                let mark = self.with_key(key, now, |state| state.ledger.admit(1.0, tokens as f64));
                 self.decided(
                     key,
                     Ok(Admitted {
                         wait: wait.max(pause),
                         mark,
+                        deadline: now + self.max_wait,
                     }),
                 )
             }
@@ -93,8 +89,13 @@ impl<K: Hash + Eq + Clone + fmt::Display + Send + 'static> Shared<K> {
 
     /// Changes the store's budgets by `requests` and `tokens` (negative: gives back), in the
     /// background (from a `Drop`, or a reconciliation).
-    fn store_change(&self, store: Arc<dyn StateStore>, key: &K, requests: f64, tokens: f64) {
+    fn store_change(&self, store: Arc<dyn QuotaStore>, key: &K, requests: f64, tokens: f64) {
         let (take, _) = self.take_for(key, requests, tokens);
+        self.store_send(store, key, take);
+    }
+
+    /// Sends `take` to the store in the background.
+    fn store_send(&self, store: Arc<dyn QuotaStore>, key: &K, take: QuotaTake) {
         if take.requests.is_none() && take.tokens.is_none() {
             return;
         }
@@ -112,11 +113,49 @@ impl<K: Hash + Eq + Clone + fmt::Display + Send + 'static> Shared<K> {
         }
     }
 
-    pub(crate) fn store_refund(&self, store: Arc<dyn StateStore>, key: &K, tokens: u64) {
-        self.store_change(store, key, -1.0, -(tokens as f64));
+    /// Gives back what a call was charged and the provider never counted.
+    pub(crate) fn store_refund(
+        &self,
+        store: Arc<dyn QuotaStore>,
+        key: &K,
+        requests: f64,
+        tokens: f64,
+    ) {
+        self.store_change(store, key, -requests, -tokens);
     }
 
-    pub(crate) fn store_adjust(&self, store: Arc<dyn StateStore>, key: &K, extra_tokens: f64) {
+    /// Lowers the store's levels to what the provider reported (less what this replica admitted
+    /// since the call it reported on), never raising them: the store then follows the
+    /// provider, also for a key it had never seen (full otherwise) or lost (a flush, an expiry).
+    pub(crate) fn store_observe(
+        &self,
+        store: Arc<dyn QuotaStore>,
+        key: &K,
+        mark: Option<&Mark>,
+        limits: &RateLimits,
+    ) {
+        let remaining = [limits.requests.remaining, limits.token_budget().remaining];
+        if remaining.iter().all(Option::is_none) {
+            return;
+        }
+        let since = self.with_key(key, Instant::now(), |state| {
+            mark.map_or((0.0, 0.0), |m| state.ledger.since(m))
+        });
+        let (mut take, _) = self.take_for(key, 0.0, 0.0);
+        for (budget, (remaining, since)) in [&mut take.requests, &mut take.tokens]
+            .into_iter()
+            .zip(remaining.into_iter().zip([since.0, since.1]))
+        {
+            match (budget.as_mut(), remaining) {
+                (Some(b), Some(r)) => b.ceiling = Some(r as f64 - since),
+                // Nothing reported for it: leave it alone.
+                _ => *budget = None,
+            }
+        }
+        self.store_send(store, key, take);
+    }
+
+    pub(crate) fn store_adjust(&self, store: Arc<dyn QuotaStore>, key: &K, extra_tokens: f64) {
         self.store_change(store, key, 0.0, extra_tokens);
     }
 }

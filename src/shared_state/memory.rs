@@ -1,7 +1,8 @@
 use super::{
-    FleetMode, FleetState, Notice, Proposal, Proposed, QuotaGrant, QuotaTake, StateStore,
-    StoreError, StoreFuture, WindowCounts,
+    FleetMode, FleetState, Notice, Proposal, Proposed, QuotaGrant, QuotaStore, QuotaTake,
+    StateStore, StoreError, StoreFuture, WindowCounts,
 };
+use crate::token_bucket;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -254,7 +255,9 @@ impl StateStore for MemoryStore {
         });
         Box::pin(async move { result })
     }
+}
 
+impl QuotaStore for MemoryStore {
     fn take_quota<'a>(&'a self, quota: &'a str, take: QuotaTake) -> StoreFuture<'a, QuotaGrant> {
         let result = self.check().map(|()| {
             let now = Instant::now();
@@ -266,8 +269,13 @@ impl StateStore for MemoryStore {
             let elapsed = now.saturating_duration_since(*at).as_secs_f64();
             for (level, budget) in levels.iter_mut().zip([take.requests, take.tokens]) {
                 if let (Some(l), Some(b)) = (level.as_mut(), budget) {
-                    let rate = b.limit as f64 / b.window.as_secs_f64().max(1e-3);
-                    *l = (*l + rate * elapsed).min(b.limit as f64);
+                    let limit = b.limit as f64;
+                    *l = token_bucket::refill(
+                        *l,
+                        limit,
+                        token_bucket::rate(limit, b.window),
+                        elapsed,
+                    );
                 }
             }
             *at = now;

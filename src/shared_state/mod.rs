@@ -84,6 +84,7 @@ pub use self::redis::{RedisStore, RedisStoreBuilder};
 pub(crate) use self::sync::{spawn, tally};
 
 use crate::BoxError;
+use crate::token_bucket;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -364,18 +365,32 @@ pub trait StateStore: Send + Sync + 'static {
         counts: WindowCounts,
         window: Duration,
     ) -> StoreFuture<'a, WindowCounts>;
+}
 
+/// Where the [`Quota`](crate::quota::Quota) governors of a fleet keep their budgets (given to
+/// the quota builder's `shared_state`): [`MemoryStore`] and [`RedisStore`] keep quotas beside
+/// breakers. Unlike a [`StateStore`], a quota store is on the call's path: one operation per
+/// admission.
+///
+/// ```
+/// use tower_breaker::shared_state::{QuotaGrant, QuotaStore, QuotaTake, StoreFuture};
+///
+/// /// A store with room for everything (a stand-in for tests).
+/// struct Boundless;
+/// impl QuotaStore for Boundless {
+///     fn take_quota<'a>(&'a self, _: &'a str, _: QuotaTake) -> StoreFuture<'a, QuotaGrant> {
+///         Box::pin(async { Ok(QuotaGrant::Granted { wait: std::time::Duration::ZERO }) })
+///     }
+/// }
+/// ```
+pub trait QuotaStore: Send + Sync + 'static {
     /// Takes one call's share of the quota named `quota` ([`QuotaTake::apply`]), atomically,
-    /// with every budget refilled up to the store's time first. The default refuses (an
-    /// error): a governor then keeps its budgets locally.
-    fn take_quota<'a>(&'a self, quota: &'a str, take: QuotaTake) -> StoreFuture<'a, QuotaGrant> {
-        let _ = (quota, take);
-        Box::pin(async { Err(StoreError::new("this store does not keep quotas")) })
-    }
+    /// with every budget refilled up to the store's time first.
+    fn take_quota<'a>(&'a self, quota: &'a str, take: QuotaTake) -> StoreFuture<'a, QuotaGrant>;
 }
 
 /// One budget of a [`QuotaTake`]: `limit` units per `window`, refilled continuously, of
-/// which the call takes `cost` (negative: gives back).
+/// which the call takes `cost` (negative: gives back), after lowering the level to `ceiling`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct QuotaBudget {
     /// Units per window (at least 1).
@@ -384,10 +399,14 @@ pub struct QuotaBudget {
     pub window: Duration,
     /// What this call takes.
     pub cost: f64,
+    /// The most the level may be (`None`: no bound): what the provider reported remaining,
+    /// less what the reporting replica admitted since. The level is lowered to it, never
+    /// raised; a budget the store has not seen starts at it instead of full.
+    pub ceiling: Option<f64>,
 }
 
 /// What a quota governor asks of the store for one call (feature `quota` uses it; see
-/// [`StateStore::take_quota`]).
+/// [`QuotaStore::take_quota`]).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct QuotaTake {
     /// The request budget, when a limit is known.
@@ -420,15 +439,17 @@ pub enum QuotaGrant {
 impl QuotaTake {
     /// The rule every store applies, atomically: given each budget's level (`None`: a budget
     /// the store has not seen, which starts full) refilled up to now, the store's answer and
-    /// the levels after. A budget's wait is `(cost - level) / rate` when its level is below
-    /// the cost; a call takes its cost (the level may go below zero: the debt of a waiting
-    /// call) when the longest wait is within `max_wait`.
+    /// the levels after. A level above the budget's `ceiling` is lowered to it first. A
+    /// budget's wait is `(cost - level) / rate` when its level is below the cost; a call takes
+    /// its cost (the level may go below zero: the debt of a waiting call) when the longest
+    /// wait is within `max_wait`; a refused call still leaves the levels lowered to their
+    /// ceilings.
     ///
     /// ```
     /// use std::time::Duration;
     /// use tower_breaker::shared_state::{QuotaBudget, QuotaGrant, QuotaTake};
     ///
-    /// let one = QuotaBudget { limit: 60, window: Duration::from_secs(60), cost: 1.0 };
+    /// let one = QuotaBudget { limit: 60, window: Duration::from_secs(60), cost: 1.0, ceiling: None };
     /// let take = QuotaTake { requests: Some(one), tokens: None, max_wait: Some(Duration::ZERO) };
     /// let (grant, levels) = take.apply([Some(0.5), None]);
     /// assert_eq!(grant, QuotaGrant::Refused { retry_after: Duration::from_millis(500), tokens: false });
@@ -436,35 +457,35 @@ impl QuotaTake {
     /// ```
     pub fn apply(&self, levels: [Option<f64>; 2]) -> (QuotaGrant, [Option<f64>; 2]) {
         let budgets = [self.requests, self.tokens];
+        let mut now = levels;
         let mut wait = Duration::ZERO;
         let mut tokens = false;
         for (i, budget) in budgets.iter().enumerate() {
             let Some(b) = budget else { continue };
-            let level = levels[i].unwrap_or(b.limit as f64);
-            if level < b.cost && b.cost > 0.0 {
-                let rate = b.limit as f64 / b.window.as_secs_f64().max(1e-3);
-                let w =
-                    Duration::try_from_secs_f64((b.cost - level) / rate).unwrap_or(Duration::MAX);
-                if w > wait {
-                    wait = w;
-                    tokens = i == 1;
-                }
+            let limit = b.limit as f64;
+            let mut level = levels[i].unwrap_or(limit);
+            if let Some(ceiling) = b.ceiling {
+                level = level.min(ceiling);
+            }
+            now[i] = Some(level);
+            let rate = token_bucket::rate(limit, b.window);
+            let w = token_bucket::duration(token_bucket::wait(level, b.cost, rate));
+            if w > wait {
+                wait = w;
+                tokens = i == 1;
             }
         }
         if self.max_wait.is_some_and(|max| wait > max) {
-            return (
-                QuotaGrant::Refused {
-                    retry_after: wait,
-                    tokens,
-                },
-                levels,
-            );
+            let refused = QuotaGrant::Refused {
+                retry_after: wait,
+                tokens,
+            };
+            return (refused, now);
         }
-        let mut after = levels;
+        let mut after = now;
         for (i, budget) in budgets.iter().enumerate() {
-            if let Some(b) = budget {
-                let level = levels[i].unwrap_or(b.limit as f64);
-                after[i] = Some((level - b.cost).min(b.limit as f64));
+            if let (Some(b), Some(level)) = (budget, now[i]) {
+                after[i] = Some(token_bucket::take(level, b.cost, b.limit as f64));
             }
         }
         (QuotaGrant::Granted { wait }, after)

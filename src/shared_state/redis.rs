@@ -1,6 +1,6 @@
 use super::{
-    FleetMode, FleetState, Notice, Proposal, ProposalKind, Proposed, QuotaGrant, QuotaTake,
-    StateStore, StoreError, StoreFuture, WindowCounts,
+    FleetMode, FleetState, Notice, Proposal, ProposalKind, Proposed, QuotaGrant, QuotaStore,
+    QuotaTake, StateStore, StoreError, StoreFuture, WindowCounts,
 };
 use crate::config::{Check, MAX_DURATION, MIN_DURATION};
 use futures_util::StreamExt;
@@ -355,7 +355,9 @@ impl StateStore for RedisStore {
             })
         })
     }
+}
 
+impl QuotaStore for RedisStore {
     fn take_quota<'a>(&'a self, quota: &'a str, take: QuotaTake) -> StoreFuture<'a, QuotaGrant> {
         Box::pin(async move {
             let mut conn = self.inner.connection.clone();
@@ -365,8 +367,15 @@ impl StateStore for RedisStore {
                 .key(format!("{}:quota:{quota}", self.inner.prefix));
             for budget in [take.requests, take.tokens] {
                 match budget {
-                    Some(b) => invocation.arg(b.limit).arg(ms(b.window).max(1)).arg(b.cost),
-                    None => invocation.arg(0).arg(1).arg(0),
+                    Some(b) => {
+                        let ceiling = b.ceiling.map_or("none".to_owned(), |c| format!("{c:.17e}"));
+                        invocation
+                            .arg(b.limit)
+                            .arg(ms(b.window).max(1))
+                            .arg(b.cost)
+                            .arg(ceiling)
+                    }
+                    None => invocation.arg(0).arg(1).arg(0).arg("none"),
                 };
             }
             let max_wait_us = take.max_wait.map_or(-1, |w| {
@@ -533,9 +542,13 @@ return sum
 );
 
 /// KEYS[1]: the quota's hash (`r`, `t`: levels; `at`: ms of the last refill). ARGV: for
-/// requests then tokens, limit (0: none), window ms, cost; then the longest wait in µs (-1:
-/// take in any case) and the ttl in ms. The rule of `QuotaTake::apply`, in Redis's clock.
-/// Returns {granted 0/1, wait µs, which budget waits longest (1 requests, 2 tokens)}.
+/// requests then tokens, limit (0: none), window ms, cost, ceiling (`none`: no bound); then
+/// the longest wait in µs (-1: take in any case) and the ttl in ms. Returns {granted 0/1,
+/// wait µs, which budget waits longest (1 requests, 2 tokens)}.
+///
+/// The bucket formula is `crate::token_bucket`'s, line for line (`rate`, `refill`, `wait`,
+/// `take`; the time here is in ms), and the decision is `QuotaTake::apply`'s: change one,
+/// change the other (`tests/quota` runs the same takes against both when Redis is there).
 const QUOTA: &str = r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
@@ -546,13 +559,18 @@ local levels = {tonumber(cur[1]), tonumber(cur[2])}
 local wait = 0
 local which = 0
 for i = 1, 2 do
-  local limit = tonumber(ARGV[3 * i - 2])
+  local limit = tonumber(ARGV[4 * i - 3])
   if limit > 0 then
-    local rate = limit / tonumber(ARGV[3 * i - 1])
-    local cost = tonumber(ARGV[3 * i])
+    -- token_bucket::rate
+    local rate = limit / tonumber(ARGV[4 * i - 2])
+    local cost = tonumber(ARGV[4 * i - 1])
+    local ceiling = tonumber(ARGV[4 * i])
     local level = levels[i]
+    -- token_bucket::refill; a budget never seen starts full
     if level == nil then level = limit else level = math.min(limit, level + rate * elapsed) end
+    if ceiling ~= nil and ceiling < level then level = ceiling end
     levels[i] = level
+    -- token_bucket::wait
     if cost > 0 and level < cost then
       local w = (cost - level) / rate
       if w > wait then
@@ -563,20 +581,23 @@ for i = 1, 2 do
   end
 end
 local wait_us = math.ceil(wait * 1000)
-local max_wait = tonumber(ARGV[7])
-if max_wait >= 0 and wait_us > max_wait then
-  return {0, wait_us, which}
-end
+local max_wait = tonumber(ARGV[9])
+local granted = not (max_wait >= 0 and wait_us > max_wait)
 local fields = {'r', 't'}
 for i = 1, 2 do
-  local limit = tonumber(ARGV[3 * i - 2])
+  local limit = tonumber(ARGV[4 * i - 3])
   if limit > 0 then
-    local level = math.min(limit, levels[i] - tonumber(ARGV[3 * i]))
+    local level = levels[i]
+    -- token_bucket::take
+    if granted then level = math.min(limit, level - tonumber(ARGV[4 * i - 1])) end
     redis.call('HSET', KEYS[1], fields[i], string.format('%.17g', level))
   end
 end
 redis.call('HSET', KEYS[1], 'at', string.format('%.17g', now))
-redis.call('PEXPIRE', KEYS[1], ARGV[8])
+redis.call('PEXPIRE', KEYS[1], ARGV[10])
+if not granted then
+  return {0, wait_us, which}
+end
 return {1, wait_us, which}
 "#;
 

@@ -7,15 +7,10 @@ use crate::support::upstream::Upstream;
 use std::time::Duration;
 use tower::{Service, ServiceBuilder, ServiceExt};
 use tower_breaker::chaos::{Fault, FaultPlan, RateLimit};
-use tower_breaker::quota::{Exhausted, Observation, Quota, QuotaExceeded, RateLimits};
+use tower_breaker::quota::{Exhausted, HttpHeaders, Quota, QuotaExceeded};
 use tower_breaker::rejection::{Rejection, RejectionKind};
 
 const HOUR: Duration = Duration::from_secs(3600);
-
-fn observe(response: &reqwest::Response) -> Observation {
-    Observation::limits(RateLimits::from_headers(response.headers()))
-        .rate_limited(response.status() == 429)
-}
 
 async fn two_calls(fault: Fault) -> (Upstream, Quota<String>, tower::BoxError) {
     let upstream = Upstream::with_plan(FaultPlan::new().then(fault)).await;
@@ -28,7 +23,8 @@ async fn two_calls(fault: Fault) -> (Upstream, Quota<String>, tower::BoxError) {
         .layer(
             quota
                 .layer(|_: &reqwest::Request| "gpt".to_string())
-                .observe(observe),
+                // Issue "Correctness, round two", 3d: the same observer as for `http::Response`.
+                .observe(HttpHeaders::new()),
         )
         .service(client.clone());
     let request = || {

@@ -60,10 +60,25 @@ struct Buckets {
     /// Calls after this are served but not counted (those admitted before the end and sent
     /// after their wait).
     end: Instant,
+    /// When both limits halve (once).
+    halve_at: Option<Instant>,
+    /// The last call that reached the provider, the longest time without one, the last 429
+    /// (counted calls only).
+    last_call: Instant,
+    longest_idle: Duration,
+    last_rejected: Option<Instant>,
 }
 
 impl Buckets {
     fn refill(&mut self, now: Instant) {
+        if let Some(at) = self.halve_at.filter(|at| *at <= now) {
+            self.halve_at = None;
+            self.refill(at);
+            self.rpm /= 2.0;
+            self.tpm /= 2.0;
+            self.requests = self.requests.min(self.rpm);
+            self.tokens = self.tokens.min(self.tpm);
+        }
         let secs = now.duration_since(self.at).as_secs_f64();
         self.requests = (self.requests + self.rpm / 60.0 * secs).min(self.rpm);
         self.tokens = (self.tokens + self.tpm / 60.0 * secs).min(self.tpm);
@@ -102,6 +117,10 @@ pub struct QuotaSim {
     pub learn: bool,
     /// No governor at all: the workers send and back off on 429 by `retry-after-ms`.
     pub ungoverned: bool,
+    /// The key is busy at the start: another client has just spent both budgets.
+    pub busy_start: bool,
+    /// Both limits halve this many seconds into the run.
+    pub halve_after: Option<u64>,
     pub seed: u64,
 }
 
@@ -116,7 +135,33 @@ impl Default for QuotaSim {
             shared: false,
             learn: true,
             ungoverned: false,
+            busy_start: false,
+            halve_after: None,
             seed: 7,
+        }
+    }
+}
+
+impl QuotaSim {
+    /// One replica learning the limits from the headers; both limits halve at 5 minutes.
+    pub fn halving() -> Self {
+        Self {
+            halve_after: Some(300),
+            ..Self::default()
+        }
+    }
+
+    /// Three replicas of 7 workers, limits by hand, for one minute on a key that another
+    /// client has just spent; sharing a store or not.
+    pub fn busy_fleet(shared: bool) -> Self {
+        Self {
+            replicas: 3,
+            workers: 7,
+            learn: false,
+            busy_start: true,
+            shared,
+            minutes: 1,
+            ..Self::default()
         }
     }
 }
@@ -137,6 +182,10 @@ pub struct QuotaReport {
     /// Calls sent over the most one quota allows: the requests bucket's, or the calls the
     /// token bucket can hold at the mean call size, whichever is smaller.
     pub sent_over_quota: f64,
+    /// Seconds into the run of the last 429.
+    pub last_rate_limited: Option<f64>,
+    /// The longest time no call reached the provider, in seconds.
+    pub longest_idle: f64,
 }
 
 impl QuotaReport {
@@ -157,13 +206,17 @@ pub async fn run_quota(sim: QuotaSim) -> QuotaReport {
     let buckets = Arc::new(Mutex::new(Buckets {
         rpm: sim.rpm as f64,
         tpm: sim.tpm as f64,
-        requests: sim.rpm as f64,
-        tokens: sim.tpm as f64,
+        requests: if sim.busy_start { 0.0 } else { sim.rpm as f64 },
+        tokens: if sim.busy_start { 0.0 } else { sim.tpm as f64 },
         at: start,
         accepted: 0,
         accepted_tokens: 0.0,
         rejected: 0,
         end,
+        halve_at: sim.halve_after.map(|s| start + Duration::from_secs(s)),
+        last_call: start,
+        longest_idle: Duration::ZERO,
+        last_rejected: None,
     }));
     let provider = {
         let buckets = buckets.clone();
@@ -176,6 +229,10 @@ pub async fn run_quota(sim: QuotaSim) -> QuotaReport {
                     let mut b = buckets.lock().expect("provider lock");
                     b.refill(now);
                     let counted = u64::from(now < b.end);
+                    if counted == 1 {
+                        b.longest_idle = b.longest_idle.max(now - b.last_call);
+                        b.last_call = now;
+                    }
                     if b.requests >= 1.0 && b.tokens >= tokens {
                         b.requests -= 1.0;
                         b.tokens -= tokens;
@@ -184,6 +241,9 @@ pub async fn run_quota(sim: QuotaSim) -> QuotaReport {
                         Ok(headers(&b))
                     } else {
                         b.rejected += counted;
+                        if counted == 1 {
+                            b.last_rejected = Some(now);
+                        }
                         let wait = ((1.0 - b.requests) / (b.rpm / 60.0))
                             .max((tokens - b.tokens) / (b.tpm / 60.0))
                             .max(0.0);
@@ -298,6 +358,10 @@ pub async fn run_quota(sim: QuotaSim) -> QuotaReport {
         tokens_used: b.accepted_tokens / (sim.tpm as f64 * minutes),
         requests_used: b.accepted as f64 / (sim.rpm as f64 * minutes),
         sent_over_quota: sent as f64 / calls_allowed,
+        last_rate_limited: b
+            .last_rejected
+            .map(|t| t.duration_since(start).as_secs_f64()),
+        longest_idle: b.longest_idle.as_secs_f64(),
     }
 }
 
