@@ -182,6 +182,7 @@ pub struct Builder {
     name: Arc<str>,
     window: SlidingWindow,
     failure_rate_threshold: f64,
+    consecutive_failure_threshold: Option<u32>,
     slow_call_rate_threshold: f64,
     slow_call_duration: Option<Duration>,
     minimum_calls: u32,
@@ -205,6 +206,10 @@ impl std::fmt::Debug for Builder {
             .field("name", &self.name)
             .field("window", &self.window)
             .field("failure_rate_threshold", &self.failure_rate_threshold)
+            .field(
+                "consecutive_failure_threshold",
+                &self.consecutive_failure_threshold,
+            )
             .field("slow_call_rate_threshold", &self.slow_call_rate_threshold)
             .field("slow_call_duration", &self.slow_call_duration)
             .field("minimum_calls", &self.minimum_calls)
@@ -227,6 +232,8 @@ pub(crate) struct Settings {
     /// Thresholds in parts per million, compared as integers.
     pub(crate) failure_ppm: u64,
     pub(crate) slow_ppm: u64,
+    /// Failures in a row that trip the breaker whatever the window holds.
+    pub(crate) consecutive_failures: Option<u32>,
     pub(crate) slow_call_duration: Option<Duration>,
     pub(crate) minimum_calls: u32,
     pub(crate) wait_in_open: Duration,
@@ -249,6 +256,7 @@ impl Builder {
             name: name.into(),
             window: SlidingWindow::default(),
             failure_rate_threshold: 0.5,
+            consecutive_failure_threshold: None,
             slow_call_rate_threshold: 1.0,
             slow_call_duration: None,
             minimum_calls: 100,
@@ -298,6 +306,24 @@ impl Builder {
     /// allowed `0.0 < x <= 1.0`.
     pub fn failure_rate_threshold(mut self, rate: f64) -> Self {
         self.failure_rate_threshold = rate;
+        self
+    }
+
+    /// The breaker also opens after this many failed calls in a row, whatever the window
+    /// holds: the outage rule, beside the window's rate rule. Default `None` (off); allowed 1
+    /// to 1,000,000. The presets of [`StandardResilience`](crate::stack::StandardResilience)
+    /// set 15.
+    ///
+    /// A rate over a long window sees an outage late, and the later the longer things went
+    /// well: after 60 s of healthy traffic at 20 calls a second, a 120 s window at 50 % must
+    /// first hold 1,200 failures. A run of failures says "down" at once, whatever came before:
+    /// `Some(15)` opens on the 15th failed attempt of a full outage (under 1 s at 20 calls a
+    /// second), while a background of 5 % scattered failures makes such a run once in about
+    /// 3 * 10^19 calls. Any success starts the run again; ignored outcomes (429, cancelled
+    /// calls) and slow successes leave it as it is. It costs one atomic load per success
+    /// (a write only on a failure and on the first success after one).
+    pub fn consecutive_failure_threshold(mut self, failures: Option<u32>) -> Self {
+        self.consecutive_failure_threshold = failures;
         self
     }
 
@@ -441,6 +467,9 @@ impl Builder {
             }
         };
         let failure = check.rate("failure_rate_threshold", self.failure_rate_threshold)?;
+        if let Some(n) = self.consecutive_failure_threshold {
+            check.range_u64("consecutive_failure_threshold", n as u64, 1, 1_000_000)?;
+        }
         let slow = check.rate("slow_call_rate_threshold", self.slow_call_rate_threshold)?;
         if let Some(d) = self.slow_call_duration {
             check.duration("slow_call_duration", d, MIN_DURATION, MAX_DURATION)?;
@@ -543,6 +572,7 @@ impl Builder {
             window,
             failure_ppm: to_ppm(failure),
             slow_ppm: to_ppm(slow),
+            consecutive_failures: self.consecutive_failure_threshold,
             slow_call_duration: self.slow_call_duration,
             minimum_calls: minimum,
             wait_in_open: self.wait_in_open,

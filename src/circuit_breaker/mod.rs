@@ -88,6 +88,16 @@
 //!   n calls; `time_based(t)`, the calls of the last t in buckets. Rate windows trip when the
 //!   failure rate or the slow-call rate is at least its threshold (inclusive), once the window
 //!   holds `minimum_calls`. [`Outcome::Ignored`] counts toward nothing.
+//! - **Outage rule** ([`Builder::consecutive_failure_threshold`], off by default, 15 in the
+//!   [`StandardResilience`](crate::stack::StandardResilience) presets): beside the window, n
+//!   failures in a row trip the breaker whatever the window holds. A rate over a long window
+//!   sees an outage later the longer things went well (after 60 s of healthy traffic at 20
+//!   calls a second, a 120 s window at 50 % must first hold 1,200 failures, about 34 s into
+//!   the outage); a run of failures sees it within n failed attempts, whatever the history,
+//!   while scattered failures almost never make one (at 5 %, a run of 15 comes once in about
+//!   3 * 10^19 calls). Any success ends the run; ignored and slow calls leave it as it is; it
+//!   starts again with each closed generation. Cost: one atomic load per success, a write
+//!   only on a failure and on the success that ends a run.
 //! - **Open**: calls fail with [`CircuitOpen`], which says how long until the next probe.
 //!   The open time can grow with each consecutive reopen ([`Builder::open_time_growth`]) and be
 //!   jittered ([`Builder::open_time_jitter`]). No background task: the first call after the

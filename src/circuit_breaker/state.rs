@@ -186,6 +186,9 @@ pub(crate) struct Shared {
     pub(crate) settings: Settings,
     core: Core,
     window: Window,
+    /// The current run of failures, for `consecutive_failure_threshold` (unused without it).
+    /// Cleared with the window.
+    streak: Consecutive,
     origin: Instant,
     /// The current half-open round's deadline: its generation (bits 43..) and the time in ms
     /// since the breaker was built (bits 0..43). Published by the thread that opened the round,
@@ -290,6 +293,7 @@ impl Shared {
                 generations: AtomicU64::new(0),
             },
             window,
+            streak: Consecutive::new(),
             origin,
             half_open_deadline: AtomicU64::new(0),
             window_generation: AtomicU64::new(0),
@@ -789,11 +793,20 @@ impl Shared {
             // the old window's counts and trip the breaker that has just closed.
             return;
         }
+        let failure = outcome == Outcome::Failure;
         let now = self.window.needs_clock().then(Instant::now);
-        let Some(counts) = self.window.record(outcome == Outcome::Failure, slow, now) else {
-            return;
+        let counts = self.window.record(failure, slow, now);
+        // The outage rule: a run of failures trips whatever the window holds. A success reads
+        // the run and writes only when it ends one.
+        let run_ended = match self.settings.consecutive_failures {
+            Some(limit) => self
+                .streak
+                .record(failure)
+                .is_some_and(|run| run.failures >= limit),
+            None => false,
         };
-        if matches!(word.tag(), CLOSED | RATE_LIMITED) && self.should_trip(counts) {
+        let tripped = run_ended || counts.is_some_and(|counts| self.should_trip(counts));
+        if tripped && matches!(word.tag(), CLOSED | RATE_LIMITED) {
             self.trip(word, counts, hint);
         }
     }
@@ -860,11 +873,19 @@ impl Shared {
         }
     }
 
+    /// Opens the breaker from the closed generation of `word`. `counts` are the window's
+    /// after the record that tripped it, when the window moved (else it is read again, for a
+    /// load-aware open time).
     #[cold]
-    fn trip(&self, word: Word, counts: Counts, hint: Hint) {
+    fn trip(&self, word: Word, counts: Option<Counts>, hint: Hint) {
         let base = match (&self.settings.load_aware, self.settings.window) {
             (Some(load), WindowKind::Time { length, .. }) => load
-                .tier(counts.calls, length)
+                .tier(
+                    counts
+                        .unwrap_or_else(|| self.window.counts(Instant::now()))
+                        .calls,
+                    length,
+                )
                 .map_or(self.settings.wait_in_open, |t| t.wait_in_open),
             _ => self.settings.wait_in_open,
         };
@@ -1045,6 +1066,7 @@ impl Shared {
                 // records of that newer generation; it cannot trip or close anything.)
                 if self.load().generation() == to.generation() {
                     self.window.clear();
+                    self.streak.clear();
                 }
                 // Relaxed: see `reopen_word`.
                 self.reopens.store(0, Ordering::Relaxed);
@@ -1061,6 +1083,7 @@ impl Shared {
                 // As for a new closed generation: not a newer transition's window to clear.
                 if self.load().generation() == to.generation() {
                     self.window.clear();
+                    self.streak.clear();
                 }
                 // Relaxed: see `reopen_word`.
                 self.reopens.store(0, Ordering::Relaxed);
