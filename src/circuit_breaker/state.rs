@@ -1154,10 +1154,14 @@ impl Shared {
         }
     }
 
-    /// True when a permit of `ticket` is still of the current generation.
+    /// True when a call reserved with `ticket` may still be made: its generation is current
+    /// and no cool-down has begun in it since (a cool-down of a closed breaker keeps the
+    /// generation, so that the window and the outcomes of calls in flight go on through it,
+    /// but a call not yet made must not reach a rate-limited upstream).
     #[inline]
-    pub(crate) fn is_current(&self, ticket: Ticket) -> bool {
-        !self.is_stale(self.load(), ticket)
+    pub(crate) fn still_admits(&self, ticket: Ticket) -> bool {
+        let word = self.load();
+        word.tag() != RATE_LIMITED && !self.is_stale(word, ticket)
     }
 
     /// Gives back a ticket a service reserved and never used: a probe's slot is freed (and
