@@ -26,6 +26,7 @@ use super::{CircuitOpen, CircuitState};
 use crate::Outcome;
 use crate::counter::Counter;
 use crate::events::Listeners;
+use crate::random::AtomicSplitMix64;
 use crate::sync::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -202,7 +203,7 @@ pub(crate) struct Shared {
     /// generation in place, which would drop every later record.
     window_generation: AtomicU64,
     reopens: AtomicU64,
-    rng: AtomicU64,
+    rng: AtomicSplitMix64,
     /// Exact, and cheap on the rejection path (see `Counter`).
     not_permitted: Counter,
     ignored: AtomicU64,
@@ -298,7 +299,7 @@ impl Shared {
             half_open_deadline: AtomicU64::new(0),
             window_generation: AtomicU64::new(0),
             reopens: AtomicU64::new(0),
-            rng: AtomicU64::new(seed),
+            rng: AtomicSplitMix64::new(seed),
             not_permitted: Counter::new(),
             ignored: AtomicU64::new(0),
             listeners,
@@ -1033,17 +1034,9 @@ impl Shared {
         open.max(Duration::from_millis(1))
     }
 
-    /// A uniform number in `[0, 1)` (splitmix64 over an atomic counter: lock-free, seeded).
+    /// A uniform number in `[0, 1)` (the crate's seeded splitmix64, lock-free).
     fn random(&self) -> f64 {
-        // Relaxed: each caller only needs a distinct counter value.
-        let mut z = self
-            .rng
-            .fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed)
-            .wrapping_add(0x9E37_79B9_7F4A_7C15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        (z >> 11) as f64 / (1u64 << 53) as f64
+        self.rng.next_f64()
     }
 
     /// Side effects of a transition this thread won. `failed_round` is true for a reopen

@@ -1,11 +1,12 @@
 use super::events::RetryEvent;
 use super::policy::{PolicyRng, Shared};
 use super::{Cloneable, RetryBudget, RetryPolicy};
-use crate::backoff::{AtomicSplitMix64, Backoff, Rng, entropy_seed};
+use crate::backoff::{Backoff, Rng};
 use crate::circuit_breaker::CircuitBreaker;
 use crate::config::{Check, ConfigError, MAX_DURATION, MIN_DURATION};
 use crate::events::{Listener, Listeners};
 use crate::outcome::DefaultClassifier;
+use crate::random::{AtomicSplitMix64, entropy_seed};
 use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
