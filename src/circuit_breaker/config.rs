@@ -196,8 +196,9 @@ pub struct Builder {
     rate_limit_cooldown: Duration,
     max_retry_after: Duration,
     listeners: Listeners<CircuitBreakerEvent>,
+    /// What shares this breaker's state, if anything (set by `shared_state`).
     #[cfg(feature = "shared-state")]
-    shared_state: Option<crate::shared_state::SharedState>,
+    fleet: Option<Arc<dyn super::state::Fleet>>,
 }
 
 impl std::fmt::Debug for Builder {
@@ -271,17 +272,15 @@ impl Builder {
             max_retry_after: Duration::from_secs(60),
             listeners: Listeners::new(),
             #[cfg(feature = "shared-state")]
-            shared_state: None,
+            fleet: None,
         }
     }
 
-    /// Shares this breaker's state with every breaker of the same name on the same store
-    /// (its replicas in other processes): see [`crate::shared_state`]. `build` must then run
-    /// inside a Tokio runtime, where it starts the breaker's sync task.
+    /// Shares this breaker's state through `fleet` (the public door is `shared_state`,
+    /// defined beside the fleet code, which attaches through this port).
     #[cfg(feature = "shared-state")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "shared-state")))]
-    pub fn shared_state(mut self, shared: crate::shared_state::SharedState) -> Self {
-        self.shared_state = Some(shared);
+    pub(crate) fn fleet(mut self, fleet: Arc<dyn super::state::Fleet>) -> Self {
+        self.fleet = Some(fleet);
         self
     }
 
@@ -588,20 +587,17 @@ impl Builder {
         #[cfg_attr(not(feature = "shared-state"), allow(unused_mut))]
         let mut listeners = self.listeners;
         #[cfg(feature = "shared-state")]
-        let tally = self
-            .shared_state
-            .as_ref()
-            .and_then(crate::shared_state::tally);
+        let fleet = self.fleet.as_ref().map(|fleet| fleet.prepare());
         #[cfg(feature = "shared-state")]
-        if let Some(tally) = &tally {
-            listeners.push(tally.clone());
+        if let Some(listener) = fleet.as_ref().and_then(|f| f.listener.clone()) {
+            listeners.push(listener);
         }
         let breaker = CircuitBreaker {
             shared: Arc::new(Shared::new(self.name, settings, listeners)),
         };
         #[cfg(feature = "shared-state")]
-        if let Some(shared) = self.shared_state {
-            crate::shared_state::spawn(&breaker, shared, tally)?;
+        if let Some(fleet) = fleet {
+            (fleet.attach)(&breaker)?;
         }
         Ok(breaker)
     }

@@ -141,7 +141,7 @@ pub use self::state::CircuitBreakerMetrics;
 
 pub(crate) use self::state::Shared;
 #[cfg(feature = "shared-state")]
-pub(crate) use self::state::{FleetLink, LocalState, Remote, UNBOUNDED};
+pub(crate) use self::state::{Fleet, FleetAttachment, FleetLink, LocalState, Remote, UNBOUNDED};
 use self::state::{Hint, Kind, Ticket};
 use crate::Outcome;
 use std::fmt;

@@ -36,7 +36,7 @@ use tokio::time::Instant;
 #[cfg_attr(not(feature = "shared-state"), allow(dead_code, unused_imports))]
 mod fleet;
 #[cfg_attr(not(feature = "shared-state"), allow(unused_imports))]
-pub(crate) use self::fleet::{FleetLink, LocalState, Remote, UNBOUNDED};
+pub(crate) use self::fleet::{Fleet, FleetAttachment, FleetLink, LocalState, Remote, UNBOUNDED};
 
 const TAG_MASK: u64 = 0b111;
 pub(crate) const CLOSED: u64 = 0;

@@ -13,7 +13,9 @@
 use super::{
     CLOSED, DISABLED, FORCED_OPEN, HALF_OPEN, METRICS_ONLY, OPEN, RATE_LIMITED, Shared, Word,
 };
-use crate::circuit_breaker::CircuitState;
+use crate::circuit_breaker::{CircuitBreaker, CircuitBreakerEvent, CircuitState};
+use crate::config::ConfigError;
+use crate::events::Listener;
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -87,6 +89,24 @@ impl FleetLink {
         self.wake.notify_one();
     }
 }
+
+/// The port a fleet attaches through: what `Builder::build` needs from whatever shares a
+/// breaker's state (`shared_state::SharedState` implements it; the breaker names no fleet
+/// code).
+pub(crate) trait Fleet: Send + Sync {
+    /// Called by `build` before the breaker exists.
+    fn prepare(&self) -> FleetAttachment;
+}
+
+/// What a fleet needs from `build`: a listener the breaker has from its first call, and the
+/// step that links the built breaker to its fleet (checking the fleet's settings).
+pub(crate) struct FleetAttachment {
+    pub(crate) listener: Option<std::sync::Arc<dyn Listener<CircuitBreakerEvent>>>,
+    pub(crate) attach: Attach,
+}
+
+/// Links a built breaker to its fleet.
+pub(crate) type Attach = Box<dyn FnOnce(&CircuitBreaker) -> Result<(), ConfigError> + Send>;
 
 /// A state the fleet agreed on, to apply locally.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
