@@ -10,6 +10,7 @@
 //! - [`Shared::apply_remote`] moves the local state word to a state the fleet agreed on, as
 //!   one compare-and-swap and a new local generation, like any other transition.
 
+use super::policy;
 use super::{
     CLOSED, DISABLED, FORCED_OPEN, HALF_OPEN, METRICS_ONLY, OPEN, RATE_LIMITED, Shared, Word,
 };
@@ -252,9 +253,9 @@ impl Shared {
         let whole = u32::try_from(calls).unwrap_or(u32::MAX);
         let part = |n: u64| u32::try_from(n.min(calls)).unwrap_or(u32::MAX);
         whole >= s.minimum_calls
-            && (super::at_least(part(failures), whole, s.failure_ppm)
+            && (policy::at_least(part(failures), whole, s.failure_ppm)
                 || (s.slow_call_duration.is_some()
-                    && super::at_least(part(slow), whole, s.slow_ppm)))
+                    && policy::at_least(part(slow), whole, s.slow_ppm)))
     }
 
     /// Opens a closed breaker because the fleet's counts crossed a threshold. Returns false
@@ -265,7 +266,9 @@ impl Shared {
             if word.tag() != CLOSED {
                 return false;
             }
-            let open = self.open_time(self.settings.wait_in_open, 0);
+            let open = policy::open_time(&self.settings, self.settings.wait_in_open, 0, || {
+                self.random()
+            });
             let next = Word::new(OPEN, word.next_generation(), self.deadline_ms(open));
             match self.cas(word, next) {
                 Ok(()) => {
