@@ -299,24 +299,24 @@ impl CircuitBreaker {
 
     /// Rejects every call until [`reset`](Self::reset) (or another manual state).
     pub fn force_open(&self) {
-        self.shared.force(state::FORCED_OPEN);
+        self.shared.force(state::Tag::ForcedOpen);
     }
 
     /// Lets every call through and records nothing, until another state is chosen.
     pub fn disable(&self) {
-        self.shared.force(state::DISABLED);
+        self.shared.force(state::Tag::Disabled);
     }
 
     /// Lets every call through and records outcomes, but never trips.
     pub fn metrics_only(&self) {
-        self.shared.force(state::METRICS_ONLY);
+        self.shared.force(state::Tag::MetricsOnly);
     }
 
     /// Back to closed with an empty window and a new generation (from any state, a
     /// rate-limit cool-down included): outcomes of calls admitted before the reset are
     /// dropped.
     pub fn reset(&self) {
-        self.shared.force(state::CLOSED);
+        self.shared.force(state::Tag::Closed);
     }
 
     /// A layer that wraps services with this breaker (shared, not copied).

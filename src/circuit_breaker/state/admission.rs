@@ -3,10 +3,7 @@
 
 use super::Shared;
 use super::policy;
-use super::word::{
-    CLOSED, DEADLINE_GEN_SHIFT, DEADLINE_MS_MASK, DISABLED, FORCED_OPEN, HALF_OPEN, Kind,
-    METRICS_ONLY, OPEN, Probes, RATE_LIMITED, Ticket, Word,
-};
+use super::word::{DEADLINE_GEN_SHIFT, DEADLINE_MS_MASK, Kind, Probes, Tag, Ticket, Word};
 use crate::circuit_breaker::events::CircuitBreakerEvent;
 use crate::circuit_breaker::{CircuitOpen, CircuitState};
 use tokio::time::Instant;
@@ -37,7 +34,7 @@ impl Shared {
         let epoch = self.generations();
         let word = self.load();
         match word.tag() {
-            CLOSED | METRICS_ONLY => {
+            Tag::Closed | Tag::MetricsOnly => {
                 if REPORT {
                     self.permitted(word);
                 }
@@ -60,7 +57,7 @@ impl Shared {
         word: Word,
         make: impl FnOnce(Ticket) -> T,
     ) -> Result<T, CircuitOpen> {
-        if word.tag() == OPEN {
+        if word.tag() == Tag::Open {
             if let Some(until) = self.not_yet(word.payload()) {
                 return Err(self.reject::<REPORT>(CircuitState::Open, Some(until)));
             }
@@ -86,7 +83,7 @@ impl Shared {
                 Kind::Passthrough => CircuitState::Disabled,
                 Kind::Normal => {
                     let word = self.load();
-                    if word.tag() == METRICS_ONLY && word.generation() == ticket.generation {
+                    if word.tag() == Tag::MetricsOnly && word.generation() == ticket.generation {
                         CircuitState::MetricsOnly
                     } else {
                         CircuitState::Closed
@@ -127,7 +124,7 @@ impl Shared {
             // again, or the one a compare-and-swap replaces.
             let epoch = self.generations();
             match word.tag() {
-                CLOSED | METRICS_ONLY | DISABLED => {
+                Tag::Closed | Tag::MetricsOnly | Tag::Disabled => {
                     let now = self.load();
                     if now != word {
                         word = now;
@@ -136,20 +133,22 @@ impl Shared {
                     if REPORT {
                         self.permitted(word);
                     }
-                    let kind = if word.tag() == DISABLED {
+                    let kind = if word.tag() == Tag::Disabled {
                         Kind::Passthrough
                     } else {
                         Kind::Normal
                     };
                     return Ok(Self::ticket(word, kind, epoch));
                 }
-                FORCED_OPEN => return Err(self.reject::<REPORT>(CircuitState::ForcedOpen, None)),
-                RATE_LIMITED => {
+                Tag::ForcedOpen => {
+                    return Err(self.reject::<REPORT>(CircuitState::ForcedOpen, None));
+                }
+                Tag::RateLimited => {
                     if let Some(until) = self.not_yet(word.payload()) {
                         return Err(self.reject::<REPORT>(CircuitState::RateLimited, Some(until)));
                     }
                     // The cool-down is over: closed again, in the same generation.
-                    let next = Word::new(CLOSED, word.generation(), 0);
+                    let next = Word::new(Tag::Closed, word.generation(), 0);
                     match self.cas(word, next) {
                         Ok(()) => {
                             self.transitioned(word, next, false);
@@ -158,7 +157,7 @@ impl Shared {
                         Err(actual) => word = actual,
                     }
                 }
-                OPEN => {
+                Tag::Open => {
                     if let Some(until) = self.not_yet(word.payload()) {
                         return Err(self.reject::<REPORT>(CircuitState::Open, Some(until)));
                     }
@@ -172,7 +171,7 @@ impl Shared {
                         admitted: 1,
                         ..Probes::default()
                     };
-                    let next = Word::new(HALF_OPEN, word.next_generation(), probes.pack());
+                    let next = Word::new(Tag::HalfOpen, word.next_generation(), probes.pack());
                     match self.cas(word, next) {
                         Ok(()) => {
                             if let Some(max) = self.settings.max_wait_in_half_open {
@@ -194,11 +193,11 @@ impl Shared {
                     }
                 }
                 _ => {
-                    // HALF_OPEN
+                    // Tag::HalfOpen
                     let mut probes = word.probes();
                     if !policy::round_is_full(probes, self.probe_limit()) {
                         probes.admitted += 1;
-                        let next = Word::new(HALF_OPEN, word.generation(), probes.pack());
+                        let next = Word::new(Tag::HalfOpen, word.generation(), probes.pack());
                         match self.cas(word, next) {
                             Ok(()) => {
                                 if REPORT {

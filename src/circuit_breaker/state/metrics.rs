@@ -1,7 +1,7 @@
 //! The metrics snapshot: read from the engine, never written by it.
 
 use super::Shared;
-use super::word::HALF_OPEN;
+use super::word::Tag;
 use crate::circuit_breaker::CircuitState;
 use crate::circuit_breaker::config::WindowKind;
 use crate::sync::Ordering;
@@ -72,7 +72,7 @@ impl Shared {
             && counts.calls >= self.settings.minimum_calls
             && !matches!(self.settings.window, WindowKind::Consecutive(_));
         let rate = |n: u32| rated.then(|| n as f64 / counts.calls as f64);
-        let probes = if word.tag() == HALF_OPEN {
+        let probes = if word.tag() == Tag::HalfOpen {
             let p = word.probes();
             p.admitted.saturating_sub(p.settled)
         } else {

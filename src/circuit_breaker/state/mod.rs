@@ -39,10 +39,8 @@ mod transition;
 mod word;
 
 pub use self::metrics::CircuitBreakerMetrics;
-pub(crate) use self::word::{CLOSED, DISABLED, FORCED_OPEN, Hint, Kind, METRICS_ONLY, Ticket};
-use self::word::{
-    DEADLINE_GEN_SHIFT, DEADLINE_MS_MASK, HALF_OPEN, MAX_TICKET_AGE, OPEN, RATE_LIMITED, Word,
-};
+use self::word::{DEADLINE_GEN_SHIFT, DEADLINE_MS_MASK, MAX_TICKET_AGE, Word};
+pub(crate) use self::word::{Hint, Kind, Tag, Ticket};
 
 // Without `shared-state` no link is ever set: the hooks are one `OnceLock` check on cold paths.
 #[cfg_attr(not(feature = "shared-state"), allow(dead_code, unused_imports))]
@@ -127,7 +125,7 @@ impl Shared {
             name,
             settings,
             core: Core {
-                state: AtomicU64::new(Word::new(CLOSED, 0, 0).0),
+                state: AtomicU64::new(Word::new(Tag::Closed, 0, 0).0),
                 generations: AtomicU64::new(0),
             },
             window,
@@ -178,7 +176,7 @@ impl Shared {
     #[inline]
     fn current(&self) -> Word {
         let word = self.load();
-        if word.tag() == HALF_OPEN {
+        if word.tag() == Tag::HalfOpen {
             self.expire(word)
         } else {
             word
@@ -279,7 +277,9 @@ impl Shared {
     /// next call takes the slot. Returns the word after (whoever won the reopen).
     #[cold]
     fn expire(&self, mut word: Word) -> Word {
-        while word.tag() == HALF_OPEN && policy::round_is_full(word.probes(), self.probe_limit()) {
+        while word.tag() == Tag::HalfOpen
+            && policy::round_is_full(word.probes(), self.probe_limit())
+        {
             let Some(deadline) = self.round_deadline(word.generation()) else {
                 break;
             };
@@ -304,8 +304,8 @@ impl Shared {
     pub(crate) fn next_change(&self) -> Option<Instant> {
         let word = self.current();
         let at_ms = match word.tag() {
-            OPEN | RATE_LIMITED => word.payload(),
-            HALF_OPEN if policy::round_is_full(word.probes(), self.probe_limit()) => {
+            Tag::Open | Tag::RateLimited => word.payload(),
+            Tag::HalfOpen if policy::round_is_full(word.probes(), self.probe_limit()) => {
                 self.round_deadline(word.generation())?
             }
             _ => return None,
@@ -326,17 +326,17 @@ impl Shared {
     #[inline]
     pub(crate) fn still_admits(&self, ticket: Ticket) -> bool {
         let word = self.load();
-        word.tag() != RATE_LIMITED && !self.is_stale(word, ticket)
+        word.tag() != Tag::RateLimited && !self.is_stale(word, ticket)
     }
 
     /// True when a call would be admitted now (does not reserve anything).
     pub(crate) fn would_permit(&self) -> bool {
         let word = self.current();
         match word.tag() {
-            CLOSED | METRICS_ONLY | DISABLED => true,
-            FORCED_OPEN => false,
-            OPEN => self.remaining(word.payload()).is_none() && self.probe_limit() > 0,
-            RATE_LIMITED => self.remaining(word.payload()).is_none(),
+            Tag::Closed | Tag::MetricsOnly | Tag::Disabled => true,
+            Tag::ForcedOpen => false,
+            Tag::Open => self.remaining(word.payload()).is_none() && self.probe_limit() > 0,
+            Tag::RateLimited => self.remaining(word.payload()).is_none(),
             _ => !policy::round_is_full(word.probes(), self.probe_limit()),
         }
     }
@@ -344,7 +344,7 @@ impl Shared {
     pub(crate) fn retry_after(&self) -> Option<Duration> {
         let word = self.current();
         match word.tag() {
-            OPEN | RATE_LIMITED => self.remaining(word.payload()),
+            Tag::Open | Tag::RateLimited => self.remaining(word.payload()),
             _ => None,
         }
     }

@@ -3,7 +3,7 @@
 
 use super::Shared;
 use super::policy::{self, Decision};
-use super::word::{CLOSED, HALF_OPEN, Hint, Kind, OPEN, RATE_LIMITED, Ticket, Word};
+use super::word::{Hint, Kind, Tag, Ticket, Word};
 use crate::Outcome;
 use crate::circuit_breaker::events::CircuitBreakerEvent;
 use crate::circuit_breaker::window::Counts;
@@ -91,7 +91,7 @@ impl Shared {
                 .is_some_and(|run| policy::run_trips(&self.settings, run.failures));
         let tripped =
             run_ended || counts.is_some_and(|counts| policy::should_trip(&self.settings, counts));
-        if tripped && matches!(word.tag(), CLOSED | RATE_LIMITED) {
+        if tripped && matches!(word.tag(), Tag::Closed | Tag::RateLimited) {
             self.trip(word, counts, hint);
         }
     }
@@ -110,17 +110,17 @@ impl Shared {
                 return;
             }
             let extend = match word.tag() {
-                CLOSED => true,
-                RATE_LIMITED => word.payload() < until,
+                Tag::Closed => true,
+                Tag::RateLimited => word.payload() < until,
                 _ => false,
             };
             if !extend {
                 return;
             }
-            let next = Word::new(RATE_LIMITED, word.generation(), until);
+            let next = Word::new(Tag::RateLimited, word.generation(), until);
             match self.cas(word, next) {
                 Ok(()) => {
-                    if word.tag() == CLOSED {
+                    if word.tag() == Tag::Closed {
                         self.transitioned(word, next, false);
                     }
                     return;
@@ -148,7 +148,7 @@ impl Shared {
         let until = self.deadline_ms(open);
         let mut word = word;
         loop {
-            let next = Word::new(OPEN, word.next_generation(), until);
+            let next = Word::new(Tag::Open, word.next_generation(), until);
             match self.cas(word, next) {
                 Ok(()) => {
                     self.transitioned(word, next, false);
@@ -157,7 +157,7 @@ impl Shared {
                 // A cool-down began or ended in the same generation: the trip still stands.
                 Err(actual)
                     if actual.generation() == word.generation()
-                        && matches!(actual.tag(), CLOSED | RATE_LIMITED) =>
+                        && matches!(actual.tag(), Tag::Closed | Tag::RateLimited) =>
                 {
                     word = actual;
                 }
@@ -182,8 +182,8 @@ impl Shared {
             );
             let until = self.deadline_ms(wait);
             let mut word = self.load();
-            while word.tag() == HALF_OPEN && !self.is_stale(word, ticket) {
-                let next = Word::new(RATE_LIMITED, word.next_generation(), until);
+            while word.tag() == Tag::HalfOpen && !self.is_stale(word, ticket) {
+                let next = Word::new(Tag::RateLimited, word.next_generation(), until);
                 match self.cas(word, next) {
                     Ok(()) => {
                         self.transitioned(word, next, false);
@@ -197,7 +197,7 @@ impl Shared {
         let mut word = self.load();
         loop {
             // Only the round the probe was admitted to (`is_stale` is exact across wraps).
-            if word.tag() != HALF_OPEN || self.is_stale(word, ticket) {
+            if word.tag() != Tag::HalfOpen || self.is_stale(word, ticket) {
                 return;
             }
             let mut probes = word.probes();
@@ -217,8 +217,8 @@ impl Shared {
                 )
             };
             let next = match decision {
-                Decision::Undecided => Word::new(HALF_OPEN, word.generation(), probes.pack()),
-                Decision::Close => Word::new(CLOSED, word.next_generation(), 0),
+                Decision::Undecided => Word::new(Tag::HalfOpen, word.generation(), probes.pack()),
+                Decision::Close => Word::new(Tag::Closed, word.next_generation(), 0),
                 Decision::Reopen => self.reopen_word(word, Some(hint), None),
             };
             match self.cas(word, next) {
@@ -255,7 +255,7 @@ impl Shared {
             Some(since) => since.saturating_add(policy::ceil_ms(open)),
             None => self.deadline_ms(open),
         };
-        Word::new(OPEN, word.next_generation(), until)
+        Word::new(Tag::Open, word.next_generation(), until)
     }
 
     /// A uniform number in `[0, 1)` (the crate's seeded splitmix64, lock-free).

@@ -2,7 +2,7 @@
 //! wakers, the fleet), manual control, and giving back an unused probe slot.
 
 use super::Shared;
-use super::word::{CLOSED, HALF_OPEN, Kind, METRICS_ONLY, OPEN, RATE_LIMITED, Ticket, Word};
+use super::word::{Kind, Tag, Ticket, Word};
 use crate::circuit_breaker::CircuitState;
 use crate::circuit_breaker::events::CircuitBreakerEvent;
 use crate::sync::Ordering;
@@ -22,7 +22,7 @@ impl Shared {
             // A new closed generation starts with an empty window: after a half-open round,
             // and after a `reset` (even of a cool-down, locally or from the fleet). The end
             // of a cool-down keeps its generation, and the window with it.
-            CLOSED if new_generation => {
+            Tag::Closed if new_generation => {
                 // Skipped when a newer transition has already happened: its window is not
                 // ours to clear. (One landing between this check and the clear may lose a few
                 // records of that newer generation; it cannot trip or close anything.)
@@ -33,7 +33,7 @@ impl Shared {
                 // Relaxed: see `reopen_word`.
                 self.reopens.store(0, Ordering::Relaxed);
             }
-            OPEN if failed_round => {
+            Tag::Open if failed_round => {
                 self.reopens.fetch_add(1, Ordering::Relaxed);
             }
             // A cool-down in a new generation: a probe was rate-limited (the upstream is back),
@@ -41,7 +41,7 @@ impl Shared {
             // closed in this generation, with the window it starts with: an empty one, as a
             // probe's success would have left it, never the one that tripped the breaker.
             // (A cool-down of a closed breaker keeps its generation and its window.)
-            RATE_LIMITED if new_generation => {
+            Tag::RateLimited if new_generation => {
                 // As for a new closed generation: not a newer transition's window to clear.
                 if self.load().generation() == to.generation() {
                     self.window.clear();
@@ -52,7 +52,7 @@ impl Shared {
             }
             _ => {}
         }
-        if new_generation && matches!(to.tag(), CLOSED | METRICS_ONLY | RATE_LIMITED) {
+        if new_generation && matches!(to.tag(), Tag::Closed | Tag::MetricsOnly | Tag::RateLimited) {
             // After the clear, by the thread that cleared: records of this generation may use
             // the window from now on. (The same-generation end of a cool-down publishes
             // nothing: its generation was published when it started, and publishing it from
@@ -84,10 +84,10 @@ impl Shared {
     }
 
     /// Moves to `tag` (a new generation) from whatever state the breaker is in.
-    pub(crate) fn force(&self, tag: u64) {
+    pub(crate) fn force(&self, tag: Tag) {
         let mut word = self.load();
         loop {
-            if word.tag() == tag && tag != CLOSED {
+            if word.tag() == tag && tag != Tag::Closed {
                 return;
             }
             let next = Word::new(tag, word.next_generation(), 0);
@@ -98,7 +98,7 @@ impl Shared {
                     self.transitioned(word, next, false);
                     self.listeners.emit(|| {
                         let name = self.name.clone();
-                        if tag == CLOSED {
+                        if tag == Tag::Closed {
                             CircuitBreakerEvent::Reset { name }
                         } else {
                             CircuitBreakerEvent::Forced {
@@ -121,10 +121,10 @@ impl Shared {
             return;
         }
         let mut word = self.load();
-        while word.tag() == HALF_OPEN && !self.is_stale(word, ticket) {
+        while word.tag() == Tag::HalfOpen && !self.is_stale(word, ticket) {
             let mut probes = word.probes();
             probes.admitted = probes.admitted.saturating_sub(1);
-            let next = Word::new(HALF_OPEN, word.generation(), probes.pack());
+            let next = Word::new(Tag::HalfOpen, word.generation(), probes.pack());
             match self.cas(word, next) {
                 Ok(()) => {
                     self.changed.notify_waiters();

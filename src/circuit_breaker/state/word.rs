@@ -6,13 +6,20 @@ use crate::circuit_breaker::CircuitState;
 use std::time::Duration;
 
 const TAG_MASK: u64 = 0b111;
-pub(crate) const CLOSED: u64 = 0;
-pub(crate) const OPEN: u64 = 1;
-pub(crate) const HALF_OPEN: u64 = 2;
-pub(crate) const FORCED_OPEN: u64 = 3;
-pub(crate) const DISABLED: u64 = 4;
-pub(crate) const METRICS_ONLY: u64 = 5;
-pub(crate) const RATE_LIMITED: u64 = 6;
+
+/// The state a word is in: its low 3 bits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum Tag {
+    Closed = 0,
+    Open = 1,
+    HalfOpen = 2,
+    ForcedOpen = 3,
+    Disabled = 4,
+    MetricsOnly = 5,
+    /// Payload: the time the cool-down ends (same generation as the closed state).
+    RateLimited = 6,
+}
 
 const PAYLOAD_SHIFT: u32 = 3;
 const PAYLOAD_MASK: u64 = (1 << 40) - 1;
@@ -32,17 +39,26 @@ pub(super) struct Word(pub(super) u64);
 
 impl Word {
     #[inline]
-    pub(super) fn new(tag: u64, generation: u32, payload: u64) -> Self {
+    pub(super) fn new(tag: Tag, generation: u32, payload: u64) -> Self {
         Word(
             ((generation as u64 & GEN_MASK) << GEN_SHIFT)
                 | ((payload & PAYLOAD_MASK) << PAYLOAD_SHIFT)
-                | tag,
+                | tag as u64,
         )
     }
 
     #[inline]
-    pub(super) fn tag(self) -> u64 {
-        self.0 & TAG_MASK
+    pub(super) fn tag(self) -> Tag {
+        // Only `new` writes a word, from a `Tag`: the bits are 0 to 6.
+        match self.0 & TAG_MASK {
+            0 => Tag::Closed,
+            1 => Tag::Open,
+            2 => Tag::HalfOpen,
+            3 => Tag::ForcedOpen,
+            4 => Tag::Disabled,
+            5 => Tag::MetricsOnly,
+            _ => Tag::RateLimited,
+        }
     }
 
     #[inline]
@@ -73,13 +89,13 @@ impl Word {
 
     pub(super) fn state(self) -> CircuitState {
         match self.tag() {
-            OPEN => CircuitState::Open,
-            HALF_OPEN => CircuitState::HalfOpen,
-            FORCED_OPEN => CircuitState::ForcedOpen,
-            DISABLED => CircuitState::Disabled,
-            METRICS_ONLY => CircuitState::MetricsOnly,
-            RATE_LIMITED => CircuitState::RateLimited,
-            _ => CircuitState::Closed,
+            Tag::Closed => CircuitState::Closed,
+            Tag::Open => CircuitState::Open,
+            Tag::HalfOpen => CircuitState::HalfOpen,
+            Tag::ForcedOpen => CircuitState::ForcedOpen,
+            Tag::Disabled => CircuitState::Disabled,
+            Tag::MetricsOnly => CircuitState::MetricsOnly,
+            Tag::RateLimited => CircuitState::RateLimited,
         }
     }
 }
