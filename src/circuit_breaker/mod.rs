@@ -345,7 +345,7 @@ impl Permit {
     #[inline]
     pub(crate) fn new(shared: &Arc<Shared>, ticket: Ticket) -> Self {
         Self {
-            start: shared.times_calls().then(Instant::now),
+            start: shared.times_calls().then(crate::sync::now),
             shared: Some(shared.clone()),
             ticket,
         }

@@ -27,7 +27,7 @@ impl Window {
         match self {
             Window::Count(w) => w.record(failure, slow),
             Window::Time(w) => {
-                let now = now.unwrap_or_else(Instant::now);
+                let now = now.unwrap_or_else(crate::sync::now);
                 w.record(failure, slow, now)
             }
             Window::Consecutive(w) => w.record(failure),

@@ -4,8 +4,7 @@ use super::Shared;
 use super::word::Tag;
 use crate::circuit_breaker::CircuitState;
 use crate::circuit_breaker::config::WindowKind;
-use crate::sync::Ordering;
-use tokio::time::Instant;
+use crate::sync::{Ordering, now};
 
 /// A snapshot of a breaker's counters, taken at one point.
 ///
@@ -53,7 +52,7 @@ pub struct CircuitBreakerMetrics {
 
 impl Shared {
     pub(crate) fn metrics(&self) -> CircuitBreakerMetrics {
-        let now = Instant::now();
+        let now = now();
         // The state word is read again after the window: if a transition came in between, the
         // window is read again (a few times at most), so that the state and the counts are of
         // one generation.

@@ -26,7 +26,7 @@ use super::window::{Consecutive, CountWindow, TimeWindow, Window};
 use crate::counter::Counter;
 use crate::events::Listeners;
 use crate::random::AtomicSplitMix64;
-use crate::sync::{AtomicU64, Ordering};
+use crate::sync::{AtomicU64, Ordering, now};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -111,7 +111,7 @@ impl Shared {
         settings: Settings,
         listeners: Listeners<CircuitBreakerEvent>,
     ) -> Self {
-        let origin = Instant::now();
+        let origin = now();
         let window = match settings.window {
             WindowKind::Count(n) => Window::Count(CountWindow::new(n)),
             WindowKind::Time { length, buckets } => {
@@ -229,7 +229,7 @@ impl Shared {
     /// Time since the breaker was built.
     #[inline]
     fn elapsed(&self) -> Duration {
-        Instant::now().saturating_duration_since(self.origin)
+        now().saturating_duration_since(self.origin)
     }
 
     /// Milliseconds since the breaker was built, rounded down.
@@ -258,7 +258,7 @@ impl Shared {
     #[inline]
     fn not_yet(&self, until_ms: u64) -> Option<Instant> {
         let until = self.origin + Duration::from_millis(until_ms);
-        (Instant::now() < until).then_some(until)
+        (now() < until).then_some(until)
     }
 
     /// The deadline (ms since the breaker was built) of the half-open round of generation

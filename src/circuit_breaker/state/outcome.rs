@@ -7,7 +7,7 @@ use super::word::{Hint, Kind, Tag, Ticket, Word};
 use crate::Outcome;
 use crate::circuit_breaker::events::CircuitBreakerEvent;
 use crate::circuit_breaker::window::Counts;
-use crate::sync::Ordering;
+use crate::sync::{Ordering, now};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -34,7 +34,7 @@ impl Shared {
     ) {
         let (slow, elapsed) = match (self.settings.slow_call_duration, start) {
             (Some(limit), Some(start)) if outcome != Outcome::Ignored => {
-                let elapsed = start.elapsed();
+                let elapsed = now().saturating_duration_since(start);
                 (elapsed >= limit, Some(elapsed))
             }
             _ => (false, None),
@@ -80,7 +80,7 @@ impl Shared {
             return;
         }
         let failure = outcome == Outcome::Failure;
-        let now = self.window.needs_clock().then(Instant::now);
+        let now = self.window.needs_clock().then(now);
         let counts = self.window.record(failure, slow, now);
         // The outage rule: a run of failures trips whatever the window holds. A success reads
         // the run and writes only when it ends one.
@@ -136,9 +136,7 @@ impl Shared {
     #[cold]
     pub(super) fn trip(&self, word: Word, counts: Option<Counts>, hint: Hint) {
         let base = policy::trip_wait(&self.settings, || {
-            counts
-                .unwrap_or_else(|| self.window.counts(Instant::now()))
-                .calls
+            counts.unwrap_or_else(|| self.window.counts(now())).calls
         });
         let open = policy::at_least_server_wait(
             &self.settings,
