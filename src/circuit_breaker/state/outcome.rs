@@ -84,11 +84,12 @@ impl Shared {
         let counts = self.window.record(failure, slow, now);
         // The outage rule: a run of failures trips whatever the window holds. A success reads
         // the run and writes only when it ends one.
-        let run_ended = self.settings.consecutive_failures.is_some()
+        let limit = self.core.run_limit;
+        let run_ended = limit != 0
             && self
                 .streak
                 .record(failure)
-                .is_some_and(|run| policy::run_trips(&self.settings, run.failures));
+                .is_some_and(|run| policy::run_trips(limit, run.failures));
         let tripped =
             run_ended || counts.is_some_and(|counts| policy::should_trip(&self.settings, counts));
         if tripped && matches!(word.tag(), Tag::Closed | Tag::RateLimited) {

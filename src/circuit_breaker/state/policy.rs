@@ -43,10 +43,11 @@ pub(super) fn should_trip(s: &Settings, counts: Counts) -> bool {
     }
 }
 
-/// True when a run of `run` failures trips the breaker (the outage rule).
+/// True when a run of `run` failures trips the breaker under the outage rule's `limit`
+/// (`consecutive_failure_threshold`; 0 is off).
 #[inline]
-pub(super) fn run_trips(s: &Settings, run: u32) -> bool {
-    s.consecutive_failures.is_some_and(|limit| run >= limit)
+pub(super) fn run_trips(limit: u32, run: u32) -> bool {
+    limit != 0 && run >= limit
 }
 
 /// The open time of a trip before growth and jitter: the load-aware tier's for the calls the
