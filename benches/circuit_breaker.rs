@@ -211,6 +211,15 @@ fn circuit_breaker(c: &mut Criterion) {
     group.bench_function("ours/service/closed_consecutive", |b| {
         bench_service(b, ours(SlidingWindow::consecutive(5)).layer().layer(bare()))
     });
+    group.bench_function("ours/service/closed_time_outage_rule", |b| {
+        let breaker = CircuitBreaker::builder("bench")
+            .sliding_window(SlidingWindow::time_based(Duration::from_secs(60)))
+            .consecutive_failure_threshold(Some(15))
+            .wait_in_open(OPEN_FOR)
+            .build()
+            .expect("valid config");
+        bench_service(b, breaker.layer().layer(bare()))
+    });
     group.bench_function("ours/service/open", |b| {
         bench_service(b, ours_open().layer().layer(bare()))
     });
@@ -218,6 +227,18 @@ fn circuit_breaker(c: &mut Criterion) {
     // -- ours, handle level (no tower) ----------------------------------------------------------
     group.bench_function("ours/handle/closed_count", |b| {
         let breaker = ours(SlidingWindow::count_based(100));
+        b.iter(|| {
+            let permit = breaker.try_acquire().expect("closed");
+            permit.record(black_box(Outcome::Success));
+        })
+    });
+    group.bench_function("ours/handle/closed_count_outage_rule", |b| {
+        let breaker = CircuitBreaker::builder("bench")
+            .sliding_window(SlidingWindow::count_based(100))
+            .consecutive_failure_threshold(Some(15))
+            .wait_in_open(OPEN_FOR)
+            .build()
+            .expect("valid config");
         b.iter(|| {
             let permit = breaker.try_acquire().expect("closed");
             permit.record(black_box(Outcome::Success));

@@ -167,6 +167,7 @@ pub mod provider_error;
 #[cfg(feature = "quota")]
 #[cfg_attr(docsrs, doc(cfg(feature = "quota")))]
 pub mod quota;
+mod random;
 pub mod rejection;
 #[cfg(feature = "reqwest-middleware")]
 #[cfg_attr(docsrs, doc(cfg(feature = "reqwest-middleware")))]

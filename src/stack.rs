@@ -159,7 +159,7 @@ impl StandardResilience {
     /// |---|---|
     /// | total timeout | 30 s |
     /// | retry | 4 attempts (3 retries), exponential from 2 s with full jitter, capped at 30 s; a budget of 20 % of calls (min 10/s); the total timeout as its deadline |
-    /// | circuit breaker | time window 30 s, failure rate 10 %, at least 100 calls, 5 s open, 10 probes |
+    /// | circuit breaker | time window 30 s, failure rate 10 %, at least 100 calls, or 15 failures in a row (an outage is seen within 15 failed attempts, whatever the history), 5 s open, 10 probes |
     /// | bulkhead | 1,000 calls in flight, no queue |
     /// | attempt timeout | 10 s |
     pub fn builder(name: &str) -> Builder {
@@ -174,6 +174,7 @@ impl StandardResilience {
                 .sliding_window(SlidingWindow::time_based(Duration::from_secs(30)))
                 .failure_rate_threshold(0.1)
                 .minimum_calls(100)
+                .consecutive_failure_threshold(Some(15))
                 .wait_in_open(Duration::from_secs(5))
                 .permitted_calls_in_half_open(10),
             bulkhead: Bulkhead::builder(name).max_concurrent(1_000).max_queue(0),
@@ -647,7 +648,7 @@ impl Builder {
     /// | part | setting |
     /// |---|---|
     /// | retry | the official SDKs' rules ([`crate::retry::Builder::llm`]): 408, 409, 429, 5xx and 529, `x-should-retry` on an error status, `retry-after-ms` / `Retry-After` up to 60 s, POST completions retried, 0.5 s doubling to 8 s, 3 attempts; budget 20 % of calls (min 10/s); it gives up at once when the breaker opens; during a 429 cool-down up to 32 new calls whose deadline outlasts it wait for its end ([`wait_out_cool_downs`](crate::retry::Builder::wait_out_cool_downs)), the others fail fast |
-    /// | circuit breaker | [`HttpClassifier`](crate::http::HttpClassifier) (429 is a cool-down, streams recorded at their end); time window 120 s, failure rate 50 %, at least 10 calls, 15 s open, 3 probes |
+    /// | circuit breaker | [`HttpClassifier`](crate::http::HttpClassifier) (429 is a cool-down, streams recorded at their end); time window 120 s, failure rate 50 %, at least 10 calls, or 15 failures in a row, 15 s open, 3 probes |
     /// | streams | `text/event-stream` answers guarded inside the breaker ([`StreamRecorder::llm`](crate::stream::StreamRecorder::llm)): first token within 60 s of the head, at most 30 s between tokens, and [`SseRules::openai`](crate::stream::SseRules::openai): a stream that ends without `[DONE]` or a `finish_reason` fails with `StreamTruncated` and counts as a failure. JSON answers pass untouched |
     /// | bulkhead | 1,000 calls in flight, no queue |
     /// | attempt timeout | 60 s, to the response head (a stream's body is held to the guard's deadlines instead) |

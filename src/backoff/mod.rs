@@ -49,14 +49,8 @@
 
 mod rng;
 
-#[cfg(feature = "retry")]
-pub(crate) use self::rng::AtomicSplitMix64;
 pub(crate) use self::rng::clamp_unit;
-#[cfg(feature = "chaos")]
-pub(crate) use self::rng::mix;
 pub use self::rng::{Rng, SplitMix64};
-#[cfg(any(feature = "retry", feature = "chaos"))]
-pub(crate) use self::rng::{entropy_seed, unit};
 
 use crate::config::{ConfigError, MAX_DURATION};
 use std::time::Duration;

@@ -3,8 +3,8 @@
 
 use super::events::ChaosEvent;
 use super::fault::Fault;
-use crate::backoff::{mix, unit};
 use crate::events::Listeners;
+use crate::random::{nth, unit};
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -156,9 +156,7 @@ impl<V> Injector<V> {
         let index = n.wrapping_mul(self.stride).wrapping_add(i).wrapping_add(1);
         // The splitmix64 sequence from `seed`, addressed by index (as `SplitMix64` would
         // produce it), so that concurrent requests need no lock.
-        unit(mix(self
-            .seed
-            .wrapping_add(0x9E37_79B9_7F4A_7C15_u64.wrapping_mul(index))))
+        unit(nth(self.seed, index))
     }
 
     /// Decides the faults of the next request and reports each one that fires.

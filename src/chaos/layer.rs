@@ -195,7 +195,7 @@ impl<V> ChaosBuilder<V> {
         }
         let injector = Injector::new(
             Arc::from(self.name),
-            self.seed.unwrap_or_else(crate::backoff::entropy_seed),
+            self.seed.unwrap_or_else(crate::random::entropy_seed),
             self.slots,
             self.plan.steps,
             self.plan.cycle,

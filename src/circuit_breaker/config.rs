@@ -1,7 +1,8 @@
-//! The breaker's configuration: [`Builder`], [`SlidingWindow`] and [`LoadAwareThresholds`].
+//! The breaker's configuration: [`Builder`] and [`SlidingWindow`].
 
 use super::CircuitBreaker;
 use super::events::CircuitBreakerEvent;
+use super::load_aware::LoadAwareThresholds;
 use super::state::Shared;
 use super::window::{MAX_BUCKETS, MAX_COUNT_WINDOW};
 use crate::config::{Check, ConfigError, MAX_DURATION, MIN_DURATION};
@@ -92,86 +93,6 @@ impl Default for SlidingWindow {
     }
 }
 
-/// Thresholds that follow the traffic: a quiet service trips after fewer failures and waits
-/// longer before probing, a busy one needs more failures and probes sooner.
-///
-/// The request rate is the number of calls in the (time-based) window scaled to a minute. The
-/// first tier whose `max_calls_per_minute` is above the rate applies; its `failures` is the
-/// number of failures in the window that trips the breaker (this replaces the failure-rate rule)
-/// and its `wait_in_open` the open time.
-///
-/// ```
-/// use std::time::Duration;
-/// use tower_breaker::circuit_breaker::{CircuitBreaker, LoadAwareThresholds, SlidingWindow};
-///
-/// let breaker = CircuitBreaker::builder("anthropic")
-///     .sliding_window(SlidingWindow::time_based(Duration::from_secs(60)))
-///     .load_aware(LoadAwareThresholds::standard())
-///     .build()?;
-/// # Ok::<_, tower_breaker::ConfigError>(())
-/// ```
-#[derive(Debug, Clone, PartialEq)]
-pub struct LoadAwareThresholds {
-    pub(crate) tiers: Vec<Tier>,
-}
-
-/// One tier of [`LoadAwareThresholds`].
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Tier {
-    /// The tier applies while the rate is below this many calls per minute.
-    pub max_calls_per_minute: f64,
-    /// Failures in the window that trip the breaker.
-    pub failures: u32,
-    /// How long the breaker stays open when this tier tripped it.
-    pub wait_in_open: Duration,
-}
-
-impl LoadAwareThresholds {
-    /// The three standard tiers: low (under 10 calls a minute: 3 failures, 60 s open),
-    /// medium (10 to 100 a minute: 5 failures, 30 s) and high (over 100: 10 failures, 15 s).
-    pub fn standard() -> Self {
-        Self {
-            tiers: vec![
-                Tier {
-                    max_calls_per_minute: 10.0,
-                    failures: 3,
-                    wait_in_open: Duration::from_secs(60),
-                },
-                Tier {
-                    max_calls_per_minute: 100.0,
-                    failures: 5,
-                    wait_in_open: Duration::from_secs(30),
-                },
-                Tier {
-                    max_calls_per_minute: f64::INFINITY,
-                    failures: 10,
-                    wait_in_open: Duration::from_secs(15),
-                },
-            ],
-        }
-    }
-
-    /// Tiers of your own, in increasing order of `max_calls_per_minute`; the last should be
-    /// `f64::INFINITY` so that every rate has a tier (the builder checks).
-    pub fn new(tiers: Vec<Tier>) -> Self {
-        Self { tiers }
-    }
-
-    /// The tier for `calls` calls seen in a window of `window` length.
-    pub(crate) fn tier(&self, calls: u32, window: Duration) -> Option<&Tier> {
-        let minutes = window.as_secs_f64() / 60.0;
-        let rate = if minutes > 0.0 {
-            calls as f64 / minutes
-        } else {
-            f64::INFINITY
-        };
-        self.tiers
-            .iter()
-            .find(|t| rate < t.max_calls_per_minute)
-            .or(self.tiers.last())
-    }
-}
-
 /// Builds a [`CircuitBreaker`]; see [`CircuitBreaker::builder`]. Every setter documents its
 /// default and allowed range; [`build`](Builder::build) checks them all.
 ///
@@ -182,6 +103,7 @@ pub struct Builder {
     name: Arc<str>,
     window: SlidingWindow,
     failure_rate_threshold: f64,
+    consecutive_failure_threshold: Option<u32>,
     slow_call_rate_threshold: f64,
     slow_call_duration: Option<Duration>,
     minimum_calls: u32,
@@ -195,8 +117,9 @@ pub struct Builder {
     rate_limit_cooldown: Duration,
     max_retry_after: Duration,
     listeners: Listeners<CircuitBreakerEvent>,
+    /// What shares this breaker's state, if anything (set by `shared_state`).
     #[cfg(feature = "shared-state")]
-    shared_state: Option<crate::shared_state::SharedState>,
+    fleet: Option<Arc<dyn super::state::Fleet>>,
 }
 
 impl std::fmt::Debug for Builder {
@@ -205,6 +128,10 @@ impl std::fmt::Debug for Builder {
             .field("name", &self.name)
             .field("window", &self.window)
             .field("failure_rate_threshold", &self.failure_rate_threshold)
+            .field(
+                "consecutive_failure_threshold",
+                &self.consecutive_failure_threshold,
+            )
             .field("slow_call_rate_threshold", &self.slow_call_rate_threshold)
             .field("slow_call_duration", &self.slow_call_duration)
             .field("minimum_calls", &self.minimum_calls)
@@ -227,6 +154,8 @@ pub(crate) struct Settings {
     /// Thresholds in parts per million, compared as integers.
     pub(crate) failure_ppm: u64,
     pub(crate) slow_ppm: u64,
+    /// Failures in a row that trip the breaker whatever the window holds.
+    pub(crate) consecutive_failures: Option<u32>,
     pub(crate) slow_call_duration: Option<Duration>,
     pub(crate) minimum_calls: u32,
     pub(crate) wait_in_open: Duration,
@@ -249,6 +178,7 @@ impl Builder {
             name: name.into(),
             window: SlidingWindow::default(),
             failure_rate_threshold: 0.5,
+            consecutive_failure_threshold: None,
             slow_call_rate_threshold: 1.0,
             slow_call_duration: None,
             minimum_calls: 100,
@@ -263,17 +193,15 @@ impl Builder {
             max_retry_after: Duration::from_secs(60),
             listeners: Listeners::new(),
             #[cfg(feature = "shared-state")]
-            shared_state: None,
+            fleet: None,
         }
     }
 
-    /// Shares this breaker's state with every breaker of the same name on the same store
-    /// (its replicas in other processes): see [`crate::shared_state`]. `build` must then run
-    /// inside a Tokio runtime, where it starts the breaker's sync task.
+    /// Shares this breaker's state through `fleet` (the public door is `shared_state`,
+    /// defined beside the fleet code, which attaches through this port).
     #[cfg(feature = "shared-state")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "shared-state")))]
-    pub fn shared_state(mut self, shared: crate::shared_state::SharedState) -> Self {
-        self.shared_state = Some(shared);
+    pub(crate) fn fleet(mut self, fleet: Arc<dyn super::state::Fleet>) -> Self {
+        self.fleet = Some(fleet);
         self
     }
 
@@ -298,6 +226,24 @@ impl Builder {
     /// allowed `0.0 < x <= 1.0`.
     pub fn failure_rate_threshold(mut self, rate: f64) -> Self {
         self.failure_rate_threshold = rate;
+        self
+    }
+
+    /// The breaker also opens after this many failed calls in a row, whatever the window
+    /// holds: the outage rule, beside the window's rate rule. Default `None` (off); allowed 1
+    /// to 1,000,000. The presets of [`StandardResilience`](crate::stack::StandardResilience)
+    /// set 15.
+    ///
+    /// A rate over a long window sees an outage late, and the later the longer things went
+    /// well: after 60 s of healthy traffic at 20 calls a second, a 120 s window at 50 % must
+    /// first hold 1,200 failures. A run of failures says "down" at once, whatever came before:
+    /// `Some(15)` opens on the 15th failed attempt of a full outage (under 1 s at 20 calls a
+    /// second), while a background of 5 % scattered failures makes such a run once in about
+    /// 3 * 10^19 calls. Any success starts the run again; ignored outcomes (429, cancelled
+    /// calls) and slow successes leave it as it is. It costs one atomic load per success
+    /// (a write only on a failure and on the first success after one).
+    pub fn consecutive_failure_threshold(mut self, failures: Option<u32>) -> Self {
+        self.consecutive_failure_threshold = failures;
         self
     }
 
@@ -441,6 +387,9 @@ impl Builder {
             }
         };
         let failure = check.rate("failure_rate_threshold", self.failure_rate_threshold)?;
+        if let Some(n) = self.consecutive_failure_threshold {
+            check.range_u64("consecutive_failure_threshold", n as u64, 1, 1_000_000)?;
+        }
         let slow = check.rate("slow_call_rate_threshold", self.slow_call_rate_threshold)?;
         if let Some(d) = self.slow_call_duration {
             check.duration("slow_call_duration", d, MIN_DURATION, MAX_DURATION)?;
@@ -543,6 +492,7 @@ impl Builder {
             window,
             failure_ppm: to_ppm(failure),
             slow_ppm: to_ppm(slow),
+            consecutive_failures: self.consecutive_failure_threshold,
             slow_call_duration: self.slow_call_duration,
             minimum_calls: minimum,
             wait_in_open: self.wait_in_open,
@@ -558,20 +508,17 @@ impl Builder {
         #[cfg_attr(not(feature = "shared-state"), allow(unused_mut))]
         let mut listeners = self.listeners;
         #[cfg(feature = "shared-state")]
-        let tally = self
-            .shared_state
-            .as_ref()
-            .and_then(crate::shared_state::tally);
+        let fleet = self.fleet.as_ref().map(|fleet| fleet.prepare());
         #[cfg(feature = "shared-state")]
-        if let Some(tally) = &tally {
-            listeners.push(tally.clone());
+        if let Some(listener) = fleet.as_ref().and_then(|f| f.listener.clone()) {
+            listeners.push(listener);
         }
         let breaker = CircuitBreaker {
             shared: Arc::new(Shared::new(self.name, settings, listeners)),
         };
         #[cfg(feature = "shared-state")]
-        if let Some(shared) = self.shared_state {
-            crate::shared_state::spawn(&breaker, shared, tally)?;
+        if let Some(fleet) = fleet {
+            (fleet.attach)(&breaker)?;
         }
         Ok(breaker)
     }

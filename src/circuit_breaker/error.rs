@@ -72,7 +72,7 @@ impl CircuitOpen {
     /// scheduled (forced open) or the wait depends on probes in flight (half-open).
     pub fn retry_after(&self) -> Option<Duration> {
         self.retry_at
-            .map(|at| at.saturating_duration_since(Instant::now()))
+            .map(|at| at.saturating_duration_since(crate::sync::now()))
     }
 }
 

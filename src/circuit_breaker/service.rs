@@ -18,9 +18,10 @@ use tower_service::Service;
 ///
 /// # When the breaker moves between `poll_ready` and `call`
 ///
-/// The breaker can trip (or be reset) after `poll_ready` has reserved a permit, most often
-/// while the inner service was not ready at once (a bulkhead's queue). `call` checks the
-/// permit again: a permit of a finished generation never reaches the upstream. If the breaker
+/// The breaker can trip, be reset or start a rate-limit cool-down after `poll_ready` has
+/// reserved a permit, most often while the inner service was not ready at once (a bulkhead's
+/// queue). `call` checks the permit again: a permit of a finished generation, or one reserved
+/// before a cool-down that is still on, never reaches the upstream. If the breaker
 /// admits the call anew, it goes through on the inner service's readiness. If it rejects it,
 /// the inner service has been made ready for a call that will not happen, and may be holding
 /// a reservation for it (a bulkhead slot, a connection): tower has no way to undo
@@ -229,9 +230,9 @@ where
         let reservation = self.reserved.take();
         let shared = &self.reserved.breaker.shared;
         let ticket = match reservation {
-            Reservation::Admitted(ticket) if shared.is_current(ticket) => ticket,
+            Reservation::Admitted(ticket) if shared.still_admits(ticket) => ticket,
             // The breaker moved on since `poll_ready` (see the type's docs): a permit of an
-            // earlier generation must not reach the upstream.
+            // earlier generation, or reserved before a cool-down, must not reach the upstream.
             Reservation::Admitted(stale) => {
                 shared.release(stale);
                 match shared.reserve() {

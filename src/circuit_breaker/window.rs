@@ -27,7 +27,7 @@ impl Window {
         match self {
             Window::Count(w) => w.record(failure, slow),
             Window::Time(w) => {
-                let now = now.unwrap_or_else(Instant::now);
+                let now = now.unwrap_or_else(crate::sync::now);
                 w.record(failure, slow, now)
             }
             Window::Consecutive(w) => w.record(failure),
@@ -410,7 +410,7 @@ impl Consecutive {
     }
 
     #[inline]
-    fn record(&self, failure: bool) -> Option<Counts> {
+    pub(crate) fn record(&self, failure: bool) -> Option<Counts> {
         if failure {
             let n = self.failures.fetch_add(1, Ordering::AcqRel) + 1;
             let n = u32::try_from(n).unwrap_or(u32::MAX);
@@ -437,7 +437,7 @@ impl Consecutive {
         }
     }
 
-    fn clear(&self) {
+    pub(crate) fn clear(&self) {
         self.failures.store(0, Ordering::Release);
     }
 }

@@ -1,5 +1,5 @@
 use super::protocol_http::{IDEMPOTENCY_KEY, is_idempotent};
-use crate::backoff::{AtomicSplitMix64, entropy_seed};
+use crate::random::{AtomicSplitMix64, entropy_seed};
 use http::{HeaderName, HeaderValue};
 use std::fmt;
 use std::sync::Arc;

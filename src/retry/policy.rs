@@ -2,10 +2,11 @@ use super::cool_down::{CoolDownWaits, WaitSlot};
 use super::events::{GiveUpReason, RetryEvent, RetryReason};
 use super::future::RetryDelay;
 use super::{Builder, Cloneable, Protocol, RetryBudget};
-use crate::backoff::{AtomicSplitMix64, Backoff, Rng};
+use crate::backoff::{Backoff, Rng};
 use crate::circuit_breaker::{Admission, CircuitBreaker, CircuitState};
 use crate::events::Listeners;
 use crate::outcome::DefaultClassifier;
+use crate::random::AtomicSplitMix64;
 use crate::rejection::{Rejection, RejectionKind};
 use crate::{Classify, Outcome};
 use std::fmt;
@@ -341,7 +342,7 @@ impl Shared {
     fn next_delay(&self, retry: u32, previous: Option<Duration>) -> Duration {
         match &self.rng {
             PolicyRng::Seeded(rng) => {
-                let mut draw = || crate::backoff::unit(rng.next_u64());
+                let mut draw = || rng.next_f64();
                 self.backoff.next_delay(retry, previous, &mut draw)
             }
             PolicyRng::Custom(rng) => {

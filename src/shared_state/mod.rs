@@ -71,6 +71,7 @@
 //!   compare-and-set picks one state for the fleet. A store that lost its data (a restart
 //!   without persistence) is filled again from the replicas' states.
 
+mod attach;
 mod memory;
 #[cfg(feature = "redis")]
 mod redis;
@@ -80,8 +81,6 @@ pub use self::memory::MemoryStore;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use self::redis::{RedisStore, RedisStoreBuilder};
-
-pub(crate) use self::sync::{spawn, tally};
 
 use crate::BoxError;
 use crate::token_bucket;

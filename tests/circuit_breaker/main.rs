@@ -8,6 +8,7 @@ mod expiry;
 mod half_open;
 mod manual;
 mod model;
+mod outage;
 mod rate_limit;
 mod regressions;
 mod reservations;

@@ -35,6 +35,8 @@ struct Config {
     growth: Option<(f64, u64)>,
     max_retry_after_ms: u64,
     cooldown_ms: u64,
+    /// The outage rule: this many failures in a row trip the breaker whatever the window.
+    consecutive_failures: Option<u32>,
 }
 
 #[derive(Debug, Clone)]
@@ -80,11 +82,13 @@ fn config() -> impl Strategy<Value = Config> {
             1u64..10_000,
             1u64..3_000,
         ),
+        prop::option::of(1u32..5),
     )
         .prop_map(
             |(
                 (window, minimum, threshold, slow),
                 (probes, wait_ms, max_wait_ms, growth, max_retry_after_ms, cooldown_ms),
+                consecutive_failures,
             )| Config {
                 window,
                 minimum,
@@ -97,6 +101,7 @@ fn config() -> impl Strategy<Value = Config> {
                 growth: growth.map(|(m, cap)| (m, cap.max(wait_ms))),
                 max_retry_after_ms,
                 cooldown_ms,
+                consecutive_failures,
             },
         )
 }
@@ -162,6 +167,8 @@ struct Model {
     state: State,
     window: VecDeque<Call>,
     run: u32,
+    /// Failures in a row of the current closed generation, for the outage rule.
+    streak: u32,
     reopens: u64,
     ignored: u64,
     rejected: u64,
@@ -176,6 +183,7 @@ impl Model {
             state: State::Closed,
             window: VecDeque::new(),
             run: 0,
+            streak: 0,
             reopens: 0,
             ignored: 0,
             rejected: 0,
@@ -231,6 +239,7 @@ impl Model {
         if state == State::Closed {
             self.window.clear();
             self.run = 0;
+            self.streak = 0;
             self.reopens = 0;
         }
     }
@@ -319,6 +328,13 @@ impl Model {
     }
 
     fn should_trip(&self) -> bool {
+        if self
+            .cfg
+            .consecutive_failures
+            .is_some_and(|n| self.streak >= n)
+        {
+            return true;
+        }
         let (calls, failures, slow) = self.counts();
         match self.cfg.window {
             WindowCfg::Consecutive(n) => self.run >= n,
@@ -380,6 +396,7 @@ impl Model {
             return;
         }
         let failed = outcome == Outcome::Failure;
+        self.streak = if failed { self.streak + 1 } else { 0 };
         match self.cfg.window {
             WindowCfg::Consecutive(_) => self.run = if failed { self.run + 1 } else { 0 },
             WindowCfg::Count(n) => {
@@ -429,6 +446,7 @@ impl Model {
             self.transition(State::RateLimited { until });
             self.window.clear();
             self.run = 0;
+            self.streak = 0;
             self.reopens = 0;
             return;
         }
@@ -527,7 +545,8 @@ fn breaker_for(cfg: &Config) -> CircuitBreaker {
         .wait_in_open(Duration::from_millis(cfg.wait_ms))
         .max_wait_in_half_open(Some(Duration::from_millis(cfg.max_wait_ms)))
         .max_retry_after(Duration::from_millis(cfg.max_retry_after_ms))
-        .rate_limit_cooldown(Duration::from_millis(cfg.cooldown_ms));
+        .rate_limit_cooldown(Duration::from_millis(cfg.cooldown_ms))
+        .consecutive_failure_threshold(cfg.consecutive_failures);
     if let Some((ms, rate)) = cfg.slow {
         builder = builder
             .slow_call_duration(Duration::from_millis(ms))

@@ -8,7 +8,7 @@ use std::time::Duration;
 use tower::{Layer, Service, ServiceBuilder, ServiceExt, service_fn};
 use tower_breaker::bulkhead::Bulkhead;
 use tower_breaker::circuit_breaker::{
-    CircuitBreaker, CircuitBreakerEvent, CircuitOpen, CircuitState, SlidingWindow,
+    CircuitBreaker, CircuitBreakerEvent, CircuitOpen, CircuitState, RateLimited, SlidingWindow,
 };
 use tower_breaker::{BoxError, Outcome};
 
@@ -95,6 +95,42 @@ async fn a_trip_between_ready_and_call_gives_the_bulkhead_slot_back() {
     // The original service is still usable and reserves nothing until it is polled.
     assert_eq!(succeed(&mut svc).await, "ok");
     assert_eq!(bulkhead.metrics().active, 0);
+}
+
+/// A cool-down from closed keeps its generation (the window goes on through it), but a call
+/// reserved before the 429 is still not made during the cool-down: `call` finds the breaker
+/// rate-limited, rejects it with `RateLimited` and gives the bulkhead slot back. Once the
+/// cool-down is over the same service calls again.
+#[tokio::test(start_paused = true)]
+async fn a_cool_down_between_ready_and_call_keeps_the_call_from_the_upstream() {
+    let (breaker, bulkhead) = (breaker(None), bulkhead());
+    let hits = Arc::new(AtomicUsize::new(0));
+    let mut svc = stack(&breaker, &bulkhead, hits.clone());
+    svc.ready().await.unwrap();
+    assert_eq!(bulkhead.metrics().active, 1, "ready reserved the slot");
+
+    // Another caller meets a 429 between `ready()` and `call()`.
+    breaker
+        .try_acquire()
+        .unwrap()
+        .record_rate_limited(Some(secs(2)));
+    assert_eq!(breaker.state(), CircuitState::RateLimited);
+    let err = svc.call((false, false)).await.unwrap_err();
+    assert!(err.is::<RateLimited>(), "{err}");
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        0,
+        "the upstream was not called"
+    );
+    assert_eq!(bulkhead.metrics().active, 0, "the slot came back at once");
+    assert_eq!(breaker.metrics().not_permitted_calls, 1);
+
+    // After the cool-down the same service calls again, in the same closed generation.
+    advance(secs(2)).await;
+    assert_eq!(succeed(&mut svc).await, "ok");
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
+    assert_eq!(breaker.state(), CircuitState::Closed);
+    assert_eq!(bulkhead.metrics().rejected_full, 0);
 }
 
 #[tokio::test(start_paused = true)]

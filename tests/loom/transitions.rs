@@ -48,8 +48,8 @@ fn a_late_deadline_of_an_old_round_never_replaces_a_newer_ones() {
             .build()
             .unwrap();
         breaker.try_acquire().unwrap().record(Outcome::Failure);
-        // Real time: loom does not model the clock (see `ready_to_probe`).
-        std::thread::sleep(Duration::from_millis(2));
+        // The hand-moved clock (see `ready_to_probe`).
+        tower_breaker::sync::advance(Duration::from_millis(2));
 
         let b1 = breaker.clone();
         let first = thread::spawn(move || b1.try_acquire().ok());
@@ -60,13 +60,13 @@ fn a_late_deadline_of_an_old_round_never_replaces_a_newer_ones() {
             if let Ok(permit) = b2.try_acquire() {
                 permit.record(Outcome::Failure);
             }
-            std::thread::sleep(Duration::from_millis(2));
+            tower_breaker::sync::advance(Duration::from_millis(2));
             b2.try_acquire().ok()
         });
         let _first = first.join().unwrap();
         let _second = second.join().unwrap();
 
-        std::thread::sleep(Duration::from_millis(2));
+        tower_breaker::sync::advance(Duration::from_millis(2));
         if let Err(rejected) = breaker.try_acquire() {
             assert_ne!(
                 rejected.state(),

@@ -10,10 +10,11 @@
 //! - [`Shared::apply_remote`] moves the local state word to a state the fleet agreed on, as
 //!   one compare-and-swap and a new local generation, like any other transition.
 
-use super::{
-    CLOSED, DISABLED, FORCED_OPEN, HALF_OPEN, METRICS_ONLY, OPEN, RATE_LIMITED, Shared, Word,
-};
-use crate::circuit_breaker::CircuitState;
+use super::policy;
+use super::{Shared, Tag, Word};
+use crate::circuit_breaker::{CircuitBreaker, CircuitBreakerEvent, CircuitState};
+use crate::config::ConfigError;
+use crate::events::Listener;
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -73,20 +74,40 @@ impl FleetLink {
     }
 
     /// Called after every transition this replica won.
-    fn transitioned(&self, to: u64) {
+    fn transitioned(&self, to: Tag) {
         match to {
             // No probes until the fleet's round has given this replica slots.
-            OPEN if self.connected.load(std::sync::atomic::Ordering::Acquire) => self.set_quota(0),
+            Tag::Open if self.connected.load(std::sync::atomic::Ordering::Acquire) => {
+                self.set_quota(0)
+            }
             // Opened while the store is away: a local round, on the breaker's own limit.
-            OPEN => self.set_quota(UNBOUNDED),
+            Tag::Open => self.set_quota(UNBOUNDED),
             // The round's own probes: its slots stay as they are.
-            HALF_OPEN => {}
+            Tag::HalfOpen => {}
             // The round is over: its slots mean nothing to the next one.
             _ => self.set_quota(UNBOUNDED),
         }
         self.wake.notify_one();
     }
 }
+
+/// The port a fleet attaches through: what `Builder::build` needs from whatever shares a
+/// breaker's state (`shared_state::SharedState` implements it; the breaker names no fleet
+/// code).
+pub(crate) trait Fleet: Send + Sync {
+    /// Called by `build` before the breaker exists.
+    fn prepare(&self) -> FleetAttachment;
+}
+
+/// What a fleet needs from `build`: a listener the breaker has from its first call, and the
+/// step that links the built breaker to its fleet (checking the fleet's settings).
+pub(crate) struct FleetAttachment {
+    pub(crate) listener: Option<std::sync::Arc<dyn Listener<CircuitBreakerEvent>>>,
+    pub(crate) attach: Attach,
+}
+
+/// Links a built breaker to its fleet.
+pub(crate) type Attach = Box<dyn FnOnce(&CircuitBreaker) -> Result<(), ConfigError> + Send>;
 
 /// A state the fleet agreed on, to apply locally.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -151,7 +172,7 @@ impl Shared {
 
     fn local_of(&self, word: Word) -> LocalState {
         let (remaining, until) = match word.tag() {
-            OPEN | RATE_LIMITED => (
+            Tag::Open | Tag::RateLimited => (
                 Some(self.remaining(word.payload()).unwrap_or_default()),
                 word.payload(),
             ),
@@ -171,30 +192,30 @@ impl Shared {
         let mut word = self.load();
         loop {
             let next = match remote {
-                Remote::Closed { reset: false } if word.tag() == CLOSED => {
+                Remote::Closed { reset: false } if word.tag() == Tag::Closed => {
                     return self.local_of(word);
                 }
                 // The fleet's cool-down is over: closed in the same generation, with the
                 // window, as a local one ends. (A reset starts a new one: next arm.)
-                Remote::Closed { reset: false } if word.tag() == RATE_LIMITED => {
-                    Word::new(CLOSED, word.generation(), 0)
+                Remote::Closed { reset: false } if word.tag() == Tag::RateLimited => {
+                    Word::new(Tag::Closed, word.generation(), 0)
                 }
-                Remote::Closed { .. } => Word::new(CLOSED, word.next_generation(), 0),
+                Remote::Closed { .. } => Word::new(Tag::Closed, word.next_generation(), 0),
                 Remote::Open { wait } => {
-                    Word::new(OPEN, word.next_generation(), self.deadline_ms(wait))
+                    Word::new(Tag::Open, word.next_generation(), self.deadline_ms(wait))
                 }
                 Remote::RateLimited { wait } => {
                     // A cool-down of a closed breaker keeps its generation, as a local one does.
-                    let generation = if matches!(word.tag(), CLOSED | RATE_LIMITED) {
+                    let generation = if matches!(word.tag(), Tag::Closed | Tag::RateLimited) {
                         word.generation()
                     } else {
                         word.next_generation()
                     };
-                    Word::new(RATE_LIMITED, generation, self.deadline_ms(wait))
+                    Word::new(Tag::RateLimited, generation, self.deadline_ms(wait))
                 }
-                Remote::ForcedOpen => Word::new(FORCED_OPEN, word.next_generation(), 0),
-                Remote::Disabled => Word::new(DISABLED, word.next_generation(), 0),
-                Remote::MetricsOnly => Word::new(METRICS_ONLY, word.next_generation(), 0),
+                Remote::ForcedOpen => Word::new(Tag::ForcedOpen, word.next_generation(), 0),
+                Remote::Disabled => Word::new(Tag::Disabled, word.next_generation(), 0),
+                Remote::MetricsOnly => Word::new(Tag::MetricsOnly, word.next_generation(), 0),
             };
             if next == word {
                 return self.local_of(word);
@@ -216,7 +237,7 @@ impl Shared {
     pub(crate) fn await_fleet_slots(&self) {
         let Some(link) = self.fleet.get() else { return };
         let word = self.load();
-        if word.tag() == OPEN
+        if word.tag() == Tag::Open
             && self.remaining(word.payload()).is_some()
             && link.quota() == UNBOUNDED
         {
@@ -232,9 +253,9 @@ impl Shared {
         let whole = u32::try_from(calls).unwrap_or(u32::MAX);
         let part = |n: u64| u32::try_from(n.min(calls)).unwrap_or(u32::MAX);
         whole >= s.minimum_calls
-            && (super::at_least(part(failures), whole, s.failure_ppm)
+            && (policy::at_least(part(failures), whole, s.failure_ppm)
                 || (s.slow_call_duration.is_some()
-                    && super::at_least(part(slow), whole, s.slow_ppm)))
+                    && policy::at_least(part(slow), whole, s.slow_ppm)))
     }
 
     /// Opens a closed breaker because the fleet's counts crossed a threshold. Returns false
@@ -242,11 +263,13 @@ impl Shared {
     pub(crate) fn trip_for_fleet(&self) -> bool {
         let mut word = self.load();
         loop {
-            if word.tag() != CLOSED {
+            if word.tag() != Tag::Closed {
                 return false;
             }
-            let open = self.open_time(self.settings.wait_in_open, 0);
-            let next = Word::new(OPEN, word.next_generation(), self.deadline_ms(open));
+            let open = policy::open_time(&self.settings, self.settings.wait_in_open, 0, || {
+                self.random()
+            });
+            let next = Word::new(Tag::Open, word.next_generation(), self.deadline_ms(open));
             match self.cas(word, next) {
                 Ok(()) => {
                     tracing::warn!(breaker = %self.name, "the fleet's failure rate opened the circuit breaker");
@@ -262,6 +285,8 @@ impl Shared {
     /// the fleet's round to decide.
     pub(crate) fn waiting_for_fleet(&self) -> bool {
         let word = self.load();
-        word.tag() == OPEN && self.remaining(word.payload()).is_none() && self.probe_limit() == 0
+        word.tag() == Tag::Open
+            && self.remaining(word.payload()).is_none()
+            && self.probe_limit() == 0
     }
 }
