@@ -238,8 +238,11 @@ mod presets {
 
     fn http_response(up: bool) -> http::Response<String> {
         let status = if up { 200 } else { 503 };
+        // A non-streamed completion's head: JSON passes the `.llm()` stream guard untouched
+        // (a 2xx without a content type would be taken for the stream that was asked for).
         http::Response::builder()
             .status(status)
+            .header(http::header::CONTENT_TYPE, "application/json")
             .body(String::new())
             .unwrap()
     }
