@@ -126,6 +126,7 @@
 pub mod backoff;
 mod builder_ext;
 pub mod bulkhead;
+pub mod call_span;
 #[cfg(feature = "chaos")]
 #[cfg_attr(docsrs, doc(cfg(feature = "chaos")))]
 pub mod chaos;

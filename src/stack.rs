@@ -59,6 +59,7 @@ pub use self::keyed::{KeyedBuilder, KeyedStandardResilience, KeyedStandardResili
 
 use crate::bulkhead::BulkheadEvent;
 use crate::bulkhead::{Bulkhead, BulkheadService};
+use crate::call_span::{CallSpan, CallSpanLayer};
 use crate::circuit_breaker::CircuitBreakerEvent;
 use crate::circuit_breaker::{
     Builder as BreakerBuilder, CircuitBreaker, CircuitBreakerService, ClassifyNow, SlidingWindow,
@@ -123,11 +124,14 @@ pub struct StandardResilience<
     breaker: CircuitBreaker,
     recorder: R,
     bulkhead: Bulkhead,
+    /// Outermost: one span per call, named after the stack.
+    span: CallSpanLayer,
 }
 
 impl<C: Clone, P: Clone, R: Clone, I: Clone> Clone for StandardResilience<C, P, R, I> {
     fn clone(&self) -> Self {
         Self {
+            span: self.span.clone(),
             innermost: self.innermost.clone(),
             total_timeout: self.total_timeout,
             attempt_timeout: self.attempt_timeout,
@@ -288,7 +292,9 @@ pub type StandardResilienceService<
     C = DefaultClassifier,
     P = Cloneable,
     R = ClassifyNow<StackClassifier>,
-> = Timeout<Retry<RetryPolicy<C, P>, CircuitBreakerService<BulkheadService<Timeout<S>>, R>>>;
+> = CallSpan<
+    Timeout<Retry<RetryPolicy<C, P>, CircuitBreakerService<BulkheadService<Timeout<S>>, R>>>,
+>;
 
 impl<S, C: Clone, P: Clone, R: Clone, I: Layer<S>> Layer<S> for StandardResilience<C, P, R, I> {
     type Service = StandardResilienceService<I::Service, C, P, R>;
@@ -302,7 +308,8 @@ impl<S, C: Clone, P: Clone, R: Clone, I: Layer<S>> Layer<S> for StandardResilien
             .record_with(self.recorder.clone())
             .layer(limited);
         let retried = Retry::new(self.retry.clone(), guarded);
-        Timeout::new(retried, self.total_timeout)
+        // Outermost: one span per call, which the layers inside record into.
+        self.span.layer(Timeout::new(retried, self.total_timeout))
     }
 }
 
@@ -505,6 +512,7 @@ impl<C, P, R, I> Builder<C, P, R, I> {
             breaker,
             recorder: self.recorder,
             bulkhead: self.bulkhead.build()?,
+            span: CallSpanLayer::new(&self.name),
         })
     }
 

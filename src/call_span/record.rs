@@ -1,0 +1,62 @@
+//! The records each layer makes into the current span.
+
+use crate::circuit_breaker::CircuitState;
+use std::time::Duration;
+use tracing::Span;
+
+/// The current span, when a subscriber may want what is recorded into it.
+///
+/// First the global max level (one relaxed load: `OFF` while no subscriber is set, so the
+/// closed path with no subscriber reads no thread-local), then the current span.
+pub(crate) fn interested() -> Option<Span> {
+    if !tracing::level_enabled!(tracing::Level::ERROR) {
+        return None;
+    }
+    let span = Span::current();
+    (!span.is_disabled()).then_some(span)
+}
+
+/// A breaker admitted an attempt in `state`.
+pub(crate) fn record_admitted(name: &str, state: impl FnOnce() -> CircuitState) {
+    if let Some(span) = interested() {
+        span.record("breaker.name", name);
+        span.record("breaker.state", state().as_str());
+    }
+}
+
+/// A breaker refused an attempt in `state`, with an error of `kind`.
+pub(crate) fn record_rejected(name: &str, state: CircuitState, kind: &'static str) {
+    if let Some(span) = interested() {
+        span.record("breaker.name", name);
+        span.record("breaker.state", state.as_str());
+        span.record("error.kind", kind);
+    }
+}
+
+/// The retry policy is about to send attempt `attempts`.
+#[cfg_attr(not(feature = "retry"), allow(dead_code))]
+pub(crate) fn record_attempts(attempts: u32) {
+    if let Some(span) = interested() {
+        span.record("attempts", attempts);
+    }
+}
+
+/// A quota made the call wait `wait` for its turn.
+#[cfg_attr(not(feature = "quota"), allow(dead_code))]
+pub(crate) fn record_quota_wait(wait: Duration) {
+    if let Some(span) = interested() {
+        span.record("quota.wait_ms", millis(wait));
+    }
+}
+
+/// A stream sent its first token `ttft` after its attempt started, recorded into `span` (the
+/// span current when the guarded body was made: the body is read after the call returns).
+#[cfg_attr(not(feature = "stream"), allow(dead_code))]
+pub(crate) fn record_ttft(span: &Span, ttft: Duration) {
+    span.record("ttft_ms", millis(ttft));
+}
+
+/// Whole milliseconds, saturating (a `u64` of milliseconds outlasts any call).
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
