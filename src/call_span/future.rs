@@ -14,12 +14,13 @@ pin_project! {
     pub struct ResponseFuture<F> {
         #[pin]
         inner: F,
-        span: Span,
+        // `None` when no subscriber wanted the span: polls then touch no span at all.
+        span: Option<Span>,
     }
 }
 
 impl<F> ResponseFuture<F> {
-    pub(crate) fn new(inner: F, span: Span) -> Self {
+    pub(crate) fn new(inner: F, span: Option<Span>) -> Self {
         Self { inner, span }
     }
 }
@@ -39,19 +40,21 @@ where
 {
     type Output = Result<T, E>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let _entered = this.span.enter();
+        let Some(span) = this.span.as_ref() else {
+            return this.inner.poll(cx);
+        };
+        let _entered = span.enter();
         let result = ready!(this.inner.poll(cx));
-        if !this.span.is_disabled() {
-            match &result {
-                Ok(_) => {
-                    this.span.record("outcome", "ok");
-                }
-                Err(error) => {
-                    this.span.record("outcome", "error");
-                    this.span.record("error.kind", error_kind(error));
-                }
+        match &result {
+            Ok(_) => {
+                span.record("outcome", "ok");
+            }
+            Err(error) => {
+                span.record("outcome", "error");
+                span.record("error.kind", error_kind(error));
             }
         }
         Poll::Ready(result)

@@ -46,7 +46,11 @@ pub mod future;
 mod record;
 mod service;
 
-pub(crate) use self::record::{
-    interested, record_admitted, record_attempts, record_quota_wait, record_rejected, record_ttft,
-};
+#[cfg(feature = "retry")]
+pub(crate) use self::record::record_attempts;
+#[cfg(feature = "quota")]
+pub(crate) use self::record::record_quota_wait;
+#[cfg(feature = "stream")]
+pub(crate) use self::record::{interested, record_ttft};
+pub(crate) use self::record::{record_admitted, record_rejected};
 pub use self::service::{CallSpan, CallSpanLayer, SPAN_NAME, call_span};

@@ -118,14 +118,23 @@ where
         self.inner.poll_ready(cx)
     }
 
+    #[inline]
     fn call(&mut self, req: Req) -> Self::Future {
+        // With no subscriber (the global max level is `OFF`: one relaxed load), no span is
+        // made, entered or dropped.
+        if !tracing::level_enabled!(tracing::Level::INFO) {
+            return ResponseFuture::new(self.inner.call(req), None);
+        }
         let span = call_span(&self.name);
+        if span.is_disabled() {
+            return ResponseFuture::new(self.inner.call(req), None);
+        }
         // Entered for `call` too: `tower::retry` sends the first attempt from its `call`, and
         // the breaker admits it there.
         let future = {
             let _entered = span.enter();
             self.inner.call(req)
         };
-        ResponseFuture::new(future, span)
+        ResponseFuture::new(future, Some(span))
     }
 }
