@@ -36,12 +36,21 @@ impl Visit for Fields {
 struct Capture(Arc<Mutex<Vec<(String, Fields)>>>);
 
 impl Capture {
+    /// The fields of every closed span named `name`, in the order they closed.
+    fn all(&self, name: &str) -> Vec<BTreeMap<String, String>> {
+        let spans = self.0.lock().unwrap();
+        spans
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, fields)| fields.0.clone())
+            .collect()
+    }
+
     /// The fields of the one closed span named `name`.
     fn only(&self, name: &str) -> BTreeMap<String, String> {
-        let spans = self.0.lock().unwrap();
-        let found: Vec<_> = spans.iter().filter(|(n, _)| n == name).collect();
-        assert_eq!(found.len(), 1, "{spans:?}");
-        found[0].1.0.clone()
+        let mut found = self.all(name);
+        assert_eq!(found.len(), 1, "{found:?}");
+        found.remove(0)
     }
 }
 
@@ -284,4 +293,33 @@ mod stream {
     async fn a_stream_read_after_the_call_records_its_time_to_first_token() {
         assert_eq!(ttft(false).await, "300");
     }
+}
+
+#[cfg(feature = "quota")]
+#[tokio::test(start_paused = true)]
+async fn a_call_the_quota_paces_records_its_wait() {
+    use tower_breaker::quota::{Quota, QuotaLayer};
+    let (capture, _guard) = capture();
+    // Two requests a minute: the third waits 30 s for its share of the refill.
+    let quota = Quota::<u32>::builder("paced")
+        .requests_per_window(2)
+        .max_wait(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let (_, inner) = counting(0, Duration::ZERO);
+    let svc = ServiceBuilder::new()
+        .layer(CallSpanLayer::new("paced"))
+        .layer(QuotaLayer::new(quota, |_: &u32| 0))
+        .service(inner);
+    let started = tokio::time::Instant::now();
+    for i in 0..3 {
+        assert_eq!(svc.clone().oneshot(i).await.unwrap(), i);
+    }
+    assert_eq!(started.elapsed(), Duration::from_secs(30));
+    let waits: Vec<_> = capture
+        .all("tower_breaker.call")
+        .into_iter()
+        .map(|span| span["quota.wait_ms"].clone())
+        .collect();
+    assert_eq!(waits, ["0", "0", "30000"]);
 }
