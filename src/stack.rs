@@ -15,6 +15,10 @@
 //! Each part has a documented default and can be replaced; [`Builder::build`] checks that the
 //! parts fit together.
 //!
+//! Outside them all, one `tracing` span per call, `tower_breaker.call`, into which each part
+//! records what it decided (attempts, breaker state at admission, outcome, error kind); see
+//! [`call_span`](crate::call_span).
+//!
 //! ```
 //! use std::time::Duration;
 //! use tower::{Layer, Service, ServiceExt, service_fn};
