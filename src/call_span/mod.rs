@@ -13,7 +13,7 @@
 //! | `quota.wait_ms` | the quota governor | how long the call waited for its turn |
 //! | `ttft_ms` | the stream guard | time to the first token, from the start of the attempt |
 //! | `outcome` | [`CallSpanLayer`] | `ok` or `error` (the whole call, retries included) |
-//! | `error.kind` | the breaker, and [`CallSpanLayer`] | a [`RejectionKind`](crate::rejection::RejectionKind) (`circuit_open`, `bulkhead_full`, ...), `timeout`, or `error` |
+//! | `error.kind` | [`CallSpanLayer`] | a [`RejectionKind`](crate::rejection::RejectionKind) (`circuit_open`, `bulkhead_full`, ...), `timeout`, or `error` |
 //!
 //! [`StandardResilience`](crate::stack::StandardResilience) and its per-key form put this
 //! layer outermost. Used alone, the breaker, retry policy, quota and stream guard record into

@@ -47,13 +47,13 @@ fn admitted(name: &str, state: impl FnOnce() -> CircuitState) {
     }
 }
 
-/// A breaker refused an attempt in `state`, with an error of `kind`.
+/// A breaker refused an attempt in `state`. (`error.kind` is the call's, recorded by
+/// `CallSpan` when the call ends: a retry may still succeed after a cool-down's rejection.)
 #[inline]
-pub(crate) fn record_rejected(name: &str, state: CircuitState, kind: &'static str) {
+pub(crate) fn record_rejected(name: &str, state: CircuitState) {
     if let Some(span) = interested() {
         span.record("breaker.name", name);
         span.record("breaker.state", state.as_str());
-        span.record("error.kind", kind);
     }
 }
 

@@ -43,11 +43,7 @@ impl<F, R> ResponseFuture<F, R> {
     }
 
     pub(crate) fn rejected(error: CircuitOpen) -> Self {
-        let kind = match error.is_rate_limited() {
-            true => "rate_limited",
-            false => "circuit_open",
-        };
-        crate::call_span::record_rejected(error.name(), error.state(), kind);
+        crate::call_span::record_rejected(error.name(), error.state());
         Self::failed(Rejection::Open(error))
     }
 
