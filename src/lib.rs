@@ -79,6 +79,10 @@
 //!   (`rediss://`) with feature `redis-tls`.
 //! - [`outcome`]: [`Outcome`] and the [`Classify`] trait that turns results into outcomes.
 //! - [`events`]: the [`Listener`](events::Listener) trait every component reports to.
+//! - [`call_span`]: one `tracing` span per call (`tower_breaker.call`), into which the breaker,
+//!   the retry, the quota and the stream guard record the attempts, the breaker's state at
+//!   admission, the quota's wait, the time to first token, the outcome and the error's kind;
+//!   the standard stack opens it, and costs nothing with no subscriber.
 //! - [`rejection`]: tells this crate's own rejections (open breaker, full bulkhead, ...) from
 //!   the upstream's failures, for every component and for your own error handling.
 //!
@@ -129,6 +133,7 @@
 pub mod backoff;
 mod builder_ext;
 pub mod bulkhead;
+pub mod call_span;
 #[cfg(feature = "chaos")]
 #[cfg_attr(docsrs, doc(cfg(feature = "chaos")))]
 pub mod chaos;

@@ -15,6 +15,10 @@
 //! Each part has a documented default and can be replaced; [`Builder::build`] checks that the
 //! parts fit together.
 //!
+//! Outside them all, one `tracing` span per call, `tower_breaker.call`, into which each part
+//! records what it decided (attempts, breaker state at admission, outcome, error kind); see
+//! [`call_span`](crate::call_span).
+//!
 //! ```
 //! use std::time::Duration;
 //! use tower::{Layer, Service, ServiceExt, service_fn};
@@ -59,6 +63,7 @@ pub use self::keyed::{KeyedBuilder, KeyedStandardResilience, KeyedStandardResili
 
 use crate::bulkhead::BulkheadEvent;
 use crate::bulkhead::{Bulkhead, BulkheadService};
+use crate::call_span::{CallSpan, CallSpanLayer};
 use crate::circuit_breaker::CircuitBreakerEvent;
 use crate::circuit_breaker::{
     Builder as BreakerBuilder, CircuitBreaker, CircuitBreakerService, ClassifyNow, SlidingWindow,
@@ -123,11 +128,14 @@ pub struct StandardResilience<
     breaker: CircuitBreaker,
     recorder: R,
     bulkhead: Bulkhead,
+    /// Outermost: one span per call, named after the stack.
+    span: CallSpanLayer,
 }
 
 impl<C: Clone, P: Clone, R: Clone, I: Clone> Clone for StandardResilience<C, P, R, I> {
     fn clone(&self) -> Self {
         Self {
+            span: self.span.clone(),
             innermost: self.innermost.clone(),
             total_timeout: self.total_timeout,
             attempt_timeout: self.attempt_timeout,
@@ -289,7 +297,9 @@ pub type StandardResilienceService<
     C = DefaultClassifier,
     P = Cloneable,
     R = ClassifyNow<StackClassifier>,
-> = Timeout<Retry<RetryPolicy<C, P>, CircuitBreakerService<BulkheadService<Timeout<S>>, R>>>;
+> = CallSpan<
+    Timeout<Retry<RetryPolicy<C, P>, CircuitBreakerService<BulkheadService<Timeout<S>>, R>>>,
+>;
 
 impl<S, C: Clone, P: Clone, R: Clone, I: Layer<S>> Layer<S> for StandardResilience<C, P, R, I> {
     type Service = StandardResilienceService<I::Service, C, P, R>;
@@ -303,7 +313,8 @@ impl<S, C: Clone, P: Clone, R: Clone, I: Layer<S>> Layer<S> for StandardResilien
             .record_with(self.recorder.clone())
             .layer(limited);
         let retried = Retry::new(self.retry.clone(), guarded);
-        Timeout::new(retried, self.total_timeout)
+        // Outermost: one span per call, which the layers inside record into.
+        self.span.layer(Timeout::new(retried, self.total_timeout))
     }
 }
 
@@ -506,6 +517,7 @@ impl<C, P, R, I> Builder<C, P, R, I> {
             breaker,
             recorder: self.recorder,
             bulkhead: self.bulkhead.build()?,
+            span: CallSpanLayer::new(&self.name),
         })
     }
 

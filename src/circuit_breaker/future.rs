@@ -35,6 +35,7 @@ pub(crate) enum Rejection {
 
 impl<F, R> ResponseFuture<F, R> {
     pub(crate) fn called(future: F, permit: Permit, recorder: R) -> Self {
+        permit.record_admission();
         Self {
             kind: Kind::Called { future },
             pending: Some((permit, recorder)),
@@ -42,6 +43,7 @@ impl<F, R> ResponseFuture<F, R> {
     }
 
     pub(crate) fn rejected(error: CircuitOpen) -> Self {
+        crate::call_span::record_rejected(error.name(), error.state());
         Self::failed(Rejection::Open(error))
     }
 

@@ -353,6 +353,22 @@ impl Permit {
         }
     }
 
+    /// Records this admission into the call's span, if a subscriber wants it: the breaker's
+    /// name and the state the ticket was admitted in.
+    #[inline]
+    pub(crate) fn record_admission(&self) {
+        if let Some(shared) = &self.shared {
+            crate::call_span::record_admitted(&shared.name, || match self.ticket.kind {
+                state::Kind::Probe => CircuitState::HalfOpen,
+                state::Kind::Passthrough => CircuitState::Disabled,
+                state::Kind::Normal if shared.state() == CircuitState::MetricsOnly => {
+                    CircuitState::MetricsOnly
+                }
+                state::Kind::Normal => CircuitState::Closed,
+            });
+        }
+    }
+
     /// Records the call's outcome.
     #[inline]
     pub fn record(mut self, outcome: Outcome) {

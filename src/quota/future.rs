@@ -59,6 +59,7 @@ where
 {
     pub(crate) fn admitted(pending: Pending<K>, mut service: S, req: Req, observer: O) -> Self {
         let wait = pending.wait();
+        crate::call_span::record_quota_wait(wait);
         let kind = if wait.is_zero() {
             Kind::Calling {
                 future: service.call(req),
@@ -121,6 +122,9 @@ where
                     let (Some(mut service), Some(req)) = (service.take(), req.take()) else {
                         return Poll::Ready(Err(polled_after_completion()));
                     };
+                    if let Ok(pending) = &admitted {
+                        crate::call_span::record_quota_wait(pending.wait());
+                    }
                     let next = match admitted {
                         Err(error) => Kind::Rejected { error: Some(error) },
                         Ok(pending) if pending.wait().is_zero() => Kind::Calling {

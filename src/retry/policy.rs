@@ -443,6 +443,8 @@ where
     }
 
     fn clone_request(&mut self, req: &Req) -> Option<Req> {
+        // `tower::retry` asks for a copy just before each attempt it sends.
+        crate::call_span::record_attempts(self.attempt.saturating_add(1));
         if self.attempt == 0 {
             // The first attempt: `tower::retry::Retry` asks for its copy just before sending
             // it, on the policy it then clones for this request. Start the clock, count the

@@ -2,6 +2,7 @@
 
 use super::{Builder, check_window, with_deadline};
 use crate::bulkhead::{Bulkhead, BulkheadService};
+use crate::call_span::{CallSpan, CallSpanLayer};
 use crate::circuit_breaker::Builder as BreakerBuilder;
 use crate::config::ConfigError;
 use crate::keyed::{KeyedCircuitBreakerLayer, KeyedCircuitBreakerService, KeyedCircuitBreakers};
@@ -115,6 +116,7 @@ where
             key: self.key,
             recorder: stack.recorder,
             bulkhead: stack.bulkhead.build()?,
+            span: CallSpanLayer::new(&stack.name),
         })
     }
 }
@@ -132,6 +134,8 @@ pub struct KeyedStandardResilience<K, KF, C, P, R, I = Identity> {
     key: KF,
     recorder: R,
     bulkhead: Bulkhead,
+    /// Outermost: one span per call, named after the stack.
+    span: CallSpanLayer,
 }
 
 impl<K, KF: Clone, C: Clone, P: Clone, R: Clone, I: Clone> Clone
@@ -139,6 +143,7 @@ impl<K, KF: Clone, C: Clone, P: Clone, R: Clone, I: Clone> Clone
 {
     fn clone(&self) -> Self {
         Self {
+            span: self.span.clone(),
             innermost: self.innermost.clone(),
             total_timeout: self.total_timeout,
             attempt_timeout: self.attempt_timeout,
@@ -191,10 +196,12 @@ impl<K, KF, C, P, R, I> KeyedStandardResilience<K, KF, C, P, R, I> {
 }
 
 /// The service a [`KeyedStandardResilience`] makes.
-pub type KeyedStandardResilienceService<S, K, KF, C, P, R> = Timeout<
-    Retry<
-        RetryPolicy<C, BreakerPerKey<P, K, KF>>,
-        KeyedCircuitBreakerService<BulkheadService<Timeout<S>>, K, KF, R>,
+pub type KeyedStandardResilienceService<S, K, KF, C, P, R> = CallSpan<
+    Timeout<
+        Retry<
+            RetryPolicy<C, BreakerPerKey<P, K, KF>>,
+            KeyedCircuitBreakerService<BulkheadService<Timeout<S>>, K, KF, R>,
+        >,
     >,
 >;
 
@@ -210,7 +217,8 @@ impl<S, K, KF: Clone, C: Clone, P: Clone, R: Clone, I: Layer<S>> Layer<S>
             .record_with(self.recorder.clone())
             .layer(limited);
         let retried = Retry::new(self.retry.clone(), guarded);
-        Timeout::new(retried, self.total_timeout)
+        // Outermost: one span per call (the stack's name; the key's breaker records its own).
+        self.span.layer(Timeout::new(retried, self.total_timeout))
     }
 }
 

@@ -97,6 +97,9 @@ struct Guarding {
     deadline: Option<Instant>,
     // Boxed so that the body stays `Unpin` when the inner body is; reset in place.
     timer: Option<Pin<Box<Sleep>>>,
+    /// The call's span, kept while a subscriber wants its time to first token (the body is
+    /// read after the call returned, outside it), with the attempt's start.
+    span: Option<(tracing::Span, Instant)>,
 }
 
 #[derive(Default)]
@@ -166,6 +169,9 @@ impl Guarding {
                     if scan.token {
                         if self.phase == Phase::BeforeToken {
                             self.phase = Phase::Streaming;
+                            if let Some((span, started)) = self.span.take() {
+                                crate::call_span::record_ttft(&span, started.elapsed());
+                            }
                         }
                         self.deadline = self
                             .config
@@ -273,6 +279,7 @@ impl<B: Body> GuardedBody<B> {
                 tokens: 0,
                 deadline,
                 timer,
+                span: crate::call_span::interested().map(|span| (span, started)),
             }),
             prefix: VecDeque::new(),
         }

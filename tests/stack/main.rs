@@ -3,6 +3,7 @@
 mod cool_down;
 mod per_key;
 mod scripted;
+mod span;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
