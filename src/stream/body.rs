@@ -171,8 +171,15 @@ impl Guarding {
                             .config
                             .idle
                             .and_then(|idle| Instant::now().checked_add(idle));
-                    } else if waiting && self.deadline.is_some_and(|d| d <= Instant::now()) {
-                        // Keepalives kept coming, but the deadline has passed.
+                    } else if waiting
+                        && !scan.complete
+                        && !scan.last
+                        && self.deadline.is_some_and(|d| d <= Instant::now())
+                    {
+                        // Keepalives kept coming, but the deadline has passed. A frame that
+                        // ends the answer is exempt: found past the deadline, it may have
+                        // waited in a buffer for a caller that read late, which is no sign
+                        // of an idle upstream.
                         return Poll::Ready(self.expire().map(Err));
                     }
                     if scan.complete && self.phase != Phase::Ended {
