@@ -4,6 +4,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod adversarial_failover;
 mod adversarial_provider_error;
 mod failover;
 mod failover_http;
