@@ -5,6 +5,7 @@
 mod support;
 
 mod adversarial_failover;
+mod adversarial_fallback;
 mod adversarial_provider_error;
 mod failover;
 mod failover_http;
