@@ -56,9 +56,17 @@ async fn hedges_stay_within_ratio_times_calls_plus_burst_under_concurrency() {
         let stats = hedge.stats();
         let bound = (ratio * calls as f64).floor() as u64 + u64::from(burst);
         assert_eq!(stats.calls, calls);
-        assert!(stats.hedges <= bound, "{ratio} {burst}: {} > {bound}", stats.hedges);
+        assert!(
+            stats.hedges <= bound,
+            "{ratio} {burst}: {} > {bound}",
+            stats.hedges
+        );
         assert_eq!(total.load(Ordering::SeqCst) as u64, calls + stats.hedges);
-        assert_eq!(live.load(Ordering::SeqCst), 0, "every losing attempt was cancelled");
+        assert_eq!(
+            live.load(Ordering::SeqCst),
+            0,
+            "every losing attempt was cancelled"
+        );
     }
 }
 

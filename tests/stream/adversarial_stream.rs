@@ -228,8 +228,7 @@ const OPENAI_RESPONSES: &str = concat!(
 );
 
 #[tokio::test(start_paused = true)]
-#[ignore = "defect: SseRules::openai (the .llm() default) knows no Responses API event: its first token is output_text.done and a complete stream is StreamTruncated"]
-async fn the_openai_rules_accept_a_complete_responses_api_stream() {
+async fn the_openai_rules_take_a_responses_api_delta_as_the_first_token_and_completed_as_the_end() {
     let rules = SseRules::openai();
     let events = parse_all(OPENAI_RESPONSES.as_bytes(), Some(0));
     let first_token = events.iter().position(|e| rules.is_token(e));
@@ -238,8 +237,32 @@ async fn the_openai_rules_accept_a_complete_responses_api_stream() {
         Some(4),
         "the first output_text.delta is the first token"
     );
-    let read = guarded_read(rules, OPENAI_RESPONSES.as_bytes().to_vec(), 0).await;
+    let read = guarded_read(rules.clone(), OPENAI_RESPONSES.as_bytes().to_vec(), 0).await;
     assert!(read.is_ok(), "{:?}", read.err());
+
+    // Without `event:` lines the JSON `type` tells the same.
+    let untyped: String = OPENAI_RESPONSES
+        .lines()
+        .filter(|l| !l.starts_with("event:"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let read = guarded_read(rules.clone(), untyped.into_bytes(), 0).await;
+    assert!(read.is_ok(), "{:?}", read.err());
+
+    // Cut before `response.completed`, or ended by `response.failed`: truncated.
+    let events: Vec<&str> = OPENAI_RESPONSES.split_inclusive("\n\n").collect();
+    let cut = events[..events.len() - 1].concat();
+    let err = guarded_read(rules.clone(), cut.clone().into_bytes(), 0)
+        .await
+        .unwrap_err();
+    assert!(err.is::<StreamTruncated>(), "{err}");
+    let failed = format!(
+        "{cut}event: response.failed\ndata: {{\"type\":\"response.failed\",\"response\":{{\"status\":\"failed\",\"error\":{{\"code\":\"server_error\",\"message\":\"x\"}}}}}}\n\n"
+    );
+    let err = guarded_read(rules, failed.into_bytes(), 0)
+        .await
+        .unwrap_err();
+    assert!(err.is::<StreamTruncated>(), "{err}");
 }
 
 #[tokio::test(start_paused = true)]
