@@ -78,7 +78,7 @@ async fn the_bound_holds_at_exactly_its_size_and_the_body_always_reaches_the_cal
             for trailers in [false, true] {
                 let bytes = body(len);
                 let (kind, read, had_trailers) =
-                    through(layer.clone(), 429, bytes.clone(), frame, trailers).await;
+                    through(layer, 429, bytes.clone(), frame, trailers).await;
                 let expected = parsed.then_some(ProviderErrorKind::InsufficientQuota);
                 assert_eq!(kind, expected, "max {max} len {len} frame {frame}");
                 assert_eq!(read, bytes, "max {max} len {len} frame {frame}");
