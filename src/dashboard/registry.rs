@@ -153,13 +153,18 @@ impl DashboardBuilder {
         let check = Check {
             component: "dashboard",
         };
-        let tick_ms = u64::try_from(self.tick.as_millis()).unwrap_or(u64::MAX);
-        check.range_u64("tick", tick_ms, 50, 60_000)?;
+        // Compared as durations: whole milliseconds would let 60 s and a fraction through.
+        let tick = check.duration(
+            "tick",
+            self.tick,
+            Duration::from_millis(50),
+            Duration::from_secs(60),
+        )?;
         let history = check.range_u64("history", self.history as u64, 1, 3_600)?;
         let listed = check.range_u64("max_keys_listed", self.max_keys_listed as u64, 1, 1_000)?;
         let clients = check.range_u64("max_clients", self.max_clients as u64, 1, 10_000)?;
         Ok(Dashboard::with_settings(Settings {
-            tick: self.tick,
+            tick,
             // In range above, so each fits a usize.
             history: history as usize,
             max_keys_listed: listed as usize,

@@ -23,8 +23,9 @@ pin_project! {
         shared: Arc<Shared<S, Req, Res, P>>,
         // `None` once sent without a copy (it could not be copied).
         req: Option<Req>,
-        // The providers for this request, by index; `None`: all, in order.
-        order: Option<Vec<usize>>,
+        // The providers for this request, by index (`Err`: a name no provider has, reported
+        // as skipped in its place); `None`: all, in order.
+        order: Option<Vec<Result<usize, Arc<str>>>>,
         position: usize,
         failures: Vec<ProviderFailure>,
         tried: Vec<ProviderTry>,
@@ -48,32 +49,19 @@ pin_project! {
 
 impl<S: Service<Req>, Req, Res, P> ResponseFuture<S, Req, Res, P> {
     pub(crate) fn new(shared: Arc<Shared<S, Req, Res, P>>, req: Req) -> Self {
-        let mut failures = Vec::new();
-        let mut tried = Vec::new();
         let order = shared
             .select
             .as_ref()
             .and_then(|select| select(&req))
             .map(|names| {
                 names
-                    .iter()
-                    .filter_map(|name| {
-                        let found = shared.providers.iter().position(|p| p.name == *name);
-                        if found.is_none() {
-                            let reason = format!("no provider named `{name}`");
-                            tried.push(ProviderTry {
-                                provider: name.clone(),
-                                outcome: TryOutcome::Skipped(reason.clone()),
-                                attempts: 0,
-                            });
-                            failures.push(ProviderFailure {
-                                provider: name.clone(),
-                                skipped: true,
-                                reason,
-                                retry_after: None,
-                            });
-                        }
-                        found
+                    .into_iter()
+                    .map(|name| {
+                        shared
+                            .providers
+                            .iter()
+                            .position(|p| p.name == name)
+                            .ok_or(name)
                     })
                     .collect()
             });
@@ -82,8 +70,8 @@ impl<S: Service<Req>, Req, Res, P> ResponseFuture<S, Req, Res, P> {
             req: Some(req),
             order,
             position: 0,
-            failures,
-            tried,
+            failures: Vec::new(),
+            tried: Vec::new(),
             kept: None,
             attempts: 0,
             state: State::Choose,
@@ -100,12 +88,21 @@ impl<S: Service<Req>, Req, Res, P> fmt::Debug for ResponseFuture<S, Req, Res, P>
     }
 }
 
-/// The provider at `position` of this request's list.
-fn index(order: &Option<Vec<usize>>, position: usize) -> Option<usize> {
+/// The provider at `position` of this request's list (`Err`: a name no provider has), or
+/// `None` past its end.
+fn entry(
+    order: &Option<Vec<Result<usize, Arc<str>>>>,
+    position: usize,
+) -> Option<Result<usize, &Arc<str>>> {
     match order {
-        Some(order) => order.get(position).copied(),
-        None => Some(position),
+        Some(order) => order.get(position).map(|e| e.as_ref().copied()),
+        None => Some(Ok(position)),
     }
+}
+
+/// The provider at `position` of this request's list, if it names one.
+fn index(order: &Option<Vec<Result<usize, Arc<str>>>>, position: usize) -> Option<usize> {
+    entry(order, position).and_then(Result::ok)
 }
 
 impl<S, Req, Res, P> Future for ResponseFuture<S, Req, Res, P>
@@ -122,6 +119,22 @@ where
         loop {
             match this.state.as_mut().project() {
                 StateProj::Choose => {
+                    if let Some(Err(name)) = entry(this.order, *this.position) {
+                        let reason = format!("no provider named `{name}`");
+                        this.tried.push(ProviderTry {
+                            provider: name.clone(),
+                            outcome: TryOutcome::Skipped(reason.clone()),
+                            attempts: 0,
+                        });
+                        this.failures.push(ProviderFailure {
+                            provider: name.clone(),
+                            skipped: true,
+                            reason,
+                            retry_after: None,
+                        });
+                        *this.position += 1;
+                        continue;
+                    }
                     let provider =
                         index(this.order, *this.position).and_then(|i| shared.providers.get(i));
                     let Some(provider) = provider else {
@@ -193,8 +206,10 @@ where
                     }
                     // A copy for this provider while another may follow; the last one (or a
                     // request that cannot be copied) gets the original.
-                    let more = index(this.order, *this.position + 1)
-                        .is_some_and(|next| next < shared.providers.len());
+                    let more = match this.order {
+                        Some(order) => order.iter().skip(*this.position + 1).any(Result::is_ok),
+                        None => *this.position + 1 < shared.providers.len(),
+                    };
                     let copy = if more {
                         this.req
                             .as_ref()

@@ -8,7 +8,9 @@
 //! the error is an [`AllProvidersFailed`] that lists each provider and why.
 //!
 //! All providers must have one service type: box heterogeneous stacks with
-//! `tower::util::BoxCloneService`.
+//! `tower::util::BoxCloneSyncService`. (A `BoxCloneService` is not `Sync`, so a `Failover`
+//! of them, which shares its providers behind an `Arc`, and its futures are not `Send`: no
+//! `tokio::spawn`, no axum handler.)
 //!
 //! # What the caller learns
 //!

@@ -106,11 +106,16 @@ impl ProviderError {
     /// Reads an OpenAI-style (`{"error":{"type","code","message"}}`, also Azure OpenAI and
     /// most OpenAI-compatible servers) or Anthropic-style
     /// (`{"type":"error","error":{"type","message"}}`) error body. `None` when `body` is not
-    /// JSON or has no `error` member.
+    /// JSON or has no `error` member, unless the document is itself the error object, marked
+    /// `"object": "error"` (vLLM's OpenAI server before it nested its errors, Mistral's API).
     pub fn parse(body: &[u8]) -> Option<Self> {
         let text = std::str::from_utf8(body).ok()?;
         let document = json::parse(text)?;
-        let error = document.get("error")?;
+        let error = match document.get("error") {
+            Some(error) => error,
+            None if document.get("object").and_then(Value::as_str) == Some("error") => &document,
+            None => return None,
+        };
         let text_of = |v: Option<&Value<'_>>| v.and_then(Value::as_str).map(str::to_string);
         let (error_type, code, message, inner_code) = match error {
             Value::String(message) => (None, None, Some(message.to_string()), None),

@@ -84,6 +84,9 @@ enum Phase {
     Streaming,
     /// The answer is complete; the body may still send a few events (usage) before its end.
     Complete,
+    /// The last event came, with its final line break a `\r` that ended a frame: the `\n`
+    /// of a `\r\n` may come in the next frame, which is read if it is already there.
+    LastBeforeLf,
     /// The body has ended, or sent its last event: nothing more is read.
     Ended,
     Failed,
@@ -139,7 +142,7 @@ impl Guarding {
                 idle: self.config.idle?,
                 tokens: self.tokens,
             }),
-            Phase::Complete | Phase::Ended | Phase::Failed => {
+            Phase::Complete | Phase::LastBeforeLf | Phase::Ended | Phase::Failed => {
                 self.phase = Phase::Ended;
                 return None;
             }
@@ -158,6 +161,20 @@ impl Guarding {
         B::Data: AsRef<[u8]>,
         B::Error: Into<BoxError>,
     {
+        if self.phase == Phase::LastBeforeLf {
+            // The `\n` of the last event's `\r\n`, if it is already there, is the caller's;
+            // the body ends now either way.
+            self.phase = Phase::Ended;
+            if let Poll::Ready(Some(Ok(frame))) = inner.poll_frame(cx) {
+                if frame
+                    .data_ref()
+                    .is_some_and(|data| data.as_ref().first() == Some(&b'\n'))
+                {
+                    return Poll::Ready(Some(Ok(frame)));
+                }
+            }
+            return Poll::Ready(None);
+        }
         if matches!(self.phase, Phase::Ended | Phase::Failed) {
             return Poll::Ready(None);
         }
@@ -177,15 +194,25 @@ impl Guarding {
                             .config
                             .idle
                             .and_then(|idle| Instant::now().checked_add(idle));
-                    } else if waiting && self.deadline.is_some_and(|d| d <= Instant::now()) {
-                        // Keepalives kept coming, but the deadline has passed.
+                    } else if waiting
+                        && !scan.complete
+                        && !scan.last
+                        && self.deadline.is_some_and(|d| d <= Instant::now())
+                    {
+                        // Keepalives kept coming, but the deadline has passed. A frame that
+                        // ends the answer is exempt: found past the deadline, it may have
+                        // waited in a buffer for a caller that read late, which is no sign
+                        // of an idle upstream.
                         return Poll::Ready(self.expire().map(Err));
                     }
                     if scan.complete && self.phase != Phase::Ended {
                         self.phase = Phase::Complete;
                     }
                     if scan.last {
-                        self.phase = Phase::Ended;
+                        self.phase = match data.as_ref().last() {
+                            Some(b'\r') => Phase::LastBeforeLf,
+                            _ => Phase::Ended,
+                        };
                     }
                 }
                 Poll::Ready(Some(Ok(frame)))
@@ -391,6 +418,8 @@ where
         match guarding.phase {
             Phase::Ended | Phase::Failed => true,
             Phase::Complete => self.inner.is_end_stream(),
+            // One more poll may give the last line break's `\n`.
+            Phase::LastBeforeLf => false,
             // Not yet: the next poll reports the truncation.
             Phase::BeforeToken | Phase::Streaming => {
                 !guarding.config.rules.requires_completion() && self.inner.is_end_stream()

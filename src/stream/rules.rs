@@ -12,7 +12,7 @@ type EventPredicate = Arc<dyn Fn(&SseEvent) -> bool + Send + Sync>;
 ///
 /// | preset | token | complete | last |
 /// |---|---|---|---|
-/// | [`openai`](Self::openai) (and every OpenAI-compatible API) | a chunk with content: a non-empty `content`, `refusal`, `text`, tool-call `arguments`, `reasoning_content` or `reasoning` | `data: [DONE]`, or a chunk with a non-null `finish_reason` | `data: [DONE]` |
+/// | [`openai`](Self::openai) (and every OpenAI-compatible API) | a chunk with content: a non-empty `content`, `refusal`, `text`, tool-call `arguments`, `reasoning_content` or `reasoning`; in the Responses API, a `response.*.delta` event with a non-empty `delta` | `data: [DONE]`, or a chunk with a non-null `finish_reason`; in the Responses API, `response.completed` or `response.incomplete` | `data: [DONE]`, `response.completed`, `response.incomplete` |
 /// | [`anthropic`](Self::anthropic) | a `content_block_delta` with a non-empty `text` (`text_delta`), `partial_json` (`input_json_delta`) or `thinking` (`thinking_delta`) | `message_stop` | `message_stop` |
 /// | [`any_data`](Self::any_data) | any non-empty `data:` | a clean end of the body | none |
 ///
@@ -60,16 +60,25 @@ pub struct SseRules {
 
 impl SseRules {
     /// OpenAI's chat and completions streams, and the many APIs that copy them (vLLM, Ollama,
-    /// LiteLLM, OpenRouter, Together, Groq, ...).
+    /// LiteLLM, OpenRouter, Together, Groq, ...); and OpenAI's Responses API
+    /// (`POST /v1/responses`), whose typed events carry text in `response.*.delta` events and
+    /// end with `response.completed` (or `response.incomplete`, cut by `max_output_tokens`),
+    /// never with `[DONE]`. A `response.failed` or `error` event completes nothing: the stream
+    /// that ends after it is truncated, a failure.
     pub fn openai() -> Self {
         Self {
             name: "openai",
-            token: Arc::new(|e| has_text(&e.data, OPENAI_CONTENT)),
+            token: Arc::new(|e| {
+                has_text(&e.data, OPENAI_CONTENT)
+                    || (response_event(e).is_some_and(|kind| kind.ends_with(".delta"))
+                        && has_text(&e.data, &[b"delta"]))
+            }),
             complete: Some(Arc::new(|e| {
                 e.data.trim() == "[DONE]"
                     || json_value(&e.data, "finish_reason").is_some_and(|v| v != "null")
+                    || response_ended(e)
             })),
-            last: Some(Arc::new(|e| e.data.trim() == "[DONE]")),
+            last: Some(Arc::new(|e| e.data.trim() == "[DONE]" || response_ended(e))),
         }
     }
 
@@ -168,6 +177,26 @@ impl fmt::Debug for SseRules {
             .field("requires_completion", &self.requires_completion())
             .finish_non_exhaustive()
     }
+}
+
+/// The type of a Responses API event (`response.output_text.delta`, ...): its `event:` name,
+/// or else its JSON `type`; `None` for any other event (a chat completion chunk has no
+/// top-level `type`, and a tool call's `"type":"function"` is no `response.` type).
+fn response_event(e: &SseEvent) -> Option<&str> {
+    let kind = if e.event.is_empty() {
+        json_value(&e.data, "type")?.trim_matches('"')
+    } else {
+        e.event.as_str()
+    };
+    kind.starts_with("response.").then_some(kind)
+}
+
+/// A Responses API event after which the answer is complete and nothing follows.
+fn response_ended(e: &SseEvent) -> bool {
+    matches!(
+        response_event(e),
+        Some("response.completed" | "response.incomplete")
+    )
 }
 
 /// The keys whose string values are an OpenAI-compatible chunk's content: text (chat

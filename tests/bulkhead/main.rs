@@ -1,6 +1,7 @@
 //! Bulkhead behaviour, with paused tokio time so every expectation is exact (the stress test,
 //! on a multi-thread runtime, checks only exact accounting, never timing).
 
+mod adversarial_adaptive;
 mod config;
 mod events;
 mod handle;

@@ -1,6 +1,7 @@
 //! The dashboard (feature `dashboard`): its routes and settings, its stream of snapshots under
 //! paused time, and the page in a real headless Chromium during an outage.
 
+mod adversarial_dashboard;
 mod browser;
 mod routes;
 mod stream;

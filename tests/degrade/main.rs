@@ -4,6 +4,9 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod adversarial_failover;
+mod adversarial_fallback;
+mod adversarial_provider_error;
 mod failover;
 mod failover_http;
 mod fallback;

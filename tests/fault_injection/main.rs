@@ -5,6 +5,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod adversarial_chaos;
 mod config;
 mod http;
 mod model;

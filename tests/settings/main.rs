@@ -1,6 +1,8 @@
 //! Settings from files: every builder's settings round trip into a working component, a bad
 //! file fails at load with the path of the bad value, and a TOML file becomes a working stack.
 
+mod adversarial_settings;
+
 use serde::Deserialize;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

@@ -1,5 +1,7 @@
 //! The standard stack: defaults, combination checks, and the order of its layers.
 
+#[cfg(all(feature = "stream", feature = "http"))]
+mod adversarial_stack;
 mod cool_down;
 mod per_key;
 mod scripted;

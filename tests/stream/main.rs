@@ -2,6 +2,8 @@
 //! before the first token, hedging, and the SSE parser against a reference.
 
 mod adaptive;
+mod adversarial_hedge;
+mod adversarial_stream;
 mod chaos_upstream;
 mod failover;
 mod guard;
