@@ -12,6 +12,9 @@
 //! 4. **bulkhead**: a cap on the calls in flight;
 //! 5. **attempt timeout**: one try never takes longer, so a hung call counts as a failure.
 //!
+//! In front of all of them a [`BreakerGate`] asks the breaker first: while it is open, a call
+//! fails at once with `CircuitOpen` before the timeout and the retry layer do any work.
+//!
 //! Each part has a documented default and can be replaced; [`Builder::build`] checks that the
 //! parts fit together.
 //!
@@ -53,8 +56,10 @@
 //! # Ok::<_, tower_breaker::ConfigError>(())
 //! ```
 
+mod gate;
 mod keyed;
 
+pub use self::gate::{BreakerGate, BreakerGateFuture};
 pub use self::keyed::{KeyedBuilder, KeyedStandardResilience, KeyedStandardResilienceService};
 
 use crate::bulkhead::BulkheadEvent;
@@ -289,7 +294,9 @@ pub type StandardResilienceService<
     C = DefaultClassifier,
     P = Cloneable,
     R = ClassifyNow<StackClassifier>,
-> = Timeout<Retry<RetryPolicy<C, P>, CircuitBreakerService<BulkheadService<Timeout<S>>, R>>>;
+> = BreakerGate<
+    Timeout<Retry<RetryPolicy<C, P>, CircuitBreakerService<BulkheadService<Timeout<S>>, R>>>,
+>;
 
 impl<S, C: Clone, P: Clone, R: Clone, I: Layer<S>> Layer<S> for StandardResilience<C, P, R, I> {
     type Service = StandardResilienceService<I::Service, C, P, R>;
@@ -303,7 +310,8 @@ impl<S, C: Clone, P: Clone, R: Clone, I: Layer<S>> Layer<S> for StandardResilien
             .record_with(self.recorder.clone())
             .layer(limited);
         let retried = Retry::new(self.retry.clone(), guarded);
-        Timeout::new(retried, self.total_timeout)
+        let total = Timeout::new(retried, self.total_timeout);
+        BreakerGate::new(total, self.breaker.clone(), self.retry.shared.clone())
     }
 }
 

@@ -1,6 +1,7 @@
 //! The standard stack: defaults, combination checks, and the order of its layers.
 
 mod cool_down;
+mod gate;
 mod per_key;
 mod scripted;
 
