@@ -12,6 +12,9 @@
 //! 4. **bulkhead**: a cap on the calls in flight;
 //! 5. **attempt timeout**: one try never takes longer, so a hung call counts as a failure.
 //!
+//! In front of all of them a [`BreakerGate`] asks the breaker first: while it is open, a call
+//! fails at once with `CircuitOpen` before the timeout and the retry layer do any work.
+//!
 //! Each part has a documented default and can be replaced; [`Builder::build`] checks that the
 //! parts fit together.
 //!
@@ -57,8 +60,10 @@
 //! # Ok::<_, tower_breaker::ConfigError>(())
 //! ```
 
+mod gate;
 mod keyed;
 
+pub use self::gate::{BreakerGate, BreakerGateFuture};
 pub use self::keyed::{KeyedBuilder, KeyedStandardResilience, KeyedStandardResilienceService};
 
 use crate::bulkhead::BulkheadEvent;
@@ -298,7 +303,9 @@ pub type StandardResilienceService<
     P = Cloneable,
     R = ClassifyNow<StackClassifier>,
 > = CallSpan<
-    Timeout<Retry<RetryPolicy<C, P>, CircuitBreakerService<BulkheadService<Timeout<S>>, R>>>,
+    BreakerGate<
+        Timeout<Retry<RetryPolicy<C, P>, CircuitBreakerService<BulkheadService<Timeout<S>>, R>>>,
+    >,
 >;
 
 impl<S, C: Clone, P: Clone, R: Clone, I: Layer<S>> Layer<S> for StandardResilience<C, P, R, I> {
@@ -313,8 +320,11 @@ impl<S, C: Clone, P: Clone, R: Clone, I: Layer<S>> Layer<S> for StandardResilien
             .record_with(self.recorder.clone())
             .layer(limited);
         let retried = Retry::new(self.retry.clone(), guarded);
-        // Outermost: one span per call, which the layers inside record into.
-        self.span.layer(Timeout::new(retried, self.total_timeout))
+        let total = Timeout::new(retried, self.total_timeout);
+        // Outermost: one span per call, which the layers inside record into; then the gate,
+        // which rejects while the breaker is open before the timeouts and the retry do any work.
+        let gated = BreakerGate::new(total, self.breaker.clone(), self.retry.shared.clone());
+        self.span.layer(gated)
     }
 }
 

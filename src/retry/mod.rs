@@ -131,6 +131,7 @@ pub use self::future::RetryDelay;
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub use self::idempotency::{IdempotencyKey, IdempotencyKeyLayer};
 pub use self::policy::RetryPolicy;
+pub(crate) use self::policy::Shared as PolicyShared;
 pub use self::protocol::{Cloneable, Protocol};
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]

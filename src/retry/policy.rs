@@ -339,6 +339,16 @@ impl Shared {
             .is_some_and(|end| wake < end && end - wake >= self.reserve)
     }
 
+    /// Accounts for a call that never reached the policy because the breaker was open (the
+    /// stack's gate rejected it first) as the policy would have: the call's deposit into the
+    /// budget, and the first attempt given up with `CircuitOpen`.
+    pub(crate) fn rejected_before_sending(&self) {
+        if let Some(budget) = &self.budget {
+            budget.deposit();
+        }
+        self.report(1, &Decision::GiveUp(GiveUpReason::CircuitOpen));
+    }
+
     fn next_delay(&self, retry: u32, previous: Option<Duration>) -> Duration {
         match &self.rng {
             PolicyRng::Seeded(rng) => {

@@ -78,3 +78,23 @@ fn a_metrics_listener_adds_no_allocation_per_call() {
     });
     assert_eq!(allocations, 0, "allocations in {CALLS} calls");
 }
+
+/// The standard stack's rejection while its breaker is open: the boxed `CircuitOpen` (the
+/// stack's error type is `BoxError`) and nothing else; no timer, no copy of the request.
+#[cfg(feature = "stack")]
+#[tokio::test(start_paused = true)]
+async fn a_standard_stack_rejection_allocates_only_its_boxed_error() {
+    use tower_breaker::circuit_breaker::CircuitOpen;
+    use tower_breaker::stack::StandardResilience;
+
+    let stack = StandardResilience::builder("alloc")
+        .build()
+        .expect("valid config");
+    let mut svc = stack.layer(inner());
+    stack.breaker().force_open();
+    let allocations = allocations_per_calls(|i| {
+        let err = call_once(&mut svc, i).expect_err("open");
+        assert!(err.is::<CircuitOpen>(), "{err}");
+    });
+    assert_eq!(allocations, CALLS, "allocations in {CALLS} rejections");
+}

@@ -3,6 +3,7 @@
 #[cfg(all(feature = "stream", feature = "http"))]
 mod adversarial_stack;
 mod cool_down;
+mod gate;
 mod per_key;
 mod scripted;
 mod span;

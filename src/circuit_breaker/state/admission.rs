@@ -223,6 +223,30 @@ impl Shared {
         }
     }
 
+    /// For a gate in front of work only an admitted call needs (a retry layer, timeouts):
+    /// the rejection a call would get now when the breaker is open (its wait not over) or
+    /// forced open, counted and reported as the breaker's own rejection of that call would
+    /// be (with `REPORT` false, neither: a call asking again). `None` in every other state
+    /// (closed, half-open, a cool-down, an open wait that is over), where the breaker itself
+    /// decides. Reserves nothing. Closed: one load.
+    #[inline]
+    pub(crate) fn gate<const REPORT: bool>(&self) -> Option<CircuitOpen> {
+        let word = self.load();
+        match word.tag() {
+            Tag::Open | Tag::ForcedOpen => self.gate_open::<REPORT>(word),
+            _ => None,
+        }
+    }
+
+    #[cold]
+    fn gate_open<const REPORT: bool>(&self, word: Word) -> Option<CircuitOpen> {
+        if word.tag() == Tag::ForcedOpen {
+            return Some(self.reject::<REPORT>(CircuitState::ForcedOpen, None));
+        }
+        let until = self.not_yet(word.payload())?;
+        Some(self.reject::<REPORT>(CircuitState::Open, Some(until)))
+    }
+
     // Inline into its callers, which are all cold: a call more cost the open path 5%.
     #[inline(always)]
     pub(super) fn reject<const REPORT: bool>(
