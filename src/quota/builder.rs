@@ -88,7 +88,7 @@ impl<K: Hash + Eq + Clone + fmt::Display + Send + 'static> Builder<K> {
     }
 
     /// Keeps the budgets in `store`, shared by every governor of the same name on it: N
-    /// replicas together stay within one quota. See the [module docs](self#many-replicas-one-quota).
+    /// replicas together stay within one quota. See the [module docs](super#many-replicas-one-quota).
     #[cfg(feature = "shared-state")]
     #[cfg_attr(docsrs, doc(cfg(feature = "shared-state")))]
     pub fn shared_state(mut self, store: impl crate::shared_state::QuotaStore) -> Self {
