@@ -44,8 +44,9 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 
 /// The wait a response asks for, with HTTP-dates measured from `now`.
 ///
-/// - `retry-after-ms`: milliseconds, a non-negative number (`1500`, `1500.5`). Checked first:
-///   it is more precise than `Retry-After` when a server sends both.
+/// - `retry-after-ms`, then `x-ms-retry-after-ms` (Azure): milliseconds, a non-negative
+///   number (`1500`, `1500.5`). Checked first: more precise than `Retry-After` when a server
+///   sends both.
 /// - `Retry-After`: delta-seconds (`120`, and leniently `1.5`) or an HTTP-date (IMF-fixdate,
 ///   RFC 850 or asctime). A date in the past means no wait: `Some(Duration::ZERO)`.
 ///
@@ -53,10 +54,14 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 /// `None`). Huge values, and values that would overflow, are clamped to [`MAX_RETRY_AFTER`].
 /// Never panics. When a header appears several times, its first valid value counts.
 pub fn retry_after_at(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
-    headers
-        .get_all("retry-after-ms")
+    MILLISECOND_WAIT_HEADERS
         .iter()
-        .find_map(|value| parse_decimal(value_str(value)?, NANOS_PER_MILLI))
+        .find_map(|name| {
+            headers
+                .get_all(*name)
+                .iter()
+                .find_map(|value| parse_decimal(value_str(value)?, NANOS_PER_MILLI))
+        })
         .or_else(|| {
             headers
                 .get_all(RETRY_AFTER)
@@ -64,6 +69,10 @@ pub fn retry_after_at(headers: &HeaderMap, now: SystemTime) -> Option<Duration> 
                 .find_map(|value| parse_retry_after(value_str(value)?, now))
         })
 }
+
+/// The headers that give the wait in milliseconds, in the order they are read: the one list
+/// for the retry policy and the quota governor.
+const MILLISECOND_WAIT_HEADERS: [&str; 2] = ["retry-after-ms", "x-ms-retry-after-ms"];
 
 /// The value without the whitespace around it: RFC 9110's OWS, spaces and tabs only (a
 /// no-break space is not whitespace here, and `to_str` already refuses non-ASCII).
@@ -188,6 +197,20 @@ mod tests {
             map.insert("retry-after-ms", header);
             assert_eq!(retry_after_at(&map, now), None, "{value:?}");
         }
+    }
+
+    #[test]
+    fn azure_milliseconds_header_is_honoured_after_retry_after_ms() {
+        // Azure OpenAI sends `x-ms-retry-after-ms`; the quota governor always read it, the
+        // retry policy (through this function) did not: one list of wait headers for both.
+        let now = at(0);
+        let azure = headers(&[("retry-after", "2"), ("x-ms-retry-after-ms", "1500")]);
+        assert_eq!(
+            retry_after_at(&azure, now),
+            Some(Duration::from_millis(1500))
+        );
+        let both = headers(&[("x-ms-retry-after-ms", "1500"), ("retry-after-ms", "250")]);
+        assert_eq!(retry_after_at(&both, now), Some(Duration::from_millis(250)));
     }
 
     #[test]

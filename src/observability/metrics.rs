@@ -2,7 +2,7 @@
 //! [`metrics`](https://docs.rs/metrics) facade, so that any exporter works (Prometheus,
 //! StatsD, Datadog, ...).
 //!
-//! A [`MetricsListener`] is an event [`Listener`] for every component. Register one (clones
+//! A [`MetricsListener`] is an event [`Listener`](crate::events::Listener) for every component. Register one (clones
 //! share everything) with each component's `on_event` when you build it:
 //!
 //! ```
@@ -96,15 +96,8 @@
 //! The listeners' series are the running totals of the events, so they can differ from a
 //! snapshot by the calls in flight.
 
-use super::{Backend, Core, Instrument, Kind, Labels};
-use crate::bulkhead::BulkheadEvent;
-#[cfg(feature = "chaos")]
-use crate::chaos::ChaosEvent;
-use crate::circuit_breaker::CircuitBreakerEvent;
-use crate::events::Listener;
-use crate::fallback::FallbackEvent;
-#[cfg(feature = "retry")]
-use crate::retry::RetryEvent;
+use super::instrument::{Backend, Instrument, Kind, Labels};
+use super::translate::{Core, forward_events};
 use ::metrics::{Label, SharedString, Unit};
 use std::fmt;
 use std::sync::Arc;
@@ -171,53 +164,7 @@ impl fmt::Debug for MetricsListener {
     }
 }
 
-impl Listener<CircuitBreakerEvent> for MetricsListener {
-    fn on_event(&self, event: &CircuitBreakerEvent) {
-        self.core.on_breaker(event);
-    }
-}
-
-impl Listener<BulkheadEvent> for MetricsListener {
-    fn on_event(&self, event: &BulkheadEvent) {
-        self.core.on_bulkhead(event);
-    }
-}
-
-#[cfg(feature = "retry")]
-#[cfg_attr(docsrs, doc(cfg(feature = "retry")))]
-impl Listener<RetryEvent> for MetricsListener {
-    fn on_event(&self, event: &RetryEvent) {
-        self.core.on_retry(event);
-    }
-}
-
-impl Listener<crate::bulkhead::AdaptiveEvent> for MetricsListener {
-    fn on_event(&self, event: &crate::bulkhead::AdaptiveEvent) {
-        self.core.on_adaptive(event);
-    }
-}
-
-#[cfg(feature = "quota")]
-#[cfg_attr(docsrs, doc(cfg(feature = "quota")))]
-impl Listener<crate::quota::QuotaEvent> for MetricsListener {
-    fn on_event(&self, event: &crate::quota::QuotaEvent) {
-        self.core.on_quota(event);
-    }
-}
-
-impl Listener<FallbackEvent> for MetricsListener {
-    fn on_event(&self, event: &FallbackEvent) {
-        self.core.on_fallback(event);
-    }
-}
-
-#[cfg(feature = "chaos")]
-#[cfg_attr(docsrs, doc(cfg(feature = "chaos")))]
-impl Listener<ChaosEvent> for MetricsListener {
-    fn on_event(&self, event: &ChaosEvent) {
-        self.core.on_chaos(event);
-    }
-}
+forward_events!(MetricsListener);
 
 /// The `metrics` facade: every series is registered with the recorder installed at the time.
 #[derive(Debug, Clone, Copy)]

@@ -1,7 +1,7 @@
 //! The instruments of [`metrics`](crate::metrics), through an OpenTelemetry
 //! [`Meter`](::opentelemetry::metrics::Meter).
 //!
-//! An [`OpenTelemetryListener`] is an event [`Listener`] for every component. Make one from
+//! An [`OpenTelemetryListener`] is an event [`Listener`](crate::events::Listener) for every component. Make one from
 //! your meter and register it (clones share everything) with each component's `on_event`:
 //!
 //! ```
@@ -46,15 +46,8 @@
 //! attributes of the series that move on every call are built once per component name and
 //! kept.
 
-use super::{Backend, Core, Instrument, Kind, Labels};
-use crate::bulkhead::BulkheadEvent;
-#[cfg(feature = "chaos")]
-use crate::chaos::ChaosEvent;
-use crate::circuit_breaker::CircuitBreakerEvent;
-use crate::events::Listener;
-use crate::fallback::FallbackEvent;
-#[cfg(feature = "retry")]
-use crate::retry::RetryEvent;
+use super::instrument::{Backend, Instrument, Kind, Labels};
+use super::translate::{Core, forward_events};
 use ::opentelemetry::KeyValue;
 use ::opentelemetry::metrics::{Counter, Gauge, Histogram, Meter, UpDownCounter};
 use std::fmt;
@@ -115,53 +108,7 @@ impl fmt::Debug for OpenTelemetryListener {
     }
 }
 
-impl Listener<CircuitBreakerEvent> for OpenTelemetryListener {
-    fn on_event(&self, event: &CircuitBreakerEvent) {
-        self.core.on_breaker(event);
-    }
-}
-
-impl Listener<BulkheadEvent> for OpenTelemetryListener {
-    fn on_event(&self, event: &BulkheadEvent) {
-        self.core.on_bulkhead(event);
-    }
-}
-
-#[cfg(feature = "retry")]
-#[cfg_attr(docsrs, doc(cfg(feature = "retry")))]
-impl Listener<RetryEvent> for OpenTelemetryListener {
-    fn on_event(&self, event: &RetryEvent) {
-        self.core.on_retry(event);
-    }
-}
-
-impl Listener<crate::bulkhead::AdaptiveEvent> for OpenTelemetryListener {
-    fn on_event(&self, event: &crate::bulkhead::AdaptiveEvent) {
-        self.core.on_adaptive(event);
-    }
-}
-
-#[cfg(feature = "quota")]
-#[cfg_attr(docsrs, doc(cfg(feature = "quota")))]
-impl Listener<crate::quota::QuotaEvent> for OpenTelemetryListener {
-    fn on_event(&self, event: &crate::quota::QuotaEvent) {
-        self.core.on_quota(event);
-    }
-}
-
-impl Listener<FallbackEvent> for OpenTelemetryListener {
-    fn on_event(&self, event: &FallbackEvent) {
-        self.core.on_fallback(event);
-    }
-}
-
-#[cfg(feature = "chaos")]
-#[cfg_attr(docsrs, doc(cfg(feature = "chaos")))]
-impl Listener<ChaosEvent> for OpenTelemetryListener {
-    fn on_event(&self, event: &ChaosEvent) {
-        self.core.on_chaos(event);
-    }
-}
+forward_events!(OpenTelemetryListener);
 
 /// An instrument bound to one set of attributes.
 pub(crate) struct Series<I> {

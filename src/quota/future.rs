@@ -1,7 +1,8 @@
 //! The future of a call governed by a [`QuotaLayer`](super::QuotaLayer).
 
 use super::layer::ObserveResponse;
-use super::{Pending, QuotaExceeded, QuotaPermit};
+use super::permit::Pending;
+use super::{QuotaExceeded, QuotaPermit};
 use crate::BoxError;
 use pin_project_lite::pin_project;
 use std::fmt;

@@ -11,7 +11,7 @@
 //! ignored, never an error: a header that cannot be read teaches nothing.
 
 use super::{Budget, RateLimits};
-use crate::http::retry_after::{NANOS_PER_MILLI, NANOS_PER_SEC, parse_decimal};
+use crate::http::retry_after::{NANOS_PER_SEC, parse_decimal};
 use ::http::HeaderMap;
 use std::time::{Duration, SystemTime};
 
@@ -65,10 +65,7 @@ impl RateLimits {
                 .and_then(parse_rfc3339)
                 .map(|at| clamp(at.duration_since(now).unwrap_or(Duration::ZERO))),
         };
-        let retry_after = text(headers, "retry-after-ms")
-            .and_then(parse_millis)
-            .or_else(|| text(headers, "x-ms-retry-after-ms").and_then(parse_millis))
-            .or_else(|| crate::http::retry_after_at(headers, now));
+        let retry_after = crate::http::retry_after_at(headers, now);
         RateLimits {
             requests: anthropic("requests").or(openai("requests")),
             tokens: anthropic("tokens").or(openai("tokens")),
@@ -100,10 +97,6 @@ fn clamp(d: Duration) -> Duration {
 
 fn parse_seconds(value: &str) -> Option<Duration> {
     parse_decimal(value, NANOS_PER_SEC)
-}
-
-fn parse_millis(value: &str) -> Option<Duration> {
-    parse_decimal(value, NANOS_PER_MILLI)
 }
 
 /// A Go duration (`time.Duration.String()` and `time.ParseDuration`), as OpenAI sends its
@@ -607,7 +600,7 @@ mod tests {
         fn header_parsing_never_panics(value in "\\PC{0,40}") {
             let _ = parse_go_duration(&value);
             let _ = parse_rfc3339(&value);
-            let _ = parse_millis(&value);
+            let _ = parse_decimal(&value, crate::http::retry_after::NANOS_PER_MILLI);
         }
     }
 }

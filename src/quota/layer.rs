@@ -1,5 +1,6 @@
 use super::future::ResponseFuture;
-use super::{Pending, Quota, RateLimits};
+use super::permit::Pending;
+use super::{Quota, RateLimits};
 use crate::BoxError;
 use std::fmt;
 use std::hash::Hash;

@@ -1,7 +1,9 @@
 //! The budgets of a governor built with `shared_state`: kept in a [`QuotaStore`], so that
 //! every replica draws from one quota.
 
-use super::{Admitted, Exhausted, Mark, QuotaExceeded, RateLimits, Shared};
+use super::ledger::Mark;
+use super::shared::{Admitted, Shared};
+use super::{Exhausted, QuotaExceeded, RateLimits};
 use crate::shared_state::{QuotaBudget, QuotaGrant, QuotaStore, QuotaTake};
 use std::fmt;
 use std::hash::Hash;
@@ -20,7 +22,7 @@ impl<K: Hash + Eq + Clone + fmt::Display + Send + 'static> Shared<K> {
         let now = Instant::now();
         let window = self.window;
         self.with_key(key, now, |state| {
-            let budget = |b: &super::Bucket, cost: f64| {
+            let budget = |b: &super::bucket::Bucket, cost: f64| {
                 b.is_limited().then_some(QuotaBudget {
                     limit: b.capacity as u64,
                     window,
