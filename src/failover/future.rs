@@ -47,7 +47,7 @@ pin_project! {
     }
 }
 
-impl<S: Service<Req>, Req, Res, P> ResponseFuture<S, Req, Res, P> {
+impl<S: Service<Req>, Req, Res, P: FailoverProtocol<Req, Res>> ResponseFuture<S, Req, Res, P> {
     pub(crate) fn new(shared: Arc<Shared<S, Req, Res, P>>, req: Req) -> Self {
         let order = shared
             .select
@@ -65,6 +65,17 @@ impl<S: Service<Req>, Req, Res, P> ResponseFuture<S, Req, Res, P> {
                     })
                     .collect()
             });
+        // Providers this request tries last keep their order among themselves.
+        let last = shared.protocol.try_last(&req);
+        let order = if last.is_empty() {
+            order
+        } else {
+            let all: Vec<usize> = order.unwrap_or_else(|| (0..shared.providers.len()).collect());
+            let (later, first): (Vec<usize>, Vec<usize>) = all
+                .into_iter()
+                .partition(|&i| last.contains(&shared.providers[i].name));
+            Some(first.into_iter().chain(later).collect())
+        };
         Self {
             shared,
             req: Some(req),

@@ -65,7 +65,7 @@ pub use self::attempts::count_attempt;
 pub use self::future::ResponseFuture;
 #[cfg(feature = "http")]
 pub use self::protocol::HttpRequests;
-pub use self::protocol::{Cloneable, FailoverProtocol};
+pub use self::protocol::{Cloneable, FailoverProtocol, TryLast};
 
 use crate::BoxError;
 use crate::circuit_breaker::CircuitBreaker;

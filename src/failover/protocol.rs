@@ -2,6 +2,7 @@
 //! ready-made implementations.
 
 use super::FailoverReport;
+use std::sync::Arc;
 
 /// What a [`Failover`](super::Failover) needs to know about a protocol's requests and
 /// responses: how to copy a request for the next provider, and (optionally) how to mark the
@@ -43,7 +44,22 @@ pub trait FailoverProtocol<Req, Res> {
     fn report(&self, res: &mut Res, report: FailoverReport) {
         let _ = (res, report);
     }
+
+    /// Providers to try only after every other one, for this request (a restart after a
+    /// provider cut its stream). The default: none. [`HttpRequests`] reads a [`TryLast`]
+    /// extension of an `http::Request`.
+    fn try_last(&self, req: &Req) -> Vec<Arc<str>> {
+        let _ = req;
+        Vec::new()
+    }
 }
+
+/// The providers a [`Failover`](super::Failover) with [`HttpRequests`] tries only after
+/// every other one, as an extension of the `http::Request`. The
+/// [`Recover`](crate::stream::recover::Recover) middleware (feature `stream`) sets it when it
+/// restarts an answer that a provider cut or stalled.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TryLast(pub Vec<Arc<str>>);
 
 /// Copies requests with `Clone`; counts nothing, marks nothing. The default
 /// [`FailoverProtocol`].
@@ -115,6 +131,13 @@ impl<B: Clone, ResBody> FailoverProtocol<http::Request<B>, http::Response<ResBod
 
     fn report(&self, res: &mut http::Response<ResBody>, report: FailoverReport) {
         res.extensions_mut().insert(report);
+    }
+
+    fn try_last(&self, req: &http::Request<B>) -> Vec<Arc<str>> {
+        req.extensions()
+            .get::<TryLast>()
+            .map(|last| last.0.clone())
+            .unwrap_or_default()
     }
 }
 

@@ -10,7 +10,8 @@ const MAX_DEPTH: usize = 32;
 pub(crate) enum Value<'a> {
     Null,
     Bool(bool),
-    Number,
+    /// The number's text, as written.
+    Number(&'a str),
     String(Cow<'a, str>),
     Array(Vec<Value<'a>>),
     Object(Vec<(Cow<'a, str>, Value<'a>)>),
@@ -21,6 +22,14 @@ impl<'a> Value<'a> {
     pub(crate) fn get(&self, key: &str) -> Option<&Value<'a>> {
         match self {
             Value::Object(members) => members.iter().find(|(k, _)| k == key).map(|(_, v)| v),
+            _ => None,
+        }
+    }
+
+    /// A non-negative integer (a token count).
+    pub(crate) fn as_u64(&self) -> Option<u64> {
+        match self {
+            Value::Number(text) => text.parse().ok(),
             _ => None,
         }
     }
@@ -157,6 +166,7 @@ impl<'a> Parser<'a> {
     /// A number at the cursor, by the JSON grammar:
     /// `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`.
     fn number(&mut self) -> Option<Value<'a>> {
+        let start = self.at;
         self.skip(b"-");
         match self.bytes.get(self.at)? {
             b'0' => self.at += 1,
@@ -170,7 +180,7 @@ impl<'a> Parser<'a> {
             self.skip(b"+-");
             self.require_digits()?;
         }
-        Some(Value::Number)
+        Some(Value::Number(self.text.get(start..self.at)?))
     }
 
     /// Steps over one byte if it is one of `any`.
@@ -263,7 +273,7 @@ mod tests {
     fn same(ours: &Value<'_>, reference: &serde_json::Value) -> bool {
         use serde_json::Value as J;
         match (ours, reference) {
-            (Value::Null, J::Null) | (Value::Number, J::Number(_)) => true,
+            (Value::Null, J::Null) | (Value::Number(_), J::Number(_)) => true,
             (Value::Bool(a), J::Bool(b)) => a == b,
             (Value::String(a), J::String(b)) => a == b,
             (Value::Array(a), J::Array(b)) => {

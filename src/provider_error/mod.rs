@@ -45,7 +45,7 @@
 
 mod body;
 mod error;
-mod json;
+pub(crate) mod json;
 mod layer;
 
 pub use self::body::ProviderErrorBody;

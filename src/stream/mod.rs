@@ -94,6 +94,7 @@ mod body;
 mod error;
 mod hedge;
 mod record;
+pub mod recover;
 mod rules;
 mod service;
 mod sse;

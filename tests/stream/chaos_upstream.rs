@@ -4,17 +4,16 @@
 //! stalls last a minute and the deadlines 300 ms, so only the error's type is asserted (the
 //! timing bounds are proved on paused time in the other modules).
 
-#[path = "../support/mod.rs"]
-mod support;
-
+use crate::support::upstream::Upstream;
 use std::time::Duration;
-use support::upstream::Upstream;
 use tower::{BoxError, Service, ServiceBuilder, ServiceExt};
 use tower_breaker::chaos::{Fault, FaultPlan};
 use tower_breaker::stream::{FirstTokenTimeout, StreamGuardLayer, StreamIdle, StreamTruncated};
 
 /// True when `error` or one of its sources is an `E`.
-fn is<E: std::error::Error + 'static>(error: &(dyn std::error::Error + 'static)) -> bool {
+pub(crate) fn is<E: std::error::Error + 'static>(
+    error: &(dyn std::error::Error + 'static),
+) -> bool {
     let mut next = Some(error);
     while let Some(e) = next {
         if e.is::<E>() {

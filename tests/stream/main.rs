@@ -10,5 +10,9 @@ mod guard;
 mod hedge;
 #[cfg(feature = "stack")]
 mod llm_stack;
+mod recover;
 mod sse;
+// The shared chaos upstream (an axum app with a `ChaosLayer` in front).
+#[path = "../support/mod.rs"]
+mod support;
 mod upstream;

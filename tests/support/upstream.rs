@@ -328,6 +328,8 @@ pub fn pieces(text: &str, n: usize) -> Vec<String> {
 struct Asked {
     stream: bool,
     model: String,
+    /// `"stream_options": {"include_usage": true}`: a usage chunk before `[DONE]`, as OpenAI.
+    include_usage: bool,
 }
 
 fn asked(body: &str) -> Asked {
@@ -335,6 +337,9 @@ fn asked(body: &str) -> Asked {
     Asked {
         stream: json["stream"].as_bool().unwrap_or(false),
         model: json["model"].as_str().unwrap_or("mock-model").to_string(),
+        include_usage: json["stream_options"]["include_usage"]
+            .as_bool()
+            .unwrap_or(false),
     }
 }
 
@@ -398,6 +403,12 @@ async fn chat(options: &Options, body: &str) -> Response {
             .map(|piece| chunk(serde_json::json!({ "content": piece }), None)),
     );
     events.push(chunk(serde_json::json!({}), Some("stop")));
+    if asked.include_usage {
+        let usage = serde_json::json!({"id": id, "object": "chat.completion.chunk", "created": 0,
+            "model": asked.model, "choices": [], "usage": {"prompt_tokens": 1,
+            "completion_tokens": options.chunks, "total_tokens": options.chunks + 1}});
+        events.push(format!("data: {usage}\n\n"));
+    }
     events.push("data: [DONE]\n\n".to_string());
     sse(events, options.chunk_interval)
 }
