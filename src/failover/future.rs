@@ -49,7 +49,7 @@ pin_project! {
 
 impl<S: Service<Req>, Req, Res, P: FailoverProtocol<Req, Res>> ResponseFuture<S, Req, Res, P> {
     pub(crate) fn new(shared: Arc<Shared<S, Req, Res, P>>, req: Req) -> Self {
-        let order = shared
+        let order: Option<Vec<Result<usize, Arc<str>>>> = shared
             .select
             .as_ref()
             .and_then(|select| select(&req))
@@ -70,10 +70,12 @@ impl<S: Service<Req>, Req, Res, P: FailoverProtocol<Req, Res>> ResponseFuture<S,
         let order = if last.is_empty() {
             order
         } else {
-            let all: Vec<usize> = order.unwrap_or_else(|| (0..shared.providers.len()).collect());
-            let (later, first): (Vec<usize>, Vec<usize>) = all
-                .into_iter()
-                .partition(|&i| last.contains(&shared.providers[i].name));
+            let all: Vec<Result<usize, Arc<str>>> =
+                order.unwrap_or_else(|| (0..shared.providers.len()).map(Ok).collect());
+            // A name no provider has stays where the request put it.
+            let (later, first): (Vec<_>, Vec<_>) = all.into_iter().partition(|entry| {
+                matches!(entry, Ok(i) if last.contains(&shared.providers[*i].name))
+            });
             Some(first.into_iter().chain(later).collect())
         };
         Self {

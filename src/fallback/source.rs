@@ -244,6 +244,18 @@ impl<K: Hash + Eq, Res> CacheShared<K, Res> {
         Res: Clone,
     {
         let mut entries = lock(self.shard(hash));
+        // The slot table is only a fast path: two keys may share a slot (the hasher is seeded
+        // at random, so which keys do changes from run to run). The shard has the last word, so
+        // a fresh answer is never replaced, and so never cloned, whatever the slot said.
+        if let Some((_, at)) = entries.get(key) {
+            if now.saturating_duration_since(*at) < self.refresh {
+                let stored_at = self.millis(*at);
+                let slot = self.slot(hash);
+                slot.at_ms.store(stored_at, Ordering::Release);
+                slot.hash.store(hash, Ordering::Release);
+                return;
+            }
+        }
         if entries.len() >= self.per_shard && !entries.contains_key(key) {
             // Full: drop what has expired, then, if still full, the oldest eighth, so that the
             // scan is paid once per many inserts rather than on each.
