@@ -282,26 +282,20 @@ fn real_openai_and_anthropic_headers_are_read_and_bad_values_ignored() {
     assert_eq!(l.tokens.reset, Some(Duration::from_secs(20 * 60)));
 }
 
-/// OpenAI says 0 tokens remaining (limit 30,000, reset `6m0s`) on a success: the next call
-/// of 500 tokens must not go at once; it waits for the refill.
-#[tokio::test(start_paused = true)]
-async fn openai_remaining_tokens_zero_holds_the_next_call_back() {
+/// The next call (max_wait 0) after a success that reported `headers`.
+async fn after_a_report(
+    cost: u64,
+    headers: &'static [(&'static str, &'static str)],
+) -> QuotaExceeded {
     let q = quota(Duration::ZERO);
     let mut svc = ServiceBuilder::new()
         .layer(
-            q.layer(|_: &u32| "gpt")
-                .cost(|_: &u32| 500)
+            q.layer(|_: &u32| "m")
+                .cost(move |_: &u32| cost)
                 .observe(HttpHeaders::new()),
         )
-        .service(service_fn(|_: u32| async {
-            Ok::<_, Infallible>(response(
-                200,
-                &[
-                    ("x-ratelimit-limit-tokens", "30000"),
-                    ("x-ratelimit-remaining-tokens", "0"),
-                    ("x-ratelimit-reset-tokens", "6m0s"),
-                ],
-            ))
+        .service(service_fn(move |_: u32| async move {
+            Ok::<_, Infallible>(response(200, headers))
         }));
     svc.ready()
         .await
@@ -309,40 +303,34 @@ async fn openai_remaining_tokens_zero_holds_the_next_call_back() {
         .call(0)
         .await
         .expect("first");
-    let err = exceeded(svc.ready().await.expect("ready").call(1).await.unwrap_err());
-    assert_eq!(err.budget(), Exhausted::Tokens);
-    // 500 tokens of 30,000 a minute refill in 1 s.
-    assert_eq!(err.retry_after(), Duration::from_secs(1));
+    exceeded(svc.ready().await.expect("ready").call(1).await.unwrap_err())
 }
 
-/// Anthropic's `anthropic-ratelimit-tokens-remaining: 0` holds the next call back likewise.
+/// OpenAI (limit 30,000, reset `6m0s`) and Anthropic (limit 6,000) report 0 tokens
+/// remaining on a success: the next call waits for the refill (here, 1 s each).
 #[tokio::test(start_paused = true)]
-async fn anthropic_remaining_tokens_zero_holds_the_next_call_back() {
-    let q = quota(Duration::ZERO);
-    let mut svc = ServiceBuilder::new()
-        .layer(
-            q.layer(|_: &u32| "claude")
-                .cost(|_: &u32| 100)
-                .observe(HttpHeaders::new()),
-        )
-        .service(service_fn(|_: u32| async {
-            Ok::<_, Infallible>(response(
-                200,
-                &[
-                    ("anthropic-ratelimit-tokens-limit", "6000"),
-                    ("anthropic-ratelimit-tokens-remaining", "0"),
-                ],
-            ))
-        }));
-    svc.ready()
-        .await
-        .expect("ready")
-        .call(0)
-        .await
-        .expect("first");
-    let err = exceeded(svc.ready().await.expect("ready").call(1).await.unwrap_err());
-    assert_eq!(err.budget(), Exhausted::Tokens);
-    assert_eq!(err.retry_after(), Duration::from_secs(1));
+async fn remaining_tokens_zero_holds_the_next_call_back() {
+    let openai = after_a_report(
+        500,
+        &[
+            ("x-ratelimit-limit-tokens", "30000"),
+            ("x-ratelimit-remaining-tokens", "0"),
+            ("x-ratelimit-reset-tokens", "6m0s"),
+        ],
+    )
+    .await;
+    let anthropic = after_a_report(
+        100,
+        &[
+            ("anthropic-ratelimit-tokens-limit", "6000"),
+            ("anthropic-ratelimit-tokens-remaining", "0"),
+        ],
+    )
+    .await;
+    for err in [openai, anthropic] {
+        assert_eq!(err.budget(), Exhausted::Tokens);
+        assert_eq!(err.retry_after(), Duration::from_secs(1));
+    }
 }
 
 /// A 429 with `retry-after: 7` pauses the key 7 s: the next call is rejected (max_wait 0)
