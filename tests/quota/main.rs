@@ -5,6 +5,8 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod adversarial_quota;
+
 // `HttpHeaders` observes `reqwest::Response` with the `reqwest` feature.
 #[cfg(feature = "reqwest")]
 mod e2e;
