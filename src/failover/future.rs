@@ -73,9 +73,9 @@ impl<S: Service<Req>, Req, Res, P: FailoverProtocol<Req, Res>> ResponseFuture<S,
             let all: Vec<Result<usize, Arc<str>>> =
                 order.unwrap_or_else(|| (0..shared.providers.len()).map(Ok).collect());
             // A name no provider has stays where the request put it.
-            let (later, first): (Vec<_>, Vec<_>) = all.into_iter().partition(|entry| {
-                matches!(entry, Ok(i) if last.contains(&shared.providers[*i].name))
-            });
+            let (later, first): (Vec<_>, Vec<_>) = all.into_iter().partition(
+                |entry| matches!(entry, Ok(i) if last.contains(&shared.providers[*i].name)),
+            );
             Some(first.into_iter().chain(later).collect())
         };
         Self {
