@@ -142,7 +142,13 @@ where
         match self.project().kind.project() {
             KindProj::Passed { future } => future.poll(cx).map_err(Into::into),
             KindProj::Rejected { open } => Poll::Ready(Err(match open.take() {
-                Some(open) => open.into_box_error(),
+                Some(open) => {
+                    // What the retry and the breaker inside would have recorded into the call's
+                    // span: one attempt, refused by this breaker in this state.
+                    crate::call_span::record_attempts(1);
+                    crate::call_span::record_rejected(open.name(), open.state());
+                    open.into_box_error()
+                }
                 // Only reachable by polling again after completion.
                 None => "breaker gate future polled after completion".into(),
             })),
