@@ -4,7 +4,6 @@
 //! subscriber is set) in front of an out-of-line body, so that the closed path with no
 //! subscriber grows by a load and a branch, and no more code.
 
-use crate::circuit_breaker::CircuitState;
 use std::time::Duration;
 use tracing::Span;
 
@@ -32,7 +31,7 @@ fn current() -> Option<Span> {
 
 /// A breaker admitted an attempt in `state`.
 #[inline]
-pub(crate) fn record_admitted(name: &str, state: impl FnOnce() -> CircuitState) {
+pub(crate) fn record_admitted(name: &str, state: impl FnOnce() -> &'static str) {
     if wanted() {
         admitted(name, state);
     }
@@ -40,20 +39,20 @@ pub(crate) fn record_admitted(name: &str, state: impl FnOnce() -> CircuitState) 
 
 #[cold]
 #[inline(never)]
-fn admitted(name: &str, state: impl FnOnce() -> CircuitState) {
+fn admitted(name: &str, state: impl FnOnce() -> &'static str) {
     if let Some(span) = current() {
         span.record("breaker.name", name);
-        span.record("breaker.state", state().as_str());
+        span.record("breaker.state", state());
     }
 }
 
 /// A breaker refused an attempt in `state`. (`error.kind` is the call's, recorded by
 /// `CallSpan` when the call ends: a retry may still succeed after a cool-down's rejection.)
 #[inline]
-pub(crate) fn record_rejected(name: &str, state: CircuitState) {
+pub(crate) fn record_rejected(name: &str, state: &'static str) {
     if let Some(span) = interested() {
         span.record("breaker.name", name);
-        span.record("breaker.state", state.as_str());
+        span.record("breaker.state", state);
     }
 }
 

@@ -43,7 +43,7 @@ impl<F, R> ResponseFuture<F, R> {
     }
 
     pub(crate) fn rejected(error: CircuitOpen) -> Self {
-        crate::call_span::record_rejected(error.name(), error.state());
+        crate::call_span::record_rejected(error.name(), error.state().as_str());
         Self::failed(Rejection::Open(error))
     }
 

@@ -358,13 +358,17 @@ impl Permit {
     #[inline]
     pub(crate) fn record_admission(&self) {
         if let Some(shared) = &self.shared {
-            crate::call_span::record_admitted(&shared.name, || match self.ticket.kind {
-                state::Kind::Probe => CircuitState::HalfOpen,
-                state::Kind::Passthrough => CircuitState::Disabled,
-                state::Kind::Normal if shared.state() == CircuitState::MetricsOnly => {
-                    CircuitState::MetricsOnly
+            // The state's name: the span module names no breaker type.
+            crate::call_span::record_admitted(&shared.name, || {
+                match self.ticket.kind {
+                    state::Kind::Probe => CircuitState::HalfOpen,
+                    state::Kind::Passthrough => CircuitState::Disabled,
+                    state::Kind::Normal if shared.state() == CircuitState::MetricsOnly => {
+                        CircuitState::MetricsOnly
+                    }
+                    state::Kind::Normal => CircuitState::Closed,
                 }
-                state::Kind::Normal => CircuitState::Closed,
+                .as_str()
             });
         }
     }

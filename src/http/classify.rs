@@ -304,7 +304,7 @@ impl<F> HttpClassifier<F> {
         headers: &HeaderMap,
         extensions: &::http::Extensions,
     ) -> ResponseClass {
-        if crate::provider_error::is_out_of_quota(extensions) {
+        if extensions.get::<KeyOutOfQuota>().is_some() {
             return ResponseClass::Failure;
         }
         self.classify_response(status, headers)
@@ -546,3 +546,9 @@ impl<F> fmt::Debug for HttpClassifierBuilder<F> {
             .finish_non_exhaustive()
     }
 }
+
+/// Marks a response whose provider said the key is out of quota (OpenAI's
+/// `insufficient_quota`): set by the provider-error layer, read by [`HttpClassifier`], which
+/// then counts a failure whatever the status (no cool-down mends an empty account).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct KeyOutOfQuota;

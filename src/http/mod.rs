@@ -95,6 +95,7 @@ pub(crate) mod reqwest;
 pub(crate) mod retry_after;
 
 pub use self::body::{BodyIdleTimeout, ClassifyEos, RecordingBody, SuccessOnEos};
+pub(crate) use self::classify::KeyOutOfQuota;
 pub use self::classify::{
     ClassifyError, DefaultErrorClassifier, HttpClassifier, HttpClassifierBuilder, ResponseClass,
 };

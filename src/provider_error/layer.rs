@@ -353,6 +353,10 @@ where
                 _ => read.iter().flat_map(|b| b.iter().copied()).collect(),
             };
             if let Some(parsed) = ProviderError::parse(&whole) {
+                if parsed.kind == super::ProviderErrorKind::InsufficientQuota {
+                    // What the HTTP classifier reads (it names nothing of this module).
+                    head.extensions.insert(crate::http::KeyOutOfQuota);
+                }
                 head.extensions.insert(parsed);
             }
         }

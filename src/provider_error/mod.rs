@@ -97,14 +97,6 @@ pub(crate) fn is_final(extensions: &http::Extensions) -> bool {
         .is_some_and(|e| e.kind.is_final())
 }
 
-/// True when `extensions` hold a [`ProviderError`] of the
-/// [`InsufficientQuota`](ProviderErrorKind::InsufficientQuota) kind.
-pub(crate) fn is_out_of_quota(extensions: &http::Extensions) -> bool {
-    extensions
-        .get::<ProviderError>()
-        .is_some_and(|e| e.kind == ProviderErrorKind::InsufficientQuota)
-}
-
 /// A failover rule for LLM providers, for
 /// [`fail_over_when`](crate::failover::Builder::fail_over_when): move on after an error; after
 /// an answer with a [`ProviderError`], when its kind [fails over](ProviderErrorKind::fails_over)

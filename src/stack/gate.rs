@@ -146,7 +146,7 @@ where
                     // What the retry and the breaker inside would have recorded into the call's
                     // span: one attempt, refused by this breaker in this state.
                     crate::call_span::record_attempts(1);
-                    crate::call_span::record_rejected(open.name(), open.state());
+                    crate::call_span::record_rejected(open.name(), open.state().as_str());
                     open.into_box_error()
                 }
                 // Only reachable by polling again after completion.

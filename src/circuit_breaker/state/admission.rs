@@ -229,6 +229,7 @@ impl Shared {
     /// be (with `REPORT` false, neither: a call asking again). `None` in every other state
     /// (closed, half-open, a cool-down, an open wait that is over), where the breaker itself
     /// decides. Reserves nothing. Closed: one load.
+    #[cfg_attr(not(feature = "stack"), allow(dead_code))]
     #[inline]
     pub(crate) fn gate<const REPORT: bool>(&self) -> Option<CircuitOpen> {
         let word = self.load();
@@ -239,6 +240,7 @@ impl Shared {
     }
 
     #[cold]
+    #[cfg_attr(not(feature = "stack"), allow(dead_code))]
     fn gate_open<const REPORT: bool>(&self, word: Word) -> Option<CircuitOpen> {
         if word.tag() == Tag::ForcedOpen {
             return Some(self.reject::<REPORT>(CircuitState::ForcedOpen, None));
