@@ -90,6 +90,7 @@
 
 mod body;
 mod classify;
+mod replay;
 #[cfg(feature = "reqwest")]
 pub(crate) mod reqwest;
 pub(crate) mod retry_after;
@@ -99,8 +100,7 @@ pub(crate) use self::classify::KeyOutOfQuota;
 pub use self::classify::{
     ClassifyError, DefaultErrorClassifier, HttpClassifier, HttpClassifierBuilder, ResponseClass,
 };
-#[cfg(all(feature = "reqwest", feature = "stream"))]
-pub(crate) use self::reqwest::{KeptUrl, reqwest_response};
+pub(crate) use self::replay::Replay;
 #[cfg(feature = "reqwest")]
 pub(crate) use self::reqwest::{from_http_keeping_url, into_http_keeping_url};
 pub use self::retry_after::{MAX_RETRY_AFTER, retry_after, retry_after_at};

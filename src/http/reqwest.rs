@@ -87,7 +87,7 @@ pub(crate) fn reqwest_response(
 
 /// A response's URL, kept in its extensions while it is an `http::Response`.
 #[derive(Clone, Debug)]
-pub(crate) struct KeptUrl(pub(crate) reqwest::Url);
+struct KeptUrl(reqwest::Url);
 
 /// `response` as an `http::Response`, its URL kept for [`from_http_keeping_url`].
 pub(crate) fn into_http_keeping_url(

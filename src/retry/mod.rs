@@ -131,6 +131,8 @@ pub use self::future::RetryDelay;
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub use self::idempotency::{IdempotencyKey, IdempotencyKeyLayer};
 pub use self::policy::RetryPolicy;
+// Only the stack's gate accounts for calls it rejects before the policy sees them.
+#[cfg(feature = "stack")]
 pub(crate) use self::policy::Shared as PolicyShared;
 pub use self::protocol::{Cloneable, Protocol};
 #[cfg(feature = "http")]

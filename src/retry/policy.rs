@@ -342,6 +342,7 @@ impl Shared {
     /// Accounts for a call that never reached the policy because the breaker was open (the
     /// stack's gate rejected it first) as the policy would have: the call's deposit into the
     /// budget, and the first attempt given up with `CircuitOpen`.
+    #[cfg(feature = "stack")]
     pub(crate) fn rejected_before_sending(&self) {
         if let Some(budget) = &self.budget {
             budget.deposit();

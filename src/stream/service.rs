@@ -264,18 +264,11 @@ impl GuardResponse for reqwest::Response {
     type Guarded = reqwest::Response;
 
     fn into_http(self) -> http::Response<reqwest::Body> {
-        let url = self.url().clone();
-        let mut response = http::Response::from(self);
-        response.extensions_mut().insert(crate::http::KeptUrl(url));
-        response
+        crate::http::into_http_keeping_url(self)
     }
 
     fn from_http(response: http::Response<GuardedBody<reqwest::Body>>) -> reqwest::Response {
-        let mut response = response.map(reqwest::Body::wrap);
-        match response.extensions_mut().remove::<crate::http::KeptUrl>() {
-            Some(crate::http::KeptUrl(url)) => crate::http::reqwest_response(response, url),
-            None => reqwest::Response::from(response),
-        }
+        crate::http::from_http_keeping_url(response.map(reqwest::Body::wrap))
     }
 }
 

@@ -2,9 +2,13 @@
 
 #[cfg(all(feature = "stream", feature = "http"))]
 mod adversarial_stack;
+// `.llm()` (and the scripted upstream its tests answer from) needs `stream`.
+#[cfg(feature = "stream")]
 mod cool_down;
 mod gate;
+#[cfg(feature = "stream")]
 mod per_key;
+#[cfg(feature = "stream")]
 mod scripted;
 mod span;
 

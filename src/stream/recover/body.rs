@@ -3,8 +3,10 @@
 use super::error::DeadlineExceeded;
 use super::report::RecoveryReport;
 use crate::BoxError;
+use crate::http::Replay;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
+use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -16,8 +18,7 @@ use tokio::time::Sleep;
 /// whole in [`RecoveryMode::Restart`](super::RecoveryMode::Restart)), then the rest of the
 /// stream, if any, held to the caller's deadline.
 pub struct RecoveredBody<B> {
-    prefix: Option<Bytes>,
-    rest: Option<Pin<Box<B>>>,
+    replay: Replay<Pin<Box<B>>>,
     deadline: Option<BodyDeadline>,
 }
 
@@ -30,8 +31,11 @@ struct BodyDeadline {
 impl<B> fmt::Debug for RecoveredBody<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RecoveredBody")
-            .field("prefix", &self.prefix.as_ref().map(Bytes::len))
-            .field("streaming", &self.rest.is_some())
+            .field(
+                "prefix",
+                &self.replay.replaying().then(|| self.replay.buffered()),
+            )
+            .field("streaming", &self.replay.streaming())
             .finish()
     }
 }
@@ -43,8 +47,12 @@ impl<B> RecoveredBody<B> {
         rest: Option<Pin<Box<B>>>,
         deadline: Option<(tokio::time::Instant, Duration, RecoveryReport)>,
     ) -> Self {
+        let prefix = if prefix.is_empty() {
+            VecDeque::new()
+        } else {
+            VecDeque::from([prefix])
+        };
         Self {
-            prefix: (!prefix.is_empty()).then_some(prefix),
             deadline: rest
                 .as_ref()
                 .and(deadline)
@@ -53,7 +61,7 @@ impl<B> RecoveredBody<B> {
                     after,
                     report,
                 }),
-            rest,
+            replay: Replay::new(prefix, None, None, rest),
         }
     }
 }
@@ -72,46 +80,32 @@ where
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         // Every field is `Unpin` (the stream is boxed).
         let this = self.get_mut();
-        if let Some(prefix) = this.prefix.take() {
-            return Poll::Ready(Some(Ok(Frame::data(prefix))));
-        }
-        let Some(rest) = this.rest.as_mut() else {
-            return Poll::Ready(None);
-        };
-        if let Some(deadline) = &mut this.deadline {
-            if deadline.sleep.as_mut().poll(cx).is_ready() {
-                this.rest = None;
-                let error = DeadlineExceeded {
-                    deadline: deadline.after,
-                    report: std::mem::take(&mut deadline.report),
-                };
-                return Poll::Ready(Some(Err(error.into())));
+        // The deadline holds the rest of the stream, not the prefix already read.
+        if !this.replay.replaying() && this.replay.streaming() {
+            if let Some(deadline) = &mut this.deadline {
+                if deadline.sleep.as_mut().poll(cx).is_ready() {
+                    this.replay.end();
+                    let error = DeadlineExceeded {
+                        deadline: deadline.after,
+                        report: std::mem::take(&mut deadline.report),
+                    };
+                    return Poll::Ready(Some(Err(error.into())));
+                }
             }
         }
-        let frame = ready!(rest.as_mut().poll_frame(cx));
-        if !matches!(frame, Some(Ok(_))) {
-            this.rest = None;
+        let frame = ready!(Pin::new(&mut this.replay).poll_frame(cx));
+        // An error ends the answer.
+        if matches!(frame, Some(Err(_))) {
+            this.replay.end();
         }
-        Poll::Ready(frame.map(|frame| frame.map_err(Into::into)))
+        Poll::Ready(frame)
     }
 
     fn is_end_stream(&self) -> bool {
-        self.prefix.is_none() && self.rest.as_ref().is_none_or(|rest| rest.is_end_stream())
+        self.replay.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {
-        let prefix = self.prefix.as_ref().map_or(0, |p| p.len() as u64);
-        match &self.rest {
-            None => SizeHint::with_exact(prefix),
-            Some(rest) => {
-                let rest = rest.size_hint();
-                let mut hint = SizeHint::new();
-                hint.set_lower(rest.lower() + prefix);
-                if let Some(upper) = rest.upper() {
-                    hint.set_upper(upper + prefix);
-                }
-                hint
-            }
-        }
+        self.replay.size_hint()
     }
 }
