@@ -90,6 +90,12 @@
 //! recorder's increment. The listener keeps one small entry per breaker and bulkhead name it
 //! has seen, and each thread remembers at most 8.
 //!
+//! The rarer series (transitions, retries, fallbacks, quota calls, stream outcomes and time to
+//! first token: at most a few per call) are looked up in the recorder at each event, which
+//! for the `metrics` facade builds the label list (one small allocation). A quota key's level
+//! gauges are kept per key, in an entry found by a hash of the governor's name and the key
+//! under a read lock; the event itself reuses the key's name, made once per key.
+//!
 //! # Install the recorder first
 //!
 //! The `metrics` facade binds a series to the recorder installed when the series is first
