@@ -223,6 +223,7 @@ pub(crate) const STATES: [CircuitState; 7] = [
 pub(crate) type Labels<'a> = &'a [(&'static str, &'static str)];
 
 /// The label of a [`Kind::Level`] series whose value is not a fixed word: a quota's key.
+#[cfg_attr(not(feature = "quota"), allow(dead_code))]
 pub(crate) const KEY_LABEL: &str = "key";
 
 /// Makes and moves series in one metrics system. A series is an instrument bound to the
@@ -245,6 +246,7 @@ pub(crate) trait Backend: Send + Sync + 'static {
         labels: Labels<'_>,
     ) -> Self::Histogram;
     /// A level series, labelled `name` and `key` (one series per key: the caller bounds them).
+    #[cfg_attr(not(feature = "quota"), allow(dead_code))]
     fn level(&self, instrument: Instrument, name: &Arc<str>, key: &Arc<str>) -> Self::Level;
 
     /// Adds `n` (0 makes the series exist, so that it reads 0 rather than nothing).
@@ -252,5 +254,6 @@ pub(crate) trait Backend: Send + Sync + 'static {
     fn set(gauge: &Self::Gauge, value: u64);
     fn add(up_down: &Self::UpDown, delta: i64);
     fn record(histogram: &Self::Histogram, value: f64);
+    #[cfg_attr(not(feature = "quota"), allow(dead_code))]
     fn set_level(level: &Self::Level, value: f64);
 }

@@ -1,11 +1,9 @@
 //! The stream guard as a breaker's recorder: how the LLM stack guards its streams.
 
 use super::body::GuardedBody;
-use super::events::StreamEvent;
 use super::rules::SseRules;
 use super::service::{GuardResponse, StreamGuardLayer};
 use crate::circuit_breaker::{Permit, RecordOutcome};
-use crate::events::Listener;
 use crate::http::HttpClassifier;
 use std::sync::Arc;
 use std::time::Duration;
@@ -66,7 +64,11 @@ impl<R> StreamRecorder<R> {
 
     /// The guard's events go to `listener` too (the stack's
     /// [`on_stream_event`](crate::stack::Builder::on_stream_event)).
-    pub(crate) fn add_listener(&mut self, listener: Arc<dyn Listener<StreamEvent>>) {
+    #[cfg(feature = "stack")]
+    pub(crate) fn add_listener(
+        &mut self,
+        listener: Arc<dyn crate::events::Listener<super::StreamEvent>>,
+    ) {
         self.guard.config_mut().listeners.push(listener);
     }
 }
