@@ -197,3 +197,142 @@ async fn the_llm_stack_reports_its_stream_guard_to_its_listener() {
         Some(&Value::Counter(1))
     );
 }
+
+/// One step of a scripted upstream stream.
+#[derive(Debug, Clone, Copy)]
+enum Step {
+    Token,
+    Keepalive,
+    /// `finish_reason` then `[DONE]`: the answer is complete.
+    Done,
+    Wait(u64),
+    /// The body fails.
+    Fail,
+}
+
+/// How the caller treats the body: reads it to its end, or drops it after `n` frames.
+#[derive(Debug, Clone, Copy)]
+enum Reader {
+    ToTheEnd,
+    DropAfter(usize),
+}
+
+fn step() -> impl proptest::strategy::Strategy<Value = Step> {
+    use proptest::prelude::*;
+    prop_oneof![
+        4 => Just(Step::Token),
+        2 => Just(Step::Keepalive),
+        1 => Just(Step::Done),
+        2 => (0..3_000u64).prop_map(Step::Wait),
+        1 => Just(Step::Fail),
+    ]
+}
+
+fn scripted(steps: Vec<Step>, stall: bool) -> http::Response<Body> {
+    let frames = stream::iter(steps)
+        .then(|step| async move {
+            let data = match step {
+                Step::Token => TOKEN,
+                Step::Keepalive => ": keepalive\n\n",
+                Step::Done => {
+                    "data: {\"choices\":[{\"delta\":{},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n"
+                }
+                Step::Wait(ms) => {
+                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                    ""
+                }
+                Step::Fail => return Err::<Frame<Bytes>, BoxError>("connection reset".into()),
+            };
+            Ok(Frame::data(Bytes::from_static(data.as_bytes())))
+        })
+        .filter(|f| std::future::ready(!matches!(f, Ok(f) if f.data_ref().is_some_and(|d| d.is_empty()))));
+    let frames = match stall {
+        true => frames.chain(stream::pending()).boxed(),
+        false => frames.boxed(),
+    };
+    http::Response::new(StreamBody::new(frames))
+}
+
+/// The end the caller saw, as the outcome a stream event writes.
+fn seen_end(error: Option<&BoxError>) -> &'static str {
+    use tower_breaker::stream::{StreamIdle, StreamTruncated};
+    match error {
+        None => "completed",
+        Some(e) if e.is::<FirstTokenTimeout>() => "first_token_timeout",
+        Some(e) if e.is::<StreamIdle>() => "idle",
+        Some(e) if e.is::<StreamTruncated>() => "truncated",
+        Some(_) => "failed",
+    }
+}
+
+/// Runs one scripted call through a guard with deadlines of 2 s; the events it reported and
+/// the end the caller saw (`None` for a body dropped early).
+fn run(steps: Vec<Step>, stall: bool, reader: Reader) -> (Vec<&'static str>, Option<&'static str>) {
+    use std::sync::{Arc, Mutex};
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let sink = events.clone();
+    let guard = StreamGuardLayer::builder()
+        .first_token_timeout(Duration::from_secs(2))
+        .idle_timeout(Duration::from_secs(2))
+        .on_event(move |e: &tower_breaker::stream::StreamEvent| {
+            sink.lock().unwrap().push(e.outcome())
+        })
+        .build()
+        .unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .unwrap();
+    let seen = runtime.block_on(async move {
+        let mut client = ServiceBuilder::new()
+            .layer(guard)
+            .service(service_fn(move |()| {
+                let steps = steps.clone();
+                async move { Ok::<_, BoxError>(scripted(steps, stall)) }
+            }));
+        let mut body = match client.ready().await.unwrap().call(()).await {
+            Ok(response) => response.into_body(),
+            Err(error) => return Some(seen_end(Some(&error))),
+        };
+        let mut read = 0;
+        loop {
+            if let Reader::DropAfter(n) = reader {
+                if read == n {
+                    return None;
+                }
+            }
+            match body.frame().await {
+                None => return Some(seen_end(None)),
+                Some(Err(error)) => return Some(seen_end(Some(&error))),
+                Some(Ok(_)) => read += 1,
+            }
+        }
+    });
+    let events = events.lock().unwrap().clone();
+    (events, seen)
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(500))]
+
+    /// Whatever the stream does and however the caller reads it, the guard reports at most
+    /// one first token, before exactly one end, and that end is the one the caller saw (a
+    /// body dropped early is `dropped`, or `completed` if its answer was complete).
+    #[test]
+    fn every_guarded_stream_reports_the_end_its_caller_saw_exactly_once(
+        steps in proptest::collection::vec(step(), 0..10),
+        stall in proptest::prelude::any::<bool>(),
+        drop_after in proptest::option::of(0..6usize),
+    ) {
+        let reader = drop_after.map_or(Reader::ToTheEnd, Reader::DropAfter);
+        let (events, seen) = run(steps, stall, reader);
+        let (last, before) = events.split_last().expect("an end is always reported");
+        proptest::prop_assert!(before.iter().all(|e| *e == "first_token"), "{:?}", events);
+        proptest::prop_assert!(before.len() <= 1, "{:?}", events);
+        match seen {
+            Some(end) => proptest::prop_assert_eq!(*last, end),
+            None => proptest::prop_assert!(matches!(*last, "dropped" | "completed"), "{:?}", events),
+        }
+    }
+}
