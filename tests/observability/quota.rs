@@ -153,3 +153,124 @@ async fn unknown_limits_have_no_series_and_a_refund_moves_the_gauge_back() {
         ]
     );
 }
+
+/// One thing done to a governor of two keys (no time passes, so no budget refills).
+#[derive(Debug, Clone, Copy)]
+enum Op {
+    /// A call of `tokens` for key `key`: admitted at once, made to wait, or rejected.
+    Acquire { key: usize, tokens: u64 },
+    /// A waiting call is cancelled (its share goes back).
+    Cancel(usize),
+    /// An answer reports what is left of both budgets.
+    Answer {
+        call: usize,
+        requests: u64,
+        tokens: u64,
+    },
+    /// An answer is a 429 (the estimate goes back).
+    RateLimited(usize),
+    /// An answer reports what the call used.
+    Usage { call: usize, tokens: u64 },
+    /// Limits set by hand.
+    SetLimits {
+        key: usize,
+        requests: u64,
+        tokens: u64,
+    },
+}
+
+fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+    use proptest::prelude::*;
+    prop_oneof![
+        4 => (0..2usize, 0..400u64).prop_map(|(key, tokens)| Op::Acquire { key, tokens }),
+        1 => (0..4usize).prop_map(Op::Cancel),
+        2 => (0..4usize, 0..12u64, 0..2_000u64)
+            .prop_map(|(call, requests, tokens)| Op::Answer { call, requests, tokens }),
+        1 => (0..4usize).prop_map(Op::RateLimited),
+        1 => (0..4usize, 0..600u64).prop_map(|(call, tokens)| Op::Usage { call, tokens }),
+        1 => (0..2usize, 1..12u64, 1..2_000u64)
+            .prop_map(|(key, requests, tokens)| Op::SetLimits { key, requests, tokens }),
+    ]
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(300))]
+
+    /// After any sequence of admissions, waits, cancellations, answers, 429s, usage reports
+    /// and limits set by hand, the latest level reported for each key (by `seq`) is the
+    /// governor's snapshot of it.
+    #[test]
+    fn the_latest_levels_reported_are_the_snapshot(ops in proptest::collection::vec(op(), 1..30)) {
+        use std::collections::HashMap;
+        use std::sync::{Arc, Mutex};
+        use tower_breaker::quota::QuotaPermit;
+
+        type Latest = HashMap<String, (u64, Option<f64>, Option<f64>)>;
+        let latest: Arc<Mutex<Latest>> = Arc::default();
+        let sink = latest.clone();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        let _entered = runtime.enter();
+        let quota = Quota::<&'static str>::builder("openai")
+            .max_wait(Duration::from_secs(120))
+            .on_event(move |event: &QuotaEvent| {
+                if let QuotaEvent::LevelsChanged { key, requests_left, tokens_left, seq, .. } = event {
+                    let mut latest = sink.lock().unwrap();
+                    let entry = latest.entry(key.to_string()).or_insert((*seq, None, None));
+                    if *seq >= entry.0 {
+                        *entry = (*seq, *requests_left, *tokens_left);
+                    }
+                }
+            })
+            .build()
+            .unwrap();
+        let keys = ["gpt", "claude"];
+        quota.set_limits(&keys[0], Some(5), Some(1_000));
+        let mut permits: Vec<QuotaPermit<&'static str>> = Vec::new();
+        let mut waiting = Vec::new();
+        for op in ops {
+            match op {
+                Op::Acquire { key, tokens } => {
+                    let mut call = tokio_test::task::spawn(quota.acquire(&keys[key], tokens));
+                    match call.poll() {
+                        std::task::Poll::Ready(Ok(permit)) => permits.push(permit),
+                        std::task::Poll::Ready(Err(_)) => {}
+                        std::task::Poll::Pending => waiting.push(call),
+                    }
+                }
+                Op::Cancel(i) if i < waiting.len() => drop(waiting.remove(i)),
+                Op::Answer { call, requests, tokens } if call < permits.len() => {
+                    let mut limits = RateLimits::default();
+                    limits.requests = Budget::new(Some(12), Some(requests), None);
+                    limits.tokens = Budget::new(Some(2_000), Some(tokens), None);
+                    permits[call].observe(&limits);
+                }
+                Op::RateLimited(call) if call < permits.len() => {
+                    permits[call].rate_limited(&RateLimits::default());
+                }
+                Op::Usage { call, tokens } if call < permits.len() => {
+                    permits[call].record_usage(tokens);
+                }
+                Op::SetLimits { key, requests, tokens } => {
+                    quota.set_limits(&keys[key], Some(requests), Some(tokens));
+                }
+                _ => {}
+            }
+            let latest = latest.lock().unwrap();
+            for key in keys {
+                let Some(&(_, requests, tokens)) = latest.get(key) else {
+                    continue;
+                };
+                let snapshot = quota.snapshot(&key).expect("a reported key is kept");
+                let expected = (
+                    snapshot.requests_limit.map(|_| snapshot.requests_available),
+                    snapshot.tokens_limit.map(|_| snapshot.tokens_available),
+                );
+                proptest::prop_assert_eq!((requests, tokens), expected, "{}", key);
+            }
+        }
+    }
+}
