@@ -1,15 +1,18 @@
-//! Prometheus metrics for a breaker and a bulkhead, served on `/metrics` by a real axum server.
+//! Prometheus metrics for a breaker, a bulkhead, a quota and a stream guard, served on
+//! `/metrics` by a real axum server.
 //!
 //! ```text
-//! cargo run --example prometheus --features metrics
+//! cargo run --example prometheus --features metrics,stream,quota
 //! ```
 //!
 //! The example installs the Prometheus recorder, starts an axum server on 127.0.0.1 (a free
 //! port) with two routes, `/chat` (calls a flaky in-process upstream through a circuit breaker
 //! and a bulkhead) and `/metrics` (the Prometheus text), then plays a short outage with
 //! reqwest: the upstream fails 3 times and the breaker opens, 2 calls are rejected at once,
-//! and after the open wait 2 probes succeed and the breaker closes. It prints `/metrics`,
-//! checks that every breaker and bulkhead series the Grafana board
+//! and after the open wait 2 probes succeed and the breaker closes. Then a quota admits one
+//! call (its `*_left` gauges), and a stream guard reads one streamed answer whose first token
+//! comes after 50 ms (time to first token, and a `completed` stream). It prints `/metrics`,
+//! checks that every breaker, bulkhead, quota-level and stream series the Grafana board
 //! (`docs/grafana/tower-breaker.json`) queries is there, and exits.
 //!
 //! # Prometheus and Grafana
@@ -17,7 +20,7 @@
 //! To look at it in Grafana, keep the server running on a known address:
 //!
 //! ```text
-//! cargo run --example prometheus --features metrics -- --serve 127.0.0.1:9898
+//! cargo run --example prometheus --features metrics,stream,quota -- --serve 127.0.0.1:9898
 //! ```
 //!
 //! point Prometheus at it (`prometheus.yml`; in your service, the address of its `/metrics`):
@@ -32,9 +35,10 @@
 //!
 //! then in Grafana add that Prometheus as a data source and import the board: Dashboards >
 //! New > Import > upload `docs/grafana/tower-breaker.json`, and pick the data source. Its
-//! `component` variable lists every `name` label. The time-open panel needs histogram buckets
-//! for `tower_breaker_circuit_breaker_open_seconds`, set below with
-//! `set_buckets_for_metric`; without them the exporter writes a summary. The board works the
+//! `component` variable lists every `name` label. The time-open and time-to-first-token panels
+//! need histogram buckets for `tower_breaker_circuit_breaker_open_seconds` and
+//! `tower_breaker_stream_first_token_seconds`, set below with `set_buckets_for_metric`;
+//! without them the exporter writes a summary. The board works the
 //! same with the OpenTelemetry listener behind a Prometheus exporter (the names agree).
 
 use axum::Router;
@@ -50,6 +54,8 @@ use tower::{BoxError, ServiceBuilder, ServiceExt, service_fn};
 use tower_breaker::bulkhead::Bulkhead;
 use tower_breaker::circuit_breaker::{CircuitBreaker, CircuitOpen, SlidingWindow};
 use tower_breaker::metrics::MetricsListener;
+use tower_breaker::quota::Quota;
+use tower_breaker::stream::StreamGuardLayer;
 
 const OPEN_FOR: Duration = Duration::from_millis(300);
 
@@ -78,6 +84,10 @@ async fn main() -> Result<(), BoxError> {
         .set_buckets_for_metric(
             Matcher::Full("tower_breaker_circuit_breaker_open_seconds".into()),
             &[0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0],
+        )?
+        .set_buckets_for_metric(
+            Matcher::Full("tower_breaker_stream_first_token_seconds".into()),
+            &[0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0],
         )?
         .install_recorder()?;
 
@@ -149,6 +159,33 @@ async fn main() -> Result<(), BoxError> {
         assert_eq!(chat("recovered").await?, StatusCode::OK);
     }
 
+    // A quota: one call of 100 tokens, against 60 requests and 10,000 tokens a minute.
+    let quota = Quota::<String>::builder("llm")
+        .requests_per_window(60)
+        .tokens_per_window(10_000)
+        .on_event(listener.clone())
+        .build()?;
+    let _permit = quota.acquire(&"gpt".to_string(), 100).await?;
+
+    // A streamed answer through a guard: its first token after 50 ms, then `[DONE]`.
+    let guard = StreamGuardLayer::builder()
+        .name("llm")
+        .first_token_timeout(Duration::from_secs(5))
+        .on_event(listener.clone())
+        .build()?;
+    let streamed = ServiceBuilder::new()
+        .layer(guard)
+        .service(service_fn(|()| async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let sse = "data: {\"choices\":[{\"delta\":{\"content\":\"Hi\"}}]}\n\ndata: [DONE]\n\n";
+            Ok::<_, BoxError>(http::Response::new(http_body_util::Full::new(
+                bytes::Bytes::from_static(sse.as_bytes()),
+            )))
+        }));
+    let answer = streamed.oneshot(()).await?;
+    http_body_util::BodyExt::collect(answer.into_body()).await?;
+    println!("streamed   one answer through a stream guard");
+
     let text = client
         .get(format!("{base}/metrics"))
         .send()
@@ -166,26 +203,56 @@ async fn main() -> Result<(), BoxError> {
         r#"tower_breaker_circuit_breaker_open_seconds_count{name="upstream"} 1"#,
         r#"tower_breaker_bulkhead_calls_total{name="upstream",outcome="permitted"} 5"#,
         r#"tower_breaker_bulkhead_active_calls{name="upstream"} 0"#,
+        r#"tower_breaker_stream_calls_total{name="llm",outcome="completed"} 1"#,
+        r#"tower_breaker_stream_first_token_seconds_count{name="llm"} 1"#,
     ] {
         if !text.lines().any(|l| l == line) {
             return Err(format!("`{line}` missing from /metrics").into());
         }
     }
 
-    // The board's breaker and bulkhead queries find their series here.
+    // The quota's levels after its call: 59 requests and 9,900 tokens, and the little the
+    // budgets refilled (in real time) before the level was read.
+    for (series, taken_to) in [
+        (
+            r#"tower_breaker_quota_requests_left{name="llm",key="gpt"}"#,
+            59.0,
+        ),
+        (
+            r#"tower_breaker_quota_tokens_left{name="llm",key="gpt"}"#,
+            9_900.0,
+        ),
+    ] {
+        let value = text
+            .lines()
+            .find_map(|l| l.strip_prefix(series)?.trim().parse::<f64>().ok());
+        if !value.is_some_and(|v| (taken_to..taken_to + 1.0).contains(&v)) {
+            return Err(format!("`{series}` is {value:?}, not {taken_to} and a little").into());
+        }
+    }
+
+    // The board's breaker, bulkhead, quota-level and stream queries find their series here.
     let board: serde_json::Value =
         serde_json::from_str(include_str!("../docs/grafana/tower-breaker.json"))?;
     for name in board_metrics(&board) {
-        let emitted = ["circuit_breaker", "bulkhead"]
-            .iter()
-            .any(|c| name.starts_with(&format!("tower_breaker_{c}_")));
+        let emitted = [
+            "circuit_breaker_",
+            "bulkhead_",
+            "quota_requests_left",
+            "quota_tokens_left",
+            "stream_",
+        ]
+        .iter()
+        .any(|c| name.starts_with(&format!("tower_breaker_{c}")));
         if emitted && !text.lines().any(|l| l.starts_with(&format!("{name}{{"))) {
             return Err(
                 format!("the Grafana board queries `{name}`, missing from /metrics").into(),
             );
         }
     }
-    println!("every breaker and bulkhead series of docs/grafana/tower-breaker.json is served");
+    println!(
+        "every breaker, bulkhead, quota-level and stream series of docs/grafana/tower-breaker.json is served"
+    );
 
     if let Some(addr) = serve {
         println!("serving http://{addr}/metrics until Ctrl-C");

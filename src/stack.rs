@@ -439,7 +439,9 @@ impl<C, P, R, I> Builder<C, P, R, I> {
 
     /// Adds a listener to the breaker, the bulkhead and the retry policy (a
     /// `MetricsListener`, an `OpenTelemetryListener`, or your own type implementing
-    /// [`Listener`] for the three event types); every default stays.
+    /// [`Listener`] for the three event types); every default stays. A stack that guards
+    /// streams (`.llm()`, feature `stream`) reports its stream guard's events to the listeners
+    /// of `on_stream_event`.
     ///
     /// ```
     /// use std::sync::Arc;
@@ -705,7 +707,6 @@ impl Builder {
     fn llm_with(self, rules: crate::stream::SseRules) -> LlmBuilder {
         Builder {
             innermost: crate::provider_error::ProviderErrorLayer::new(),
-            name: self.name,
             total_timeout: Duration::from_secs(180),
             attempt_timeout: Duration::from_secs(60),
             retry: self.retry.llm().wait_out_cool_downs(LLM_COOL_DOWN_WAITS),
@@ -717,7 +718,42 @@ impl Builder {
                 .wait_in_open(Duration::from_secs(15))
                 .permitted_calls_in_half_open(3),
             bulkhead: self.bulkhead,
-            recorder: crate::stream::StreamRecorder::llm(rules),
+            recorder: crate::stream::StreamRecorder::llm_named(self.name.as_str().into(), rules),
+            name: self.name,
         }
+    }
+}
+
+#[cfg(feature = "stream")]
+impl<C, P, R, I> Builder<C, P, crate::stream::StreamRecorder<R>, I> {
+    /// Adds a listener for the stream guard's events (the first token of each streamed
+    /// answer, and how it ended: [`StreamEvent`](crate::stream::StreamEvent)), for stacks that
+    /// guard streams ([`llm`](Builder::llm), [`llm_anthropic`](Builder::llm_anthropic), or a
+    /// [`StreamRecorder`](crate::stream::StreamRecorder) of your own). The presets name the
+    /// guard after the stack.
+    ///
+    /// [`on_event`](Self::on_event) takes a listener of the breaker's, the bulkhead's and the
+    /// retry's events only (every stack has those); give a metrics listener to both:
+    ///
+    /// ```
+    /// # #[cfg(feature = "metrics")]
+    /// # fn demo() -> Result<(), tower_breaker::ConfigError> {
+    /// use tower_breaker::metrics::MetricsListener;
+    /// use tower_breaker::stack::StandardResilience;
+    ///
+    /// let metrics = MetricsListener::new();
+    /// let stack = StandardResilience::builder("openai")
+    ///     .llm()
+    ///     .on_event(metrics.clone())
+    ///     .on_stream_event(metrics)
+    ///     .build()?;
+    /// # let _ = stack;
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[cfg_attr(docsrs, doc(cfg(feature = "stream")))]
+    pub fn on_stream_event(mut self, listener: impl Listener<crate::stream::StreamEvent>) -> Self {
+        self.recorder.add_listener(std::sync::Arc::new(listener));
+        self
     }
 }

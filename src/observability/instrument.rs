@@ -23,6 +23,10 @@ pub(crate) enum Instrument {
     AdaptiveSamples,
     AdaptiveLimitChanges,
     QuotaCalls,
+    QuotaRequestsLeft,
+    QuotaTokensLeft,
+    StreamFirstToken,
+    StreamCalls,
     ChaosFaults,
 }
 
@@ -37,10 +41,13 @@ pub(crate) enum Kind {
     UpDown,
     /// A distribution, in seconds.
     Histogram,
+    /// Set to a value that may be fractional or negative, with a `key` label besides `name`
+    /// (a quota key's level).
+    Level,
 }
 
 impl Instrument {
-    pub(crate) const ALL: [Instrument; 16] = [
+    pub(crate) const ALL: [Instrument; 20] = [
         Instrument::BreakerCalls,
         Instrument::BreakerSlowCalls,
         Instrument::BreakerTransitions,
@@ -56,6 +63,10 @@ impl Instrument {
         Instrument::AdaptiveSamples,
         Instrument::AdaptiveLimitChanges,
         Instrument::QuotaCalls,
+        Instrument::QuotaRequestsLeft,
+        Instrument::QuotaTokensLeft,
+        Instrument::StreamFirstToken,
+        Instrument::StreamCalls,
         Instrument::ChaosFaults,
     ];
 
@@ -78,6 +89,10 @@ impl Instrument {
             Instrument::AdaptiveSamples => "tower_breaker_adaptive_samples_total",
             Instrument::AdaptiveLimitChanges => "tower_breaker_adaptive_limit_changes_total",
             Instrument::QuotaCalls => "tower_breaker_quota_calls_total",
+            Instrument::QuotaRequestsLeft => "tower_breaker_quota_requests_left",
+            Instrument::QuotaTokensLeft => "tower_breaker_quota_tokens_left",
+            Instrument::StreamFirstToken => "tower_breaker_stream_first_token_seconds",
+            Instrument::StreamCalls => "tower_breaker_stream_calls_total",
             Instrument::ChaosFaults => "tower_breaker_chaos_faults_total",
         }
     }
@@ -102,6 +117,10 @@ impl Instrument {
             Instrument::AdaptiveSamples => "tower_breaker.adaptive.samples",
             Instrument::AdaptiveLimitChanges => "tower_breaker.adaptive.limit_changes",
             Instrument::QuotaCalls => "tower_breaker.quota.calls",
+            Instrument::QuotaRequestsLeft => "tower_breaker.quota.requests_left",
+            Instrument::QuotaTokensLeft => "tower_breaker.quota.tokens_left",
+            Instrument::StreamFirstToken => "tower_breaker.stream.first_token",
+            Instrument::StreamCalls => "tower_breaker.stream.calls",
             Instrument::ChaosFaults => "tower_breaker.chaos.faults",
         }
     }
@@ -110,7 +129,8 @@ impl Instrument {
         match self {
             Instrument::BreakerState | Instrument::AdaptiveLimit => Kind::Gauge,
             Instrument::BulkheadActive | Instrument::BulkheadQueued => Kind::UpDown,
-            Instrument::BreakerOpenTime => Kind::Histogram,
+            Instrument::BreakerOpenTime | Instrument::StreamFirstToken => Kind::Histogram,
+            Instrument::QuotaRequestsLeft | Instrument::QuotaTokensLeft => Kind::Level,
             _ => Kind::Counter,
         }
     }
@@ -119,7 +139,9 @@ impl Instrument {
     #[cfg(feature = "opentelemetry")]
     pub(crate) fn otel_unit(self) -> &'static str {
         match self {
-            Instrument::BreakerOpenTime => "s",
+            Instrument::BreakerOpenTime | Instrument::StreamFirstToken => "s",
+            Instrument::QuotaRequestsLeft => "{request}",
+            Instrument::QuotaTokensLeft => "{token}",
             Instrument::BreakerTransitions => "{transition}",
             // No unit: "1" would make a Prometheus exporter append `_ratio`.
             Instrument::BreakerState => "",
@@ -169,6 +191,16 @@ impl Instrument {
             Instrument::QuotaCalls => {
                 "Calls through a quota governor, by outcome: admitted, waited, rejected, rate_limited."
             }
+            Instrument::QuotaRequestsLeft => {
+                "Requests a quota key has left, as its governor believes, set at each change (negative: owed to waiting calls)."
+            }
+            Instrument::QuotaTokensLeft => {
+                "Tokens a quota key has left, as its governor believes, set at each change (negative: owed to waiting calls)."
+            }
+            Instrument::StreamFirstToken => "Time to first token of guarded streams.",
+            Instrument::StreamCalls => {
+                "Guarded streams, by outcome: completed, first_token_timeout, idle, truncated, failed, dropped."
+            }
             Instrument::ChaosFaults => {
                 "Faults injected by a chaos layer, by fault: error, latency, status, stall_before_first_byte, stall_mid_stream, cut, trickle, keepalive_only."
             }
@@ -190,13 +222,18 @@ pub(crate) const STATES: [CircuitState; 7] = [
 /// The labels of a series besides `name`; every value is a fixed word.
 pub(crate) type Labels<'a> = &'a [(&'static str, &'static str)];
 
+/// The label of a [`Kind::Level`] series whose value is not a fixed word: a quota's key.
+#[cfg_attr(not(feature = "quota"), allow(dead_code))]
+pub(crate) const KEY_LABEL: &str = "key";
+
 /// Makes and moves series in one metrics system. A series is an instrument bound to the
-/// `name` label and a few fixed labels.
+/// `name` label and a few fixed labels; a level, to `name` and a dynamic [`KEY_LABEL`].
 pub(crate) trait Backend: Send + Sync + 'static {
     type Counter: Send + Sync + 'static;
     type Gauge: Send + Sync + 'static;
     type UpDown: Send + Sync + 'static;
     type Histogram: Send + Sync + 'static;
+    type Level: Send + Sync + 'static;
 
     fn counter(&self, instrument: Instrument, name: &Arc<str>, labels: Labels<'_>)
     -> Self::Counter;
@@ -208,10 +245,15 @@ pub(crate) trait Backend: Send + Sync + 'static {
         name: &Arc<str>,
         labels: Labels<'_>,
     ) -> Self::Histogram;
+    /// A level series, labelled `name` and `key` (one series per key: the caller bounds them).
+    #[cfg_attr(not(feature = "quota"), allow(dead_code))]
+    fn level(&self, instrument: Instrument, name: &Arc<str>, key: &Arc<str>) -> Self::Level;
 
     /// Adds `n` (0 makes the series exist, so that it reads 0 rather than nothing).
     fn count(counter: &Self::Counter, n: u64);
     fn set(gauge: &Self::Gauge, value: u64);
     fn add(up_down: &Self::UpDown, delta: i64);
     fn record(histogram: &Self::Histogram, value: f64);
+    #[cfg_attr(not(feature = "quota"), allow(dead_code))]
+    fn set_level(level: &Self::Level, value: f64);
 }

@@ -52,7 +52,28 @@
 //! | `tower_breaker_adaptive_samples_total` | counter | `signal`: `success`, `congestion`, `ignore` | finished calls taken as signals by an adaptive bulkhead |
 //! | `tower_breaker_adaptive_limit_changes_total` | counter | `reason`: `congestion`, `latency`, `growth` | changes of an adaptive bulkhead's limit |
 //! | `tower_breaker_quota_calls_total` | counter | `outcome`: `admitted`, `waited`, `rejected`, `rate_limited` | calls through a [quota governor](crate::quota) (feature `quota`): admitted at once, admitted after a wait, rejected; and 429s that paused a key |
+//! | `tower_breaker_quota_requests_left` | gauge | `key`: the quota key | requests a key has left, as its [governor](crate::quota) believes: set at each admission, answer, refund or usage report (a [`LevelsChanged`](crate::quota::QuotaEvent::LevelsChanged) event), equal to [`Quota::snapshot`](crate::quota::Quota::snapshot)'s `requests_available` then; negative while calls wait for their turn; no series while no limit is known |
+//! | `tower_breaker_quota_tokens_left` | gauge | `key`: the quota key | tokens a key has left, likewise |
+//! | `tower_breaker_stream_first_token_seconds` | histogram | | time to first token of each guarded stream ([`StreamGuardLayer`](crate::stream::StreamGuardLayer), feature `stream`): from the call, or from the response head behind the `.llm()` stack's breaker |
+//! | `tower_breaker_stream_calls_total` | counter | `outcome`: `completed`, `first_token_timeout`, `idle`, `truncated`, `failed`, `dropped` | guarded streams, by how they ended (`failed`: the upstream's body failed; `dropped`: the caller stopped reading before the end) |
 //! | `tower_breaker_chaos_faults_total` | counter | `fault`: `error`, `latency`, `status`, `stall_before_first_byte`, `stall_mid_stream`, `cut`, `trickle`, `keepalive_only` | faults injected by a chaos layer (feature `chaos`) |
+//!
+//! Register the listener with a [`Quota`](crate::quota::Quota)'s and a
+//! [`StreamGuardLayer`](crate::stream::StreamGuardLayer)'s `on_event` for their series; a
+//! stack that guards streams (`.llm()`) takes it with `on_stream_event` too.
+//!
+//! ## The `key` label
+//!
+//! The quota gauges have one series per governor and key: a key is a model, a provider or an
+//! API key, as the governor's key function makes it. A governor keeps at most `max_keys` keys
+//! at once (default 1,000; the least recently used goes first), but the series of a key it
+//! forgot stay, in the listener (one small entry per key) and in the exporter, as every
+//! series does. So the number of series is the number of keys ever seen: key by a bounded
+//! set (models, providers, API keys), never by user or request.
+//!
+//! A quota gauge is set when the governor changes a key's levels, not between: a budget
+//! refills on its own, unreported, so a key with no calls shows its level at its last change.
+//! [`Quota::snapshot`](crate::quota::Quota::snapshot) reads it now.
 //!
 //! Every metric is described (unit and help text) to the recorder installed when
 //! [`MetricsListener::new`] runs. A breaker's series appear with its first event, all at once
@@ -68,6 +89,12 @@
 //! only a thread's first event for a name takes a lock and hashes the name. Then comes the
 //! recorder's increment. The listener keeps one small entry per breaker and bulkhead name it
 //! has seen, and each thread remembers at most 8.
+//!
+//! The rarer series (transitions, retries, fallbacks, quota calls, stream outcomes and time to
+//! first token: at most a few per call) are looked up in the recorder at each event, which
+//! for the `metrics` facade builds the label list (one small allocation). A quota key's level
+//! gauges are kept per key, in an entry found by a hash of the governor's name and the key
+//! under a read lock; the event itself reuses the key's name, made once per key.
 //!
 //! # Install the recorder first
 //!
@@ -96,7 +123,7 @@
 //! The listeners' series are the running totals of the events, so they can differ from a
 //! snapshot by the calls in flight.
 
-use super::instrument::{Backend, Instrument, Kind, Labels};
+use super::instrument::{Backend, Instrument, KEY_LABEL, Kind, Labels};
 use super::translate::{Core, forward_events};
 use ::metrics::{Label, SharedString, Unit};
 use std::fmt;
@@ -142,7 +169,9 @@ impl MetricsListener {
             let help = instrument.description();
             match instrument.kind() {
                 Kind::Counter => ::metrics::describe_counter!(name, Unit::Count, help),
-                Kind::Gauge | Kind::UpDown => ::metrics::describe_gauge!(name, Unit::Count, help),
+                Kind::Gauge | Kind::UpDown | Kind::Level => {
+                    ::metrics::describe_gauge!(name, Unit::Count, help)
+                }
                 Kind::Histogram => ::metrics::describe_histogram!(name, Unit::Seconds, help),
             }
         }
@@ -170,14 +199,18 @@ forward_events!(MetricsListener);
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Facade;
 
-fn key_labels(name: &Arc<str>, labels: Labels<'_>) -> Vec<Label> {
-    let mut all = Vec::with_capacity(1 + labels.len());
+/// The labels of a series: `name`, the fixed `labels`, and the dynamic `key` of a level.
+fn key_labels(name: &Arc<str>, labels: Labels<'_>, key: Option<&Arc<str>>) -> Vec<Label> {
+    let mut all = Vec::with_capacity(2 + labels.len());
     all.push(Label::new("name", SharedString::from(name.clone())));
     all.extend(
         labels
             .iter()
             .map(|&(key, value)| Label::from_static_parts(key, value)),
     );
+    if let Some(key) = key {
+        all.push(Label::new(KEY_LABEL, SharedString::from(key.clone())));
+    }
     all
 }
 
@@ -186,6 +219,7 @@ impl Backend for Facade {
     type Gauge = ::metrics::Gauge;
     type UpDown = ::metrics::Gauge;
     type Histogram = ::metrics::Histogram;
+    type Level = ::metrics::Gauge;
 
     fn counter(
         &self,
@@ -193,15 +227,15 @@ impl Backend for Facade {
         name: &Arc<str>,
         labels: Labels<'_>,
     ) -> Self::Counter {
-        ::metrics::counter!(instrument.metrics_name(), key_labels(name, labels))
+        ::metrics::counter!(instrument.metrics_name(), key_labels(name, labels, None))
     }
 
     fn gauge(&self, instrument: Instrument, name: &Arc<str>, labels: Labels<'_>) -> Self::Gauge {
-        ::metrics::gauge!(instrument.metrics_name(), key_labels(name, labels))
+        ::metrics::gauge!(instrument.metrics_name(), key_labels(name, labels, None))
     }
 
     fn up_down(&self, instrument: Instrument, name: &Arc<str>, labels: Labels<'_>) -> Self::UpDown {
-        ::metrics::gauge!(instrument.metrics_name(), key_labels(name, labels))
+        ::metrics::gauge!(instrument.metrics_name(), key_labels(name, labels, None))
     }
 
     fn histogram(
@@ -210,7 +244,11 @@ impl Backend for Facade {
         name: &Arc<str>,
         labels: Labels<'_>,
     ) -> Self::Histogram {
-        ::metrics::histogram!(instrument.metrics_name(), key_labels(name, labels))
+        ::metrics::histogram!(instrument.metrics_name(), key_labels(name, labels, None))
+    }
+
+    fn level(&self, instrument: Instrument, name: &Arc<str>, key: &Arc<str>) -> Self::Level {
+        ::metrics::gauge!(instrument.metrics_name(), key_labels(name, &[], Some(key)))
     }
 
     fn count(counter: &Self::Counter, n: u64) {
@@ -231,5 +269,9 @@ impl Backend for Facade {
 
     fn record(histogram: &Self::Histogram, value: f64) {
         histogram.record(value);
+    }
+
+    fn set_level(level: &Self::Level, value: f64) {
+        level.set(value);
     }
 }

@@ -35,10 +35,22 @@
 //! | `tower_breaker.retry.attempts` | `Counter<u64>` | `{attempt}` |
 //! | `tower_breaker.retry.calls` | `Counter<u64>` | `{call}` |
 //! | `tower_breaker.fallback.calls` | `Counter<u64>` | `{call}` |
+//! | `tower_breaker.adaptive.limit` | `Gauge<u64>` | `{call}` |
+//! | `tower_breaker.adaptive.samples` | `Counter<u64>` | `{sample}` |
+//! | `tower_breaker.adaptive.limit_changes` | `Counter<u64>` | `{change}` |
+//! | `tower_breaker.quota.calls` | `Counter<u64>` | `{call}` |
+//! | `tower_breaker.quota.requests_left` | `Gauge<f64>` | `{request}` |
+//! | `tower_breaker.quota.tokens_left` | `Gauge<f64>` | `{token}` |
+//! | `tower_breaker.stream.first_token` | `Histogram<f64>` | `s` |
+//! | `tower_breaker.stream.calls` | `Counter<u64>` | `{call}` |
 //! | `tower_breaker.chaos.faults` | `Counter<u64>` | `{fault}` |
 //!
+//! The quota gauges also have a `key` attribute, one data point per key (see
+//! [the `key` label](crate::metrics#the-key-label) for what bounds them).
+//!
 //! The open-time histogram's buckets are 1, 5, 10, 30, 60, 120, 300, 600, 1800 and 3600
-//! seconds (a view can change them).
+//! seconds; the time-to-first-token histogram's 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60
+//! and 120 seconds (a view can change them).
 //!
 //! # Cost
 //!
@@ -46,7 +58,7 @@
 //! attributes of the series that move on every call are built once per component name and
 //! kept.
 
-use super::instrument::{Backend, Instrument, Kind, Labels};
+use super::instrument::{Backend, Instrument, KEY_LABEL, Kind, Labels};
 use super::translate::{Core, forward_events};
 use ::opentelemetry::KeyValue;
 use ::opentelemetry::metrics::{Counter, Gauge, Histogram, Meter, UpDownCounter};
@@ -57,6 +69,20 @@ use std::sync::Arc;
 const OPEN_TIME_BOUNDS: [f64; 10] = [
     1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0,
 ];
+
+/// Bucket bounds of the time-to-first-token histogram, in seconds: from a fast model's
+/// tenths of a second to a reasoning model's minutes.
+const FIRST_TOKEN_BOUNDS: [f64; 12] = [
+    0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0,
+];
+
+/// The bucket bounds of a histogram.
+fn bounds(instrument: Instrument) -> &'static [f64] {
+    match instrument {
+        Instrument::StreamFirstToken => &FIRST_TOKEN_BOUNDS,
+        _ => &OPEN_TIME_BOUNDS,
+    }
+}
 
 /// Reports every event of the components it is registered with to OpenTelemetry instruments
 /// made from one [`Meter`]. A cheap [`Clone`]: clones share the instruments. See the
@@ -123,6 +149,7 @@ pub(crate) struct Otel {
     gauges: Vec<(Instrument, Gauge<u64>)>,
     up_downs: Vec<(Instrument, UpDownCounter<i64>)>,
     histograms: Vec<(Instrument, Histogram<f64>)>,
+    levels: Vec<(Instrument, Gauge<f64>)>,
 }
 
 impl Otel {
@@ -133,6 +160,7 @@ impl Otel {
             gauges: Vec::new(),
             up_downs: Vec::new(),
             histograms: Vec::new(),
+            levels: Vec::new(),
         };
         for instrument in Instrument::ALL {
             match instrument.kind() {
@@ -151,6 +179,10 @@ impl Otel {
                 Kind::Histogram => {
                     let made = otel.make_histogram(instrument);
                     otel.histograms.push((instrument, made));
+                }
+                Kind::Level => {
+                    let made = otel.make_level(instrument);
+                    otel.levels.push((instrument, made));
                 }
             }
         }
@@ -186,7 +218,15 @@ impl Otel {
             .f64_histogram(i.otel_name())
             .with_unit(i.otel_unit())
             .with_description(i.description())
-            .with_boundaries(OPEN_TIME_BOUNDS.to_vec())
+            .with_boundaries(bounds(i).to_vec())
+            .build()
+    }
+
+    fn make_level(&self, i: Instrument) -> Gauge<f64> {
+        self.meter
+            .f64_gauge(i.otel_name())
+            .with_unit(i.otel_unit())
+            .with_description(i.description())
             .build()
     }
 }
@@ -211,6 +251,7 @@ impl Backend for Otel {
     type Gauge = Series<Gauge<u64>>;
     type UpDown = Series<UpDownCounter<i64>>;
     type Histogram = Series<Histogram<f64>>;
+    type Level = Series<Gauge<f64>>;
 
     fn counter(
         &self,
@@ -252,6 +293,17 @@ impl Backend for Otel {
         }
     }
 
+    fn level(&self, instrument: Instrument, name: &Arc<str>, key: &Arc<str>) -> Self::Level {
+        let attributes = [
+            KeyValue::new("name", name.clone()),
+            KeyValue::new(KEY_LABEL, key.clone()),
+        ];
+        Series {
+            instrument: find(&self.levels, instrument, || self.make_level(instrument)),
+            attributes: Box::new(attributes),
+        }
+    }
+
     fn count(counter: &Self::Counter, n: u64) {
         counter.instrument.add(n, &counter.attributes);
     }
@@ -266,5 +318,9 @@ impl Backend for Otel {
 
     fn record(histogram: &Self::Histogram, value: f64) {
         histogram.instrument.record(value, &histogram.attributes);
+    }
+
+    fn set_level(level: &Self::Level, value: f64) {
+        level.instrument.record(value, &level.attributes);
     }
 }

@@ -34,6 +34,7 @@ impl Backend for Memory {
     type Gauge = Series;
     type UpDown = Series;
     type Histogram = Series;
+    type Level = Series;
 
     fn counter(&self, i: Instrument, name: &Arc<str>, labels: Labels<'_>) -> Series {
         self.series(i, name, labels)
@@ -47,6 +48,9 @@ impl Backend for Memory {
     fn histogram(&self, i: Instrument, name: &Arc<str>, labels: Labels<'_>) -> Series {
         self.series(i, name, labels)
     }
+    fn level(&self, i: Instrument, name: &Arc<str>, key: &Arc<str>) -> Series {
+        Series(self.0.clone(), format!("{i:?}{{{name},{KEY_LABEL}={key}}}"))
+    }
     fn count(counter: &Series, n: u64) {
         counter.update(|v| v + n as f64);
     }
@@ -58,6 +62,9 @@ impl Backend for Memory {
     }
     fn record(histogram: &Series, value: f64) {
         histogram.update(|v| v + value);
+    }
+    fn set_level(level: &Series, value: f64) {
+        level.update(|_| value);
     }
 }
 
@@ -207,4 +214,89 @@ fn prometheus_names_agree() {
         }
         assert_eq!(name, instrument.metrics_name());
     }
+}
+
+/// The rows of a markdown table in a module's docs whose first cell is a code span: (first
+/// cell, second cell).
+fn doc_table(source: &str) -> Vec<(String, String)> {
+    source
+        .lines()
+        .filter_map(|line| line.strip_prefix("//! | `"))
+        .map(|row| {
+            let cells: Vec<&str> = row.split(" | ").collect();
+            let name = cells[0].trim_end_matches('`').to_string();
+            (name, cells.get(1).map_or("", |c| c.trim()).to_string())
+        })
+        .collect()
+}
+
+/// The table in a module's docs lists every instrument of the catalogue, in its order, as
+/// `row` writes the instrument's first two cells.
+fn assert_docs_table_is_the_catalogue(
+    source: &str,
+    row: impl Fn(Instrument) -> (&'static str, &'static str),
+) {
+    let catalogue: Vec<(String, String)> = Instrument::ALL
+        .iter()
+        .map(|&i| {
+            let (name, kind) = row(i);
+            (name.to_string(), kind.to_string())
+        })
+        .collect();
+    assert_eq!(doc_table(source), catalogue);
+}
+
+/// The table in the `metrics` module docs: `metrics` names and kinds.
+#[cfg(feature = "metrics")]
+#[test]
+fn the_metrics_docs_table_is_the_catalogue() {
+    assert_docs_table_is_the_catalogue(include_str!("metrics.rs"), |i| {
+        let kind = match i.kind() {
+            Kind::Counter => "counter",
+            Kind::Gauge | Kind::UpDown | Kind::Level => "gauge",
+            Kind::Histogram => "histogram",
+        };
+        (i.metrics_name(), kind)
+    });
+}
+
+/// The table in the `opentelemetry` module docs: OpenTelemetry names and the instruments
+/// they are made as.
+#[cfg(feature = "opentelemetry")]
+#[test]
+fn the_opentelemetry_docs_table_is_the_catalogue() {
+    assert_docs_table_is_the_catalogue(include_str!("opentelemetry.rs"), |i| {
+        let kind = match i.kind() {
+            Kind::Counter => "`Counter<u64>`",
+            Kind::Gauge => "`Gauge<u64>`",
+            Kind::UpDown => "`UpDownCounter<i64>`",
+            Kind::Histogram => "`Histogram<f64>`",
+            Kind::Level => "`Gauge<f64>`",
+        };
+        (i.otel_name(), kind)
+    });
+}
+
+/// Levels reported out of order (read under the governor's lock, reported after it) leave
+/// each gauge on the latest level; a budget with no known limit gets no series.
+#[cfg(feature = "quota")]
+#[test]
+fn quota_levels_out_of_order_leave_the_latest_level() {
+    use crate::quota::QuotaEvent;
+    let memory = Memory::default();
+    let values = memory.0.clone();
+    let core = Core::new(memory);
+    let level = |seq, requests| QuotaEvent::LevelsChanged {
+        name: Arc::from("openai"),
+        key: Arc::from("gpt"),
+        requests_left: Some(requests),
+        tokens_left: None,
+        seq,
+    };
+    core.on_quota(&level(0, 10.0));
+    core.on_quota(&level(2, 8.0));
+    core.on_quota(&level(1, 9.0));
+    let values = values.lock().unwrap_or_else(PoisonError::into_inner);
+    assert_eq!(values.get("QuotaRequestsLeft{openai,key=gpt}"), Some(&8.0));
+    assert!(!values.keys().any(|k| k.starts_with("QuotaTokensLeft")));
 }

@@ -13,6 +13,8 @@ use crate::fallback::FallbackEvent;
 use crate::quota::QuotaEvent;
 #[cfg(feature = "retry")]
 use crate::retry::RetryEvent;
+#[cfg(feature = "stream")]
+use crate::stream::StreamEvent;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -54,6 +56,19 @@ struct BulkheadSeries<B: Backend> {
     queued: B::UpDown,
 }
 
+/// The level gauges of one quota key, and the number of the last level they show.
+#[cfg(feature = "quota")]
+struct QuotaLevels<B: Backend> {
+    seq: Option<u64>,
+    /// Made at the first level known (a budget with no known limit has no series).
+    requests: Option<B::Level>,
+    tokens: Option<B::Level>,
+}
+
+/// A quota key's series, by governor name and key.
+#[cfg(feature = "quota")]
+type QuotaLevelMap<B> = RwLock<HashMap<(Arc<str>, Arc<str>), Arc<Mutex<QuotaLevels<B>>>>>;
+
 /// The shared part of every adapter: turns events into measurements.
 pub(crate) struct Core<B: Backend> {
     backend: B,
@@ -61,18 +76,23 @@ pub(crate) struct Core<B: Backend> {
     id: u64,
     breakers: RwLock<HashMap<Arc<str>, Arc<BreakerSeries<B>>>>,
     bulkheads: RwLock<HashMap<Arc<str>, Arc<BulkheadSeries<B>>>>,
+    /// One entry per quota key seen, kept (as the recorder keeps its series).
+    #[cfg(feature = "quota")]
+    quota_levels: QuotaLevelMap<B>,
 }
 
 impl<B: Backend> fmt::Debug for Core<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Core")
-            .field("breakers", &entries(&self.breakers))
-            .field("bulkheads", &entries(&self.bulkheads))
-            .finish()
+        let mut s = f.debug_struct("Core");
+        s.field("breakers", &entries(&self.breakers))
+            .field("bulkheads", &entries(&self.bulkheads));
+        #[cfg(feature = "quota")]
+        s.field("quota_keys", &entries(&self.quota_levels));
+        s.finish()
     }
 }
 
-fn entries<S>(map: &RwLock<HashMap<Arc<str>, S>>) -> usize {
+fn entries<K, S>(map: &RwLock<HashMap<K, S>>) -> usize {
     map.read().unwrap_or_else(PoisonError::into_inner).len()
 }
 
@@ -86,6 +106,8 @@ impl<B: Backend> Core<B> {
             id: NEXT_CORE_ID.fetch_add(1, Ordering::Relaxed),
             breakers: RwLock::new(HashMap::new()),
             bulkheads: RwLock::new(HashMap::new()),
+            #[cfg(feature = "quota")]
+            quota_levels: RwLock::new(HashMap::new()),
         }
     }
 
@@ -343,11 +365,99 @@ impl<B: Backend> Core<B> {
             QuotaEvent::Rejected { name, .. } => (name, "rejected"),
             QuotaEvent::RateLimited { name, .. } => (name, "rate_limited"),
             QuotaEvent::LimitsLearned { .. } => return,
+            QuotaEvent::LevelsChanged {
+                name,
+                key,
+                requests_left,
+                tokens_left,
+                seq,
+            } => {
+                self.quota_levels(name, key, *seq, *requests_left, *tokens_left);
+                return;
+            }
         };
         let counter = self
             .backend
             .counter(Instrument::QuotaCalls, name, &[("outcome", outcome)]);
         B::count(&counter, 1);
+    }
+
+    /// Moves a quota key's level gauges, unless a later level (a higher `seq`) is already
+    /// shown: levels can arrive out of order (see [`QuotaEvent::LevelsChanged`]).
+    #[cfg(feature = "quota")]
+    fn quota_levels(
+        &self,
+        name: &Arc<str>,
+        key: &Arc<str>,
+        seq: u64,
+        requests: Option<f64>,
+        tokens: Option<f64>,
+    ) {
+        let id = (name.clone(), key.clone());
+        let found = self
+            .quota_levels
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&id)
+            .cloned();
+        let entry = match found {
+            Some(entry) => entry,
+            None => self
+                .quota_levels
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .entry(id)
+                .or_insert_with(|| {
+                    Arc::new(Mutex::new(QuotaLevels {
+                        seq: None,
+                        requests: None,
+                        tokens: None,
+                    }))
+                })
+                .clone(),
+        };
+        let mut levels = entry.lock().unwrap_or_else(PoisonError::into_inner);
+        if levels.seq.is_some_and(|shown| shown >= seq) {
+            return;
+        }
+        levels.seq = Some(seq);
+        let QuotaLevels {
+            requests: requests_series,
+            tokens: tokens_series,
+            ..
+        } = &mut *levels;
+        for (value, series, instrument) in [
+            (requests, requests_series, Instrument::QuotaRequestsLeft),
+            (tokens, tokens_series, Instrument::QuotaTokensLeft),
+        ] {
+            if let Some(value) = value {
+                let series =
+                    series.get_or_insert_with(|| self.backend.level(instrument, name, key));
+                B::set_level(series, value);
+            }
+        }
+    }
+
+    // -- stream guard -------------------------------------------------------------------------
+
+    #[cfg(feature = "stream")]
+    pub(crate) fn on_stream(&self, event: &StreamEvent) {
+        match event {
+            StreamEvent::FirstToken { name, ttft } => {
+                let histogram = self
+                    .backend
+                    .histogram(Instrument::StreamFirstToken, name, &[]);
+                B::record(&histogram, ttft.as_secs_f64());
+            }
+            end => {
+                let counter = self.backend.counter(
+                    Instrument::StreamCalls,
+                    end.name(),
+                    &[("outcome", end.outcome())],
+                );
+                B::count(&counter, 1);
+            }
+        }
     }
 
     // -- retry and fallback -------------------------------------------------------------------
@@ -432,6 +542,14 @@ macro_rules! forward_events {
         impl $crate::events::Listener<$crate::fallback::FallbackEvent> for $listener {
             fn on_event(&self, event: &$crate::fallback::FallbackEvent) {
                 self.core.on_fallback(event);
+            }
+        }
+
+        #[cfg(feature = "stream")]
+        #[cfg_attr(docsrs, doc(cfg(feature = "stream")))]
+        impl $crate::events::Listener<$crate::stream::StreamEvent> for $listener {
+            fn on_event(&self, event: &$crate::stream::StreamEvent) {
+                self.core.on_stream(event);
             }
         }
 

@@ -69,4 +69,25 @@ pub enum QuotaEvent {
         /// Tokens per window, when known.
         tokens: Option<u64>,
     },
+    /// The key's budgets moved: an admission took a call's share, an answer's headers set
+    /// the level, a refund or a usage report changed a call's charge, or limits were set by
+    /// hand. The levels are what [`Quota::snapshot`](super::Quota::snapshot) reads at that
+    /// moment (its `requests_available` and `tokens_available`); between two events they
+    /// refill on their own, unreported.
+    LevelsChanged {
+        /// The governor's name.
+        name: Arc<str>,
+        /// The key.
+        key: Arc<str>,
+        /// Requests that fit now (negative: owed to calls waiting for their turn); `None`
+        /// while no request limit is known.
+        requests_left: Option<f64>,
+        /// Tokens that fit now (negative: owed to waiting calls); `None` while no token
+        /// limit is known.
+        tokens_left: Option<f64>,
+        /// Orders the level events of one governor: the levels are read under the
+        /// governor's lock and reported after it is released, so two events of one key can
+        /// reach a listener in the wrong order; the higher number is the later level.
+        seq: u64,
+    },
 }

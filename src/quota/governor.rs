@@ -114,6 +114,7 @@ impl<K: Hash + Eq + Clone + fmt::Display + Send + 'static> Quota<K> {
                 state.manual_tokens = true;
             }
         });
+        self.shared.levels_changed(key);
     }
 
     /// Learns from `limits` reported for `key` outside any call of this governor (a call made

@@ -8,6 +8,7 @@ use crate::events::Listeners;
 use std::collections::HashMap;
 use std::fmt;
 use std::hash::Hash;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -22,6 +23,8 @@ pub(crate) struct Shared<K> {
     pub(super) tokens_per_window: Option<u64>,
     pub(super) keys: Mutex<HashMap<K, KeyState>>,
     pub(super) listeners: Listeners<QuotaEvent>,
+    /// The number of the next [`QuotaEvent::LevelsChanged`], taken under the keys' lock.
+    pub(super) level_seq: AtomicU64,
     #[cfg(feature = "shared-state")]
     pub(crate) store: Option<Arc<dyn crate::shared_state::QuotaStore>>,
 }
@@ -42,6 +45,8 @@ pub(super) struct KeyState {
     /// level, and only goes to the ledger.
     pub(super) synced: [Option<u64>; 2],
     pub(super) last_used: Instant,
+    /// The key as events write it, made at its first event and kept.
+    pub(super) label: Option<Arc<str>>,
 }
 
 /// A call admitted with a wait, not yet sent.
@@ -71,6 +76,7 @@ impl<K: Hash + Eq + Clone + fmt::Display + Send + 'static> Shared<K> {
             ledger: Ledger::default(),
             synced: [None, None],
             last_used: now,
+            label: None,
         };
         if let Some(r) = self.requests_per_window {
             state.requests.set_limit(r, self.window, now);
@@ -123,6 +129,36 @@ impl<K: Hash + Eq + Clone + fmt::Display + Send + 'static> Shared<K> {
 
     pub(super) fn key_name(key: &K) -> Arc<str> {
         Arc::from(key.to_string())
+    }
+
+    /// Reports `key`'s levels now ([`QuotaEvent::LevelsChanged`]) after a change, and
+    /// returns the key's name for the other events of that change. Nothing (not even the
+    /// lock) without a listener; `None` then, or for a key not kept.
+    ///
+    /// The levels and their number are read under one hold of the lock, so a higher number
+    /// is a later level; the key's name is made once and kept with the key.
+    pub(super) fn levels_changed(&self, key: &K) -> Option<Arc<str>> {
+        if !self.listeners.is_active() {
+            return None;
+        }
+        let (label, requests_left, tokens_left, seq) =
+            self.with_known_key(key, Instant::now(), |state| {
+                let label = state
+                    .label
+                    .get_or_insert_with(|| Self::key_name(key))
+                    .clone();
+                let left = |b: &Bucket| b.is_limited().then_some(b.level);
+                let seq = self.level_seq.fetch_add(1, Ordering::Relaxed);
+                (label, left(&state.requests), left(&state.tokens), seq)
+            })?;
+        self.listeners.emit(|| QuotaEvent::LevelsChanged {
+            name: self.name.clone(),
+            key: label.clone(),
+            requests_left,
+            tokens_left,
+            seq,
+        });
+        Some(label)
     }
 
     /// True when the budgets are kept in a store: the local levels are then not charged.
@@ -179,11 +215,16 @@ impl<K: Hash + Eq + Clone + fmt::Display + Send + 'static> Shared<K> {
     ) -> Result<Admitted, QuotaExceeded> {
         match decided {
             Ok(admitted) => {
-                self.listeners.emit(|| QuotaEvent::Admitted {
-                    name: self.name.clone(),
-                    key: Self::key_name(key),
-                    wait: admitted.wait,
-                });
+                if self.listeners.is_active() {
+                    let label = self
+                        .levels_changed(key)
+                        .unwrap_or_else(|| Self::key_name(key));
+                    self.listeners.emit(|| QuotaEvent::Admitted {
+                        name: self.name.clone(),
+                        key: label,
+                        wait: admitted.wait,
+                    });
+                }
                 Ok(admitted)
             }
             Err((retry_after, budget)) => Err(self.rejected(key, retry_after, budget)),
@@ -274,6 +315,7 @@ impl<K: Hash + Eq + Clone + fmt::Display + Send + 'static> Shared<K> {
             }
             state.ledger.change(mark.seq, requests, tokens);
         });
+        self.levels_changed(key);
     }
 
     /// The call admitted at `mark` is gone (answered and dropped, or cancelled).
@@ -332,10 +374,12 @@ impl<K: Hash + Eq + Clone + fmt::Display + Send + 'static> Shared<K> {
         if let Some(store) = &self.store {
             self.store_observe(store.clone(), key, mark, limits);
         }
+        let label = self.levels_changed(key);
+        let label = || label.clone().unwrap_or_else(|| Self::key_name(key));
         if let Some((requests, tokens)) = learned {
             self.listeners.emit(|| QuotaEvent::LimitsLearned {
                 name: self.name.clone(),
-                key: Self::key_name(key),
+                key: label(),
                 requests,
                 tokens,
             });
@@ -344,7 +388,7 @@ impl<K: Hash + Eq + Clone + fmt::Display + Send + 'static> Shared<K> {
             tracing::debug!(quota = %self.name, key = %key, pause_ms = pause.as_millis() as u64, "rate limited: key paused");
             self.listeners.emit(|| QuotaEvent::RateLimited {
                 name: self.name.clone(),
-                key: Self::key_name(key),
+                key: label(),
                 pause,
             });
         }
@@ -368,6 +412,7 @@ impl<K: Hash + Eq + Clone + fmt::Display + Send + 'static> Shared<K> {
             let seq = state.ledger.fresh_seq();
             state.ledger.change(seq, 0.0, extra);
         });
+        self.levels_changed(key);
     }
 
     /// Admits a call, through the store when there is one.

@@ -11,6 +11,7 @@ use std::time::Duration;
 /// The settings of a [`StreamGuardLayer`], one key per setter of its [`StreamGuardBuilder`].
 ///
 /// ```toml
+/// name = "anthropic"
 /// first_token_timeout = "10s"
 /// idle_timeout = "30s"
 /// rules = "anthropic"
@@ -19,6 +20,8 @@ use std::time::Duration;
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct StreamGuardSettings {
+    /// [`StreamGuardBuilder::name`].
+    pub name: Option<String>,
     /// [`StreamGuardBuilder::first_token_timeout`].
     #[serde(default, deserialize_with = "duration::optional")]
     pub first_token_timeout: Option<Duration>,
@@ -58,6 +61,9 @@ impl RulesSettings {
 impl StreamGuardSettings {
     /// Calls the builder's setter for every key that is set.
     pub fn apply(&self, mut builder: StreamGuardBuilder) -> StreamGuardBuilder {
+        if let Some(name) = &self.name {
+            builder = builder.name(name.as_str());
+        }
         if let Some(deadline) = self.first_token_timeout {
             builder = builder.first_token_timeout(deadline);
         }

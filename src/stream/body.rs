@@ -1,7 +1,9 @@
 use super::error::{FirstTokenTimeout, StreamIdle, StreamTruncated};
+use super::events::StreamEvent;
 use super::rules::SseRules;
 use super::sse::SseParser;
 use crate::BoxError;
+use crate::events::Listeners;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 use std::collections::VecDeque;
@@ -20,6 +22,9 @@ pub(crate) type IsStream = Arc<dyn Fn(&http::response::Parts) -> bool + Send + S
 /// its builder fills in).
 #[derive(Clone)]
 pub(crate) struct GuardConfig {
+    /// The name in events.
+    pub(crate) name: Arc<str>,
+    pub(crate) listeners: Listeners<StreamEvent>,
     pub(crate) first_token: Option<Duration>,
     pub(crate) idle: Option<Duration>,
     pub(crate) rules: SseRules,
@@ -31,6 +36,8 @@ pub(crate) struct GuardConfig {
 impl fmt::Debug for GuardConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("GuardConfig")
+            .field("name", &self.name)
+            .field("listeners", &self.listeners)
             .field("first_token", &self.first_token)
             .field("idle", &self.idle)
             .field("rules", &self.rules)
@@ -72,6 +79,15 @@ impl GuardConfig {
             }
     }
 
+    /// Reports the head deadline passing before the response head came.
+    pub(crate) fn report_head_timeout(&self) {
+        self.listeners.emit(|| StreamEvent::FirstTokenTimeout {
+            name: self.name.clone(),
+            deadline: self.first_token.unwrap_or_default(),
+            had_headers: false,
+        });
+    }
+
     /// When the first token is due, for a call that started at `started`.
     pub(crate) fn first_token_deadline(&self, started: Instant) -> Option<Instant> {
         started.checked_add(self.first_token?)
@@ -103,6 +119,11 @@ struct Guarding {
     /// The call's span, kept while a subscriber wants its time to first token (the body is
     /// read after the call returned, outside it), with the attempt's start.
     span: Option<(tracing::Span, Instant)>,
+    /// When the call started (or, behind a recorder, the head came): time to first token
+    /// counts from here.
+    started: Instant,
+    /// The stream's end has been reported to the listeners (once).
+    reported: bool,
 }
 
 #[derive(Default)]
@@ -131,19 +152,45 @@ impl Guarding {
         scan
     }
 
+    /// Reports the stream's end to the listeners, once (the first end reported is the one).
+    fn report_end(&mut self, make: impl FnOnce(Arc<str>, u64) -> StreamEvent) {
+        if !self.reported {
+            self.reported = true;
+            let (config, tokens) = (&self.config, self.tokens);
+            config.listeners.emit(|| make(config.name.clone(), tokens));
+        }
+    }
+
+    fn report_completed(&mut self) {
+        self.report_end(|name, tokens| StreamEvent::Completed { name, tokens });
+    }
+
     /// The deadline passed: fail, or (once the answer is complete) end cleanly.
     fn expire(&mut self) -> Option<BoxError> {
         let error: BoxError = match self.phase {
-            Phase::BeforeToken => Box::new(FirstTokenTimeout {
-                deadline: self.config.first_token.or(self.config.idle)?,
-                headers: true,
-            }),
-            Phase::Streaming => Box::new(StreamIdle {
-                idle: self.config.idle?,
-                tokens: self.tokens,
-            }),
+            Phase::BeforeToken => {
+                let deadline = self.config.first_token.or(self.config.idle)?;
+                self.report_end(|name, _| StreamEvent::FirstTokenTimeout {
+                    name,
+                    deadline,
+                    had_headers: true,
+                });
+                Box::new(FirstTokenTimeout {
+                    deadline,
+                    headers: true,
+                })
+            }
+            Phase::Streaming => {
+                let idle = self.config.idle?;
+                self.report_end(|name, tokens| StreamEvent::Idle { name, idle, tokens });
+                Box::new(StreamIdle {
+                    idle,
+                    tokens: self.tokens,
+                })
+            }
             Phase::Complete | Phase::LastBeforeLf | Phase::Ended | Phase::Failed => {
                 self.phase = Phase::Ended;
+                self.report_completed();
                 return None;
             }
         };
@@ -189,6 +236,11 @@ impl Guarding {
                             if let Some((span, started)) = self.span.take() {
                                 crate::call_span::record_ttft(&span, started.elapsed());
                             }
+                            let (config, started) = (&self.config, self.started);
+                            config.listeners.emit(|| StreamEvent::FirstToken {
+                                name: config.name.clone(),
+                                ttft: started.elapsed(),
+                            });
                         }
                         self.deadline = self
                             .config
@@ -213,12 +265,14 @@ impl Guarding {
                             Some(b'\r') => Phase::LastBeforeLf,
                             _ => Phase::Ended,
                         };
+                        self.report_completed();
                     }
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(error))) => {
                 self.phase = Phase::Failed;
+                self.report_end(|name, tokens| StreamEvent::Failed { name, tokens });
                 Poll::Ready(Some(Err(error.into())))
             }
             Poll::Ready(None) => {
@@ -226,12 +280,14 @@ impl Guarding {
                     && self.config.rules.requires_completion()
                 {
                     self.phase = Phase::Failed;
+                    self.report_end(|name, tokens| StreamEvent::Truncated { name, tokens });
                     return Poll::Ready(Some(Err(Box::new(StreamTruncated {
                         rules: self.config.rules.name(),
                         tokens: self.tokens,
                     }))));
                 }
                 self.phase = Phase::Ended;
+                self.report_completed();
                 Poll::Ready(None)
             }
             Poll::Pending => {
@@ -251,6 +307,24 @@ impl Guarding {
                 };
                 ready!(timer.as_mut().poll(cx));
                 Poll::Ready(self.expire().map(Err))
+            }
+        }
+    }
+}
+
+impl Drop for Guarding {
+    /// A stream dropped before its end was reported: the caller stopped reading, or read up
+    /// to the complete event and no further (a clean end).
+    fn drop(&mut self) {
+        if self.reported || !self.config.listeners.is_active() {
+            return;
+        }
+        match self.phase {
+            Phase::BeforeToken | Phase::Streaming => {
+                self.report_end(|name, tokens| StreamEvent::Dropped { name, tokens });
+            }
+            Phase::Complete | Phase::LastBeforeLf | Phase::Ended | Phase::Failed => {
+                self.report_completed();
             }
         }
     }
@@ -307,6 +381,8 @@ impl<B: Body> GuardedBody<B> {
                 deadline,
                 timer,
                 span: crate::call_span::interested().map(|span| (span, started)),
+                started,
+                reported: false,
             }),
             prefix: VecDeque::new(),
         }

@@ -92,6 +92,7 @@
 
 mod body;
 mod error;
+mod events;
 mod hedge;
 mod record;
 pub mod recover;
@@ -101,6 +102,7 @@ mod sse;
 
 pub use self::body::GuardedBody;
 pub use self::error::{FirstTokenTimeout, StreamIdle, StreamTruncated};
+pub use self::events::StreamEvent;
 pub use self::hedge::{Hedge, HedgeBuilder, HedgeDelay, HedgeStats};
 pub use self::record::StreamRecorder;
 pub use self::rules::SseRules;

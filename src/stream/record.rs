@@ -5,6 +5,7 @@ use super::rules::SseRules;
 use super::service::{GuardResponse, StreamGuardLayer};
 use crate::circuit_breaker::{Permit, RecordOutcome};
 use crate::http::HttpClassifier;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -60,14 +61,30 @@ impl<R> StreamRecorder<R> {
     pub fn get_ref(&self) -> &R {
         &self.inner
     }
+
+    /// The guard's events go to `listener` too (the stack's
+    /// [`on_stream_event`](crate::stack::Builder::on_stream_event)).
+    #[cfg(feature = "stack")]
+    pub(crate) fn add_listener(
+        &mut self,
+        listener: Arc<dyn crate::events::Listener<super::StreamEvent>>,
+    ) {
+        self.guard.config_mut().listeners.push(listener);
+    }
 }
 
 impl StreamRecorder {
     /// The LLM presets' recorder: `rules`, a first token within 60 s of the response head and
     /// at most 30 s between tokens, then an [`HttpClassifier`] with its defaults.
     pub fn llm(rules: SseRules) -> Self {
-        let guard =
+        Self::llm_named(Arc::from("stream"), rules)
+    }
+
+    /// [`llm`](Self::llm), its guard named `name` in events (the stack's name).
+    pub(crate) fn llm_named(name: Arc<str>, rules: SseRules) -> Self {
+        let mut guard =
             StreamGuardLayer::preset(Duration::from_secs(60), Duration::from_secs(30), rules);
+        guard.config_mut().name = name;
         Self::new(&guard, HttpClassifier::new())
     }
 }

@@ -1,8 +1,10 @@
 use super::body::{GuardConfig, GuardedBody};
 use super::error::FirstTokenTimeout;
+use super::events::StreamEvent;
 use super::rules::SseRules;
 use crate::BoxError;
 use crate::config::{Check, ConfigError};
+use crate::events::{Listener, Listeners};
 use http_body::Body;
 use pin_project_lite::pin_project;
 use std::fmt;
@@ -32,6 +34,11 @@ impl StreamGuardLayer {
         &self.config
     }
 
+    /// This layer's configuration, to change (copied first if a clone shares it).
+    pub(crate) fn config_mut(&mut self) -> &mut GuardConfig {
+        Arc::make_mut(&mut self.config)
+    }
+
     /// A layer with both deadlines and `rules`, the rest as the builder's defaults. The
     /// deadlines are clamped into the builder's range, so no check is left to fail.
     pub(crate) fn preset(first_token: Duration, idle: Duration, rules: SseRules) -> Self {
@@ -43,10 +50,13 @@ impl StreamGuardLayer {
         }
     }
 
-    /// A builder: no deadlines, [`SseRules::openai`], the response at the first token.
+    /// A builder: named `stream`, no deadlines, [`SseRules::openai`], the response at the
+    /// first token, no listener.
     pub fn builder() -> StreamGuardBuilder {
         StreamGuardBuilder {
             config: GuardConfig {
+                name: Arc::from("stream"),
+                listeners: Listeners::new(),
                 first_token: None,
                 idle: None,
                 rules: SseRules::openai(),
@@ -75,6 +85,20 @@ pub struct StreamGuardBuilder {
 }
 
 impl StreamGuardBuilder {
+    /// The name in events and metrics (the `name` label). Default: `stream`.
+    pub fn name(mut self, name: impl Into<Arc<str>>) -> Self {
+        self.config.name = name.into();
+        self
+    }
+
+    /// Adds a listener for [`StreamEvent`]s: the first token of each guarded stream, and how
+    /// it ended (a `MetricsListener` or an `OpenTelemetryListener` records the time to first
+    /// token and the outcomes). With none, no event is built.
+    pub fn on_event(mut self, listener: impl Listener<StreamEvent>) -> Self {
+        self.config.listeners.push(Arc::new(listener));
+        self
+    }
+
     /// The time-to-first-token deadline, counted from the call: the head and the first token
     /// must both arrive within it. Default: none. Allowed: 1 ms to 1 day.
     pub fn first_token_timeout(mut self, deadline: Duration) -> Self {
@@ -330,6 +354,7 @@ where
                             if timer.as_mut().poll(cx).is_pending() {
                                 return Poll::Pending;
                             }
+                            this.config.report_head_timeout();
                             return Poll::Ready(Err(Box::new(FirstTokenTimeout {
                                 deadline: this.config.first_token.unwrap_or_default(),
                                 headers: false,

@@ -14,6 +14,10 @@ mod support;
 mod events;
 mod metrics_facade;
 mod otel;
+#[cfg(feature = "quota")]
+mod quota;
+#[cfg(feature = "stream")]
+mod stream;
 
 use metrics_util::debugging::{DebugValue, Snapshotter};
 use std::collections::BTreeMap;

@@ -75,6 +75,11 @@ impl Otel {
                         );
                     }
                 }
+                AggregatedMetrics::F64(MetricData::Gauge(gauge)) => {
+                    for p in gauge.data_points() {
+                        put(attrs(p.attributes().collect()), Value::Gauge(p.value()));
+                    }
+                }
                 AggregatedMetrics::F64(MetricData::Histogram(histogram)) => {
                     for p in histogram.data_points() {
                         put(
@@ -268,4 +273,64 @@ async fn chaos_faults_are_counted_by_kind() {
             "{fault}"
         );
     }
+}
+
+/// A stream's time to first token and a quota key's levels reach OpenTelemetry: a histogram
+/// in seconds and two `f64` gauges with a `key` attribute.
+#[cfg(all(feature = "stream", feature = "quota"))]
+#[tokio::test(start_paused = true)]
+async fn first_token_and_quota_levels_reach_opentelemetry() {
+    use bytes::Bytes;
+    use http_body_util::{BodyExt, Full};
+    use tower::{BoxError, Service, ServiceExt};
+    use tower_breaker::quota::Quota;
+    use tower_breaker::stream::StreamGuardLayer;
+
+    let otel = Otel::new();
+    let quota = Quota::<&str>::builder("openai")
+        .requests_per_window(10)
+        .tokens_per_window(1_000)
+        .on_event(otel.listener.clone())
+        .build()
+        .unwrap();
+    let _permit = quota.acquire(&"gpt", 100).await.unwrap();
+
+    let guard = StreamGuardLayer::builder()
+        .name("openai")
+        .on_event(otel.listener.clone())
+        .build()
+        .unwrap();
+    let mut client = tower::ServiceBuilder::new()
+        .layer(guard)
+        .service(tower::service_fn(|()| async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let sse = "data: {\"choices\":[{\"delta\":{\"content\":\"Hi\"}}]}\n\ndata: [DONE]\n\n";
+            Ok::<_, BoxError>(http::Response::new(Full::new(Bytes::from_static(
+                sse.as_bytes(),
+            ))))
+        }));
+    let response = client.ready().await.unwrap().call(()).await.unwrap();
+    response.into_body().collect().await.unwrap();
+
+    let read = otel.read();
+    let labels = [("key", "gpt"), ("name", "openai")];
+    assert_eq!(
+        read[&key("tower_breaker.quota.requests_left", &labels)],
+        Value::Gauge(9.0)
+    );
+    assert_eq!(
+        read[&key("tower_breaker.quota.tokens_left", &labels)],
+        Value::Gauge(900.0)
+    );
+    assert_eq!(
+        read[&key("tower_breaker.stream.first_token", &[("name", "openai")])],
+        Value::Histogram(vec![1.0, 0.3])
+    );
+    assert_eq!(
+        read[&key(
+            "tower_breaker.stream.calls",
+            &[("name", "openai"), ("outcome", "completed")]
+        )],
+        Value::Counter(1)
+    );
 }

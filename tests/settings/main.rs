@@ -255,12 +255,14 @@ async fn quota_settings_round_trip() {
 #[test]
 fn stream_settings_round_trip() {
     let guard: StreamGuardSettings =
-        from_toml("first_token_timeout = \"2s\"\nrules = \"anthropic\"").unwrap();
+        from_toml("name = \"gateway\"\nfirst_token_timeout = \"2s\"\nrules = \"anthropic\"")
+            .unwrap();
     let layer = guard.build("g", StreamGuardLayer::builder()).unwrap();
     // The layer shows its settings only in its `Debug`: no getters (the stream module's).
     let shown = format!("{layer:?}");
     assert!(shown.contains("first_token: Some(2s)"), "{shown}");
     assert!(shown.contains("name: \"anthropic\""), "{shown}");
+    assert!(shown.contains("name: \"gateway\""), "{shown}");
     let hedge: HedgeSettings = from_toml("delay = { fixed = \"250ms\" }\nbudget = 0.5").unwrap();
     let hedge = hedge
         .build("h", Hedge::<(), u32>::builder(), service_fn(echo))
