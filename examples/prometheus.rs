@@ -2,7 +2,7 @@
 //! `/metrics` by a real axum server.
 //!
 //! ```text
-//! cargo run --example prometheus --features metrics,stream,quota
+//! cargo run --example prometheus --features metrics,stream,quota,stack,chaos,reqwest
 //! ```
 //!
 //! The example installs the Prometheus recorder, starts an axum server on 127.0.0.1 (a free
@@ -20,8 +20,18 @@
 //! To look at it in Grafana, keep the server running on a known address:
 //!
 //! ```text
-//! cargo run --example prometheus --features metrics,stream,quota -- --serve 127.0.0.1:9898
+//! cargo run --all-features --example prometheus -- --serve 127.0.0.1:9898
 //! ```
+//!
+//! After its checks it then plays a provider's outages on a loop, so that every panel of the
+//! board moves: six clients call a mock OpenAI-style provider (streamed answers, the head after
+//! 20 to 200 ms, the first token 40 ms later or, for some, 0.3 or 0.9 s later) through a quota
+//! (300 calls and 100,000 tokens a minute), an adaptive bulkhead, a fallback and the `.llm()`
+//! stack (its stream guard's deadlines lowered to 2 s), while the provider goes, every 90 s,
+//! through 30 s healthy, 15 s of 503s, 10 s of 429s with `Retry-After: 2`, 10 s of streams
+//! that stall before their first token, 10 s of streams cut after 3 events, and 15 s
+//! healthy again. The screenshot in `docs/grafana-board.png` is of this run
+//! (`docs/grafana/README.md` says how it was made).
 //!
 //! point Prometheus at it (`prometheus.yml`; in your service, the address of its `/metrics`):
 //!
@@ -40,6 +50,9 @@
 //! `tower_breaker_stream_first_token_seconds`, set below with `set_buckets_for_metric`;
 //! without them the exporter writes a summary. The board works the
 //! same with the OpenTelemetry listener behind a Prometheus exporter (the names agree).
+
+#[path = "../tests/support/upstream.rs"]
+mod upstream;
 
 use axum::Router;
 use axum::extract::State;
@@ -255,8 +268,12 @@ async fn main() -> Result<(), BoxError> {
     );
 
     if let Some(addr) = serve {
-        println!("serving http://{addr}/metrics until Ctrl-C");
-        tokio::signal::ctrl_c().await?;
+        println!("serving http://{addr}/metrics until Ctrl-C, with an outage every 90 s");
+        let load = tokio::spawn(load::play_outages(listener.clone()));
+        tokio::select! {
+            stopped = tokio::signal::ctrl_c() => stopped?,
+            failed = load => failed??,
+        }
     }
     let _ = stop.send(());
     server.await??;
@@ -279,5 +296,175 @@ fn board_metrics(node: &serde_json::Value) -> Vec<String> {
             .collect(),
         serde_json::Value::Array(list) => list.iter().flat_map(board_metrics).collect(),
         _ => Vec::new(),
+    }
+}
+
+/// `--serve`: a provider's outages on a loop, through every component the board shows.
+mod load {
+    use super::upstream;
+    use std::time::Duration;
+    use tokio::time::Instant;
+    use tower::{BoxError, Layer, ServiceExt};
+    use tower_breaker::bulkhead::{AdaptiveBulkhead, Aimd, LimitAlgorithm, Signal};
+    use tower_breaker::chaos::{ChaosLayer, Fault};
+    use tower_breaker::fallback::{FallbackLayer, OnFailure, service_unavailable};
+    use tower_breaker::http::HttpClassifier;
+    use tower_breaker::metrics::MetricsListener;
+    use tower_breaker::quota::Quota;
+    use tower_breaker::retry::RetryOnStatus;
+    use tower_breaker::stack::StandardResilience;
+    use tower_breaker::stream::{SseRules, StreamGuardLayer, StreamRecorder};
+
+    const CYCLE: Duration = Duration::from_secs(90);
+
+    /// The provider's phase at `elapsed` into the run, as seconds into the cycle.
+    #[derive(Clone, Copy, PartialEq)]
+    enum Phase {
+        Healthy,
+        Outage,
+        RateLimited,
+        Stalls,
+        Cuts,
+    }
+
+    fn phase(started: Instant) -> Phase {
+        match started.elapsed().as_secs() % CYCLE.as_secs() {
+            30..45 => Phase::Outage,
+            45..55 => Phase::RateLimited,
+            55..65 => Phase::Stalls,
+            65..75 => Phase::Cuts,
+            _ => Phase::Healthy,
+        }
+    }
+
+    pub(super) async fn play_outages(listener: MetricsListener) -> Result<(), BoxError> {
+        // 300 calls and 100,000 tokens a minute: about what the clients ask for, so that the
+        // quota runs low, and some calls wait or are turned away.
+        let quota = Quota::<String>::builder("openai")
+            .requests_per_window(300)
+            .tokens_per_window(100_000)
+            .max_wait(Duration::from_secs(2))
+            .on_event(listener.clone())
+            .build()?;
+        let started = Instant::now();
+        let during = move |p: Phase| move |_: &http::request::Parts| phase(started) == p;
+        let provider = upstream::Upstream::builder()
+            .chunks(8)
+            .chunk_interval(Duration::from_millis(40))
+            .chaos(
+                ChaosLayer::http("provider")
+                    .seed(2026)
+                    .inject(
+                        Fault::latency_between(
+                            Duration::from_millis(20),
+                            Duration::from_millis(200),
+                        ),
+                        1.0,
+                    )
+                    .inject_when(Fault::service_unavailable(), 1.0, during(Phase::Outage))
+                    .inject_when(
+                        Fault::rate_limited(Some(Duration::from_secs(2))),
+                        1.0,
+                        during(Phase::RateLimited),
+                    )
+                    .inject_when(
+                        Fault::stall_before_first_byte(Duration::from_secs(30)),
+                        1.0,
+                        during(Phase::Stalls),
+                    )
+                    .inject_when(Fault::cut_after(3), 1.0, during(Phase::Cuts))
+                    // Outside those phases, some answers think before their first token (time
+                    // to first token is measured from the response head). After the phases'
+                    // faults: the first stream fault that fires applies.
+                    .inject(
+                        Fault::stall_before_first_byte(Duration::from_millis(300)),
+                        0.3,
+                    )
+                    .inject(
+                        Fault::stall_before_first_byte(Duration::from_millis(900)),
+                        0.1,
+                    )
+                    .on_event(listener.clone())
+                    .build()?,
+            )
+            .start()
+            .await;
+
+        // The `.llm()` stack, its guard's deadlines lowered to 2 s, its breaker open 5 s (not
+        // 15) and a call slower than 1.5 s counted slow (a healthy answer takes under 1 s).
+        let guard = StreamGuardLayer::builder()
+            .name("openai")
+            .first_token_timeout(Duration::from_secs(2))
+            .idle_timeout(Duration::from_secs(2))
+            .rules(SseRules::openai())
+            .build()?;
+        let stack = StandardResilience::builder("openai")
+            .llm()
+            .record_with(StreamRecorder::new(&guard, HttpClassifier::new()))
+            .configure_breaker(|breaker| {
+                breaker
+                    .wait_in_open(Duration::from_secs(5))
+                    .slow_call_duration(Duration::from_millis(1500))
+            })
+            .on_event(listener.clone())
+            .on_stream_event(listener.clone())
+            .build()?;
+        let fallback = FallbackLayer::from_fn(service_unavailable)
+            .on(OnFailure(RetryOnStatus::llm()))
+            .name("openai")
+            .on_event(listener.clone());
+        let openai = fallback.layer(stack.layer(reqwest::Client::new()));
+        let adaptive = AdaptiveBulkhead::builder("openai-adaptive")
+            .algorithm(LimitAlgorithm::Aimd(Aimd::default()))
+            .initial_limit(4)
+            .limits(1, 16)
+            .max_queue(16)
+            .max_wait(Duration::from_secs(5))
+            .on_event(listener.clone())
+            .on_limit_event(listener.clone())
+            .build()?;
+
+        let mut clients = tokio::task::JoinSet::new();
+        for client in 0..6u64 {
+            let (openai, adaptive, quota) = (openai.clone(), adaptive.clone(), quota.clone());
+            let url = provider.chat_url();
+            clients.spawn(async move {
+                let mut n = client;
+                loop {
+                    // 4 to 7 calls a second among the six clients.
+                    n = n.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    tokio::time::sleep(Duration::from_millis(800 + (n >> 33) % 700)).await;
+                    let Ok(_budget) = quota.acquire(&"gpt-4o-mini".to_string(), 400).await else {
+                        continue;
+                    };
+                    let Ok(mut slot) = adaptive.acquire().await else {
+                        continue;
+                    };
+                    let request = reqwest::Client::new()
+                        .post(&url)
+                        .header("content-type", "application/json")
+                        .header("accept", "text/event-stream")
+                        .body(r#"{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"Hi"}]}"#)
+                        .build()?;
+                    let signal = match openai.clone().oneshot(request).await {
+                        Ok(answer) if answer.status().is_success() => {
+                            slot.first_token();
+                            match answer.bytes().await {
+                                Ok(_) => Signal::Success,
+                                Err(_) => Signal::Congestion,
+                            }
+                        }
+                        Ok(_) | Err(_) => Signal::Congestion,
+                    };
+                    slot.record(signal);
+                }
+                #[allow(unreachable_code)]
+                Ok::<(), BoxError>(())
+            });
+        }
+        match clients.join_next().await {
+            Some(ended) => ended?,
+            None => Ok(()),
+        }
     }
 }
