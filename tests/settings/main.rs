@@ -2,6 +2,7 @@
 //! file fails at load with the path of the bad value, and a TOML file becomes a working stack.
 
 mod adversarial_settings;
+mod formats;
 
 use serde::Deserialize;
 use std::sync::Arc;
