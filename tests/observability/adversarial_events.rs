@@ -261,6 +261,41 @@ mod stream {
         assert_eq!(outcomes(&seen), vec!["first_token", "failed"]);
     }
 
+    /// A reader that stops when the body says it is at its end (`is_end_stream`, as hyper
+    /// does when it forwards a body) and never polls for the `None`: with rules that need no
+    /// complete event, a body read to its end completed; it was not dropped.
+    #[tokio::test(start_paused = true)]
+    async fn a_body_read_until_is_end_stream_completes_without_a_final_poll() {
+        use http_body::Body as _;
+        use http_body_util::Full;
+        use tower_breaker::stream::SseRules;
+
+        let (seen, listener) = recorder();
+        let layer = StreamGuardLayer::builder()
+            .name("gateway")
+            .first_token_timeout(Duration::from_secs(10))
+            .rules(SseRules::any_data())
+            .on_event(listener)
+            .build()
+            .unwrap();
+        let mut client = ServiceBuilder::new()
+            .layer(layer)
+            .service(service_fn(|()| async {
+                let body = Full::new(Bytes::from_static(b"data: hello\n\ndata: world\n\n"));
+                Ok::<_, BoxError>(http::Response::new(body))
+            }));
+        let response = client.ready().await.unwrap().call(()).await.unwrap();
+        let mut body = response.into_body();
+        let mut frames = 0;
+        while !body.is_end_stream() {
+            body.frame().await.unwrap().unwrap();
+            frames += 1;
+        }
+        drop(body);
+        assert_eq!(frames, 1);
+        assert_eq!(outcomes(&seen), vec!["first_token", "completed"]);
+    }
+
     /// The event docs: responses that are not streams (an `application/json` answer, an error
     /// status) report nothing, read to the end or dropped.
     #[tokio::test(start_paused = true)]
