@@ -152,6 +152,40 @@ mod stream {
         assert_eq!(seen.lock().unwrap()[0].2, Some(Duration::from_millis(200)));
     }
 
+    /// The response future, waiting for the first token after the head came, dropped by its
+    /// caller (a timeout around it, a client gone): one `dropped` end. Dropped before the head
+    /// came, nothing was a stream yet: no event.
+    #[tokio::test(start_paused = true)]
+    async fn a_call_dropped_while_waiting_for_its_first_token_reports_one_dropped_end() {
+        let (seen, listener) = recorder();
+        let layer = guard("openai", listener);
+        let mut client = client(layer);
+        let waiting = client.ready().await.unwrap().call(vec![
+            Data(": keepalive\n\n"),
+            Wait(5_000),
+            Data(TOKEN),
+            Data(DONE),
+        ]);
+        let timed_out = tokio::time::timeout(Duration::from_secs(1), waiting).await;
+        assert!(timed_out.is_err());
+        assert_eq!(outcomes(&seen), vec!["dropped"]);
+
+        let mut client = ServiceBuilder::new()
+            .layer(guard("openai", |_: &StreamEvent| {
+                panic!("no stream, no event")
+            }))
+            .service(service_fn(|()| async {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                Ok::<_, BoxError>(sse(vec![Data(TOKEN), Data(DONE)]))
+            }));
+        let waiting = client.ready().await.unwrap().call(());
+        assert!(
+            tokio::time::timeout(Duration::from_secs(1), waiting)
+                .await
+                .is_err()
+        );
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_body_polled_after_its_end_reports_no_second_end() {
         let (seen, listener) = recorder();
