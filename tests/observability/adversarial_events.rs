@@ -405,6 +405,48 @@ mod stream {
         assert_eq!(ttft, vec![Duration::from_millis(100)]);
     }
 
+    /// `on_stream_event` on a stack with a `StreamRecorder` of one's own: the events reach both
+    /// the guard's own listener and the stack's, under the guard's name.
+    #[cfg(feature = "stack")]
+    #[tokio::test(start_paused = true)]
+    async fn a_stack_with_its_own_stream_recorder_reports_to_both_listeners() {
+        use tower::Layer;
+        use tower_breaker::http::HttpClassifier;
+        use tower_breaker::stack::StandardResilience;
+        use tower_breaker::stream::StreamRecorder;
+
+        let (own, own_listener) = recorder();
+        let (stack_seen, stack_listener) = recorder();
+        let layer = guard("mine", own_listener);
+        let stack = StandardResilience::builder("gpt")
+            .llm()
+            .record_with(StreamRecorder::new(&layer, HttpClassifier::new()))
+            .on_stream_event(stack_listener)
+            .build()
+            .unwrap();
+        let mut client = stack.layer(service_fn(|_: http::Request<String>| async {
+            Ok::<_, BoxError>(sse(vec![Wait(250), Data(TOKEN), Data(DONE)]))
+        }));
+        let request = http::Request::post("http://127.0.0.1/v1/chat/completions")
+            .body(r#"{"stream":true}"#.to_string())
+            .unwrap();
+        let response = client.ready().await.unwrap().call(request).await.unwrap();
+        response.into_body().collect().await.unwrap();
+        for seen in [own, stack_seen] {
+            assert_eq!(
+                seen.lock().unwrap().clone(),
+                vec![
+                    (
+                        "mine".into(),
+                        "first_token",
+                        Some(Duration::from_millis(250))
+                    ),
+                    ("mine".into(), "completed", None),
+                ]
+            );
+        }
+    }
+
     /// One guard (cloned into services) and one listener shared by many concurrent streams:
     /// each event carries its guard's name and the counts add up.
     #[tokio::test(start_paused = true)]
