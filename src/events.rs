@@ -79,12 +79,23 @@ impl<E: 'static> Listeners<E> {
     }
 
     /// Builds the event only if someone listens, then hands it to each listener.
+    ///
+    /// While the thread unwinds (a guard or a permit dropped by a panic, perhaps a listener's
+    /// own), each listener runs inside `catch_unwind`: a second panic escaping a destructor
+    /// would abort the process.
     #[inline]
     pub(crate) fn emit(&self, make: impl FnOnce() -> E) {
         if self.is_active() {
             let event = make();
+            let unwinding = std::thread::panicking();
             for listener in &self.list {
-                listener.on_event(&event);
+                if unwinding {
+                    let call = std::panic::AssertUnwindSafe(|| listener.on_event(&event));
+                    // Already panicking: this listener's panic is dropped, the first goes on.
+                    let _ = std::panic::catch_unwind(call);
+                } else {
+                    listener.on_event(&event);
+                }
             }
         }
     }

@@ -51,7 +51,12 @@ NAMED = {"green": "#73bf69", "red": "#f2495c", "yellow": "#fade2a", "orange": "#
 # -- queries ----------------------------------------------------------------------------------
 
 def fill(expr, start, end, rate_interval):
-    expr = expr.replace('=~"$name"', '=~".*"').replace('"$name"', '".*"')
+    # `$name` is "All" (its `allValue`, `.*`), in each way Grafana writes a variable. `.*` is a
+    # regex: an equality matcher on it becomes a regex matcher, or it would match the two
+    # characters `.*` and draw nothing.
+    expr = re.sub(r"\$\{name(?::\w+)?\}|\[\[name\]\]", "$name", expr)
+    expr = re.sub(r'(!?)="\$name"', lambda m: ('!~' if m.group(1) else '=~') + '".*"', expr)
+    expr = re.sub(r"\$name\b", ".*", expr)
     expr = expr.replace("$__rate_interval", rate_interval)
     expr = expr.replace("$__range", f"{int(end - start)}s")
     return expr
@@ -64,7 +69,12 @@ def query_range(prometheus, expr, start, end, step):
         with urllib.request.urlopen(url, timeout=30) as answer:
             body = json.load(answer)
     except urllib.error.HTTPError as error:
-        body = json.load(error)
+        try:
+            body = json.load(error)
+        except ValueError:
+            raise SystemExit(f"Prometheus answered {error.code} to {expr!r}")
+    except urllib.error.URLError as error:
+        raise SystemExit(f"no Prometheus at {prometheus}: {error.reason}")
     if body.get("status") != "success":
         raise SystemExit(f"Prometheus refused {expr!r}: {body.get('error')}")
     return body["data"]["result"]
@@ -124,13 +134,16 @@ def fmt_value(value, unit):
     return f"{value:.2g}{suffix}"
 
 
-def nice_ticks(top):
-    if top <= 0:
+def nice_ticks(bottom, top):
+    """Round ticks from at most `bottom` (0 or below) to at least `top`."""
+    bottom, top = min(bottom, 0), max(top, 0)
+    if top - bottom <= 0:
         return [0, 1]
-    raw = top / 4
+    raw = (top - bottom) / 4
     magnitude = 10 ** math.floor(math.log10(raw))
     step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
-    return [i * step for i in range(int(math.ceil(top / step)) + 1)]
+    first, last = math.floor(bottom / step), math.ceil(top / step)
+    return [i * step for i in range(first, last + 1)]
 
 
 def clock(t):
@@ -139,17 +152,19 @@ def clock(t):
 
 # -- panels -----------------------------------------------------------------------------------
 
-def timeseries_svg(series, unit, start, end, w, h):
+def timeseries_svg(series, unit, start, end, step, w, h):
     has_right = any(r for _, _, r in series)
     left, right, top, bottom = 64, 64 if has_right else 8, 8, 22
     plot_w, plot_h = w - left - right, h - top - bottom
 
     def axis(on_right):
-        high = max((v for _, pts, r in series if r == on_right for _, v in pts), default=0)
+        values = [v for _, pts, r in series if r == on_right for _, v in pts]
+        # Values can be negative (a quota key's level while calls wait for their turn).
+        low, high = min(values, default=0), max(values, default=0)
         if unit == "percentunit":
             high = max(high, 1.0) if high > 0.5 else max(high, 0.01)
-        ticks = nice_ticks(high)
-        return ticks, ticks[-1] or 1
+        ticks = nice_ticks(low, high)
+        return ticks, ticks[0], ticks[-1]
 
     axes = {False: axis(False), True: axis(True)}
 
@@ -157,7 +172,8 @@ def timeseries_svg(series, unit, start, end, w, h):
         return left + (t - start) / (end - start) * plot_w
 
     def y(v, on_right=False):
-        return top + plot_h - v / axes[on_right][1] * plot_h
+        _, low, high = axes[on_right]
+        return top + plot_h - (v - low) / ((high - low) or 1) * plot_h
 
     parts = [f'<svg width="{w}" height="{h}" xmlns="http://www.w3.org/2000/svg">']
     for tick in axes[False][0]:
@@ -175,10 +191,11 @@ def timeseries_svg(series, unit, start, end, w, h):
         parts.append(f'<text x="{x(t):.1f}" y="{h - 6}" text-anchor="{anchor}">{clock(t)}</text>')
     for i, (_, pts, on_right) in enumerate(series):
         colour = PALETTE[i % len(PALETTE)]
-        # Break the line where Prometheus has no sample (a series that came and went).
+        # Break the line where Prometheus has no sample (a series that came and went, or a
+        # NaN dropped): a gap of more than two of the query's steps.
         runs, run, last = [], [], None
         for t, v in pts:
-            if last is not None and t - last > 2.5 * ((end - start) / 300):
+            if last is not None and t - last > 2.5 * step:
                 runs.append(run)
                 run = []
             run.append(f"{x(t):.1f},{y(v, on_right):.1f}")
@@ -214,12 +231,11 @@ def mapping(panel):
     return out
 
 
-def state_timeline_svg(series, panel, start, end, w, h):
+def state_timeline_svg(series, panel, start, end, step, w, h):
     states = mapping(panel)
     label_w = 120
     lane_h = max(14, min(34, (h - 24) // max(1, len(series))))
     parts = [f'<svg width="{w}" height="{h}" xmlns="http://www.w3.org/2000/svg">']
-    step = (end - start) / 300
 
     def x(t):
         return label_w + (t - start) / (end - start) * (w - label_w - 8)
@@ -306,11 +322,12 @@ def render(board, prometheus, start, end, rate_interval):
         elif not series:
             body = '<div class="nodata">No data</div>'
         elif panel["type"] == "state-timeline":
-            body = state_timeline_svg(series, panel, start, end, int(w), inner_h)
+            body = state_timeline_svg(series, panel, start, end, step, int(w), inner_h)
         else:
             legend_rows = max(1, math.ceil(len(series) / max(1, int(w // 170))))
             chart_h = max(60, inner_h - 16 * legend_rows - 4)
-            body = timeseries_svg(series, unit, start, end, int(w), chart_h) + legend_html(series)
+            body = (timeseries_svg(series, unit, start, end, step, int(w), chart_h)
+                    + legend_html(series))
         panels_html.append(
             f'<div class="panel" style="left:{left:.0f}px;top:{top}px;width:{w:.0f}px;'
             f'height:{h}px"><h3>{title}</h3>{body}</div>')

@@ -7,7 +7,6 @@ use crate::events::{Listener, Listeners};
 use std::collections::HashMap;
 use std::fmt;
 use std::hash::Hash;
-use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -128,7 +127,6 @@ impl<K: Hash + Eq + Clone + fmt::Display + Send + 'static> Builder<K> {
                 tokens_per_window: self.tokens_per_window,
                 keys: Mutex::new(HashMap::new()),
                 listeners: self.listeners,
-                level_seq: AtomicU64::new(0),
                 #[cfg(feature = "shared-state")]
                 store: self.store,
             }),

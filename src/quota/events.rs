@@ -85,9 +85,11 @@ pub enum QuotaEvent {
         /// Tokens that fit now (negative: owed to waiting calls); `None` while no token
         /// limit is known.
         tokens_left: Option<f64>,
-        /// Orders the level events of one governor: the levels are read under the
-        /// governor's lock and reported after it is released, so two events of one key can
-        /// reach a listener in the wrong order; the higher number is the later level.
+        /// Orders the level events: the levels are read under the governor's lock and
+        /// reported after it is released, so two events of one key can reach a listener in
+        /// the wrong order; the higher number is the later level. Numbers are unique and
+        /// increase across every governor of the process, so a governor rebuilt under the
+        /// same name reports after the one it replaces.
         seq: u64,
     },
 }

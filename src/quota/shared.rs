@@ -13,6 +13,12 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 use tokio::time::Instant;
 
+/// The number of the next [`QuotaEvent::LevelsChanged`] of any governor, taken under the
+/// governor's lock. One count for the process, not one per governor: a listener keeps a key's
+/// latest level by governor name, and a governor rebuilt under the same name (a configuration
+/// reload) must report after the one it replaces, not from 0 again.
+static LEVEL_SEQ: AtomicU64 = AtomicU64::new(0);
+
 pub(crate) struct Shared<K> {
     pub(crate) name: Arc<str>,
     pub(super) window: Duration,
@@ -23,8 +29,6 @@ pub(crate) struct Shared<K> {
     pub(super) tokens_per_window: Option<u64>,
     pub(super) keys: Mutex<HashMap<K, KeyState>>,
     pub(super) listeners: Listeners<QuotaEvent>,
-    /// The number of the next [`QuotaEvent::LevelsChanged`], taken under the keys' lock.
-    pub(super) level_seq: AtomicU64,
     #[cfg(feature = "shared-state")]
     pub(crate) store: Option<Arc<dyn crate::shared_state::QuotaStore>>,
 }
@@ -148,7 +152,7 @@ impl<K: Hash + Eq + Clone + fmt::Display + Send + 'static> Shared<K> {
                     .get_or_insert_with(|| Self::key_name(key))
                     .clone();
                 let left = |b: &Bucket| b.is_limited().then_some(b.level);
-                let seq = self.level_seq.fetch_add(1, Ordering::Relaxed);
+                let seq = LEVEL_SEQ.fetch_add(1, Ordering::Relaxed);
                 (label, left(&state.requests), left(&state.tokens), seq)
             })?;
         self.listeners.emit(|| QuotaEvent::LevelsChanged {

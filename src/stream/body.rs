@@ -357,6 +357,26 @@ pin_project! {
         // Frames read while waiting for the first token, given to the caller first.
         prefix: VecDeque<Frame<B::Data>>,
     }
+
+    impl<B: Body> PinnedDrop for GuardedBody<B> {
+        /// A caller that stops when [`is_end_stream`](Body::is_end_stream) says the body is
+        /// over (hyper does, forwarding a body) never polls for its `None`: when every frame
+        /// was read and the inner body is at its end, with rules that need no complete event,
+        /// the stream completed. Anything else dropped early is for [`Guarding`]'s drop.
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if let Some(guarding) = this.guarding {
+                let read_to_the_end = matches!(guarding.phase, Phase::BeforeToken | Phase::Streaming)
+                    && !guarding.config.rules.requires_completion()
+                    && this.prefix.is_empty()
+                    && this.inner.is_end_stream();
+                if read_to_the_end {
+                    guarding.phase = Phase::Ended;
+                    guarding.report_completed();
+                }
+            }
+        }
+    }
 }
 
 impl<B: Body> GuardedBody<B> {

@@ -10,6 +10,8 @@
 mod breaker;
 mod bulkhead;
 mod hot_paths;
+#[cfg(feature = "quota")]
+mod quota;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;

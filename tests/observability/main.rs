@@ -11,6 +11,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod adversarial_events;
 mod events;
 mod metrics_facade;
 mod otel;
