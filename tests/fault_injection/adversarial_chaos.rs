@@ -114,14 +114,21 @@ async fn a_plan_shared_by_many_concurrent_tasks_gives_each_step_to_exactly_one_r
     assert_eq!(calls.load(Ordering::SeqCst), 170);
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_call_dropped_during_its_injected_latency_never_reaches_the_inner_service() {
-    let layer = ChaosLayer::<u32>::builder("c")
+/// A `counted` service behind a layer that delays every call by 100 ms.
+fn delayed_100ms(
+    calls: &Arc<AtomicUsize>,
+) -> impl Service<u32, Response = u32, Error = BoxError> + use<> {
+    ChaosLayer::<u32>::builder("c")
         .inject(Fault::latency(Duration::from_millis(100)), 1.0)
         .build()
-        .unwrap();
+        .unwrap()
+        .layer(counted(calls.clone()))
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_call_dropped_during_its_injected_latency_never_reaches_the_inner_service() {
     let calls = Arc::new(AtomicUsize::new(0));
-    let mut svc = layer.layer(counted(calls.clone()));
+    let mut svc = delayed_100ms(&calls);
     let mut future = tokio_test::task::spawn(svc.ready().await.unwrap().call(1));
     assert!(future.poll().is_pending());
     tokio::time::advance(Duration::from_millis(50)).await;
@@ -137,12 +144,8 @@ async fn a_call_dropped_during_its_injected_latency_never_reaches_the_inner_serv
 /// over, and exactly once after it.
 #[tokio::test(start_paused = true)]
 async fn the_inner_service_is_called_when_the_injected_latency_is_over() {
-    let layer = ChaosLayer::<u32>::builder("c")
-        .inject(Fault::latency(Duration::from_millis(100)), 1.0)
-        .build()
-        .unwrap();
     let calls = Arc::new(AtomicUsize::new(0));
-    let mut svc = layer.layer(counted(calls.clone()));
+    let mut svc = delayed_100ms(&calls);
     let mut future = tokio_test::task::spawn(svc.ready().await.unwrap().call(7));
     assert_eq!(calls.load(Ordering::SeqCst), 0, "not at `call`");
     assert!(future.poll().is_pending());
