@@ -30,6 +30,13 @@ pub(crate) fn wait(level: f64, cost: f64, rate: f64) -> f64 {
     }
 }
 
+/// True when `cost` is more than the whole `limit`: the level never rises above the limit, so
+/// no wait makes it fit (an admission refuses it at once; a correction or a refund, which
+/// takes in any case, is not asked).
+pub(crate) fn never_fits(cost: f64, limit: f64) -> bool {
+    cost > limit
+}
+
 /// The level after taking `cost` (negative: giving back), never above `limit`.
 pub(crate) fn take(level: f64, cost: f64, limit: f64) -> f64 {
     (level - cost).min(limit)
@@ -54,5 +61,10 @@ mod tests {
         assert_eq!(refill(level, 60.0, r, 100.0), 60.0);
         assert_eq!(take(59.0, -5.0, 60.0), 60.0, "a refund stops at the limit");
         assert_eq!(wait(-3.0, 0.0, r), 0.0, "nothing to take: no wait");
+        assert!(
+            !never_fits(60.0, 60.0),
+            "the whole limit fits a full bucket"
+        );
+        assert!(never_fits(60.5, 60.0));
     }
 }

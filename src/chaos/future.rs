@@ -9,6 +9,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use tokio::time::Sleep;
+use tower_service::Service;
 
 /// Waits out an injected delay, if any. The timer is boxed once, only when a latency fires.
 fn poll_delay(delay: &mut Option<Pin<Box<Sleep>>>, cx: &mut Context<'_>) -> Poll<()> {
@@ -26,53 +27,91 @@ fn polled_after_completion() -> BoxError {
     ))
 }
 
-pin_project! {
-    /// The response future of [`Chaos`](super::Chaos) in front of any service: an injected
-    /// delay, then the injected error or the inner service's answer.
-    pub struct ResponseFuture<F> {
-        delay: Option<Pin<Box<Sleep>>>,
-        error: Option<ChaosError>,
-        #[pin]
-        inner: Option<F>,
+/// Calls the inner service once the delay is over: `ready` is the ready service taken out of
+/// the [`Chaos`](super::Chaos) service and the request, held while the delay runs (a call
+/// dropped meanwhile never reaches the inner service), or nothing when the call was made at
+/// once (no delay) or is not made at all (an injected answer).
+fn start_call<S, Req>(ready: &mut Option<(S, Req)>, mut inner: Pin<&mut Option<S::Future>>)
+where
+    S: Service<Req>,
+{
+    if let Some((mut service, req)) = ready.take() {
+        inner.set(Some(service.call(req)));
     }
 }
 
-impl<F> ResponseFuture<F> {
-    pub(crate) fn new(
+pin_project! {
+    /// The response future of [`Chaos`](super::Chaos) in front of any service: an injected
+    /// delay, then the injected error or the inner service's answer. The inner service is
+    /// called after the delay: a call dropped during it never reaches the inner service.
+    pub struct ResponseFuture<S, Req>
+    where
+        S: Service<Req>,
+    {
         delay: Option<Pin<Box<Sleep>>>,
         error: Option<ChaosError>,
-        inner: Option<F>,
-    ) -> Self {
+        ready: Option<(S, Req)>,
+        #[pin]
+        inner: Option<S::Future>,
+    }
+}
+
+impl<S: Service<Req>, Req> ResponseFuture<S, Req> {
+    /// The inner service's answer, called already.
+    pub(crate) fn called(inner: S::Future) -> Self {
+        Self {
+            delay: None,
+            error: None,
+            ready: None,
+            inner: Some(inner),
+        }
+    }
+
+    /// `error` after `delay`.
+    pub(crate) fn failed(delay: Option<Pin<Box<Sleep>>>, error: ChaosError) -> Self {
         Self {
             delay,
-            error,
-            inner,
+            error: Some(error),
+            ready: None,
+            inner: None,
+        }
+    }
+
+    /// The ready `service` called with `req` once `delay` is over.
+    pub(crate) fn delayed(delay: Pin<Box<Sleep>>, service: S, req: Req) -> Self {
+        Self {
+            delay: Some(delay),
+            error: None,
+            ready: Some((service, req)),
+            inner: None,
         }
     }
 }
 
-impl<F> fmt::Debug for ResponseFuture<F> {
+impl<S: Service<Req>, Req> fmt::Debug for ResponseFuture<S, Req> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ResponseFuture")
             .field("delayed", &self.delay.is_some())
             .field("error", &self.error)
+            .field("called", &self.inner.is_some())
             .finish()
     }
 }
 
-impl<F, T, E> Future for ResponseFuture<F>
+impl<S, Req> Future for ResponseFuture<S, Req>
 where
-    F: Future<Output = Result<T, E>>,
-    E: Into<BoxError>,
+    S: Service<Req>,
+    S::Error: Into<BoxError>,
 {
-    type Output = Result<T, BoxError>;
+    type Output = Result<S::Response, BoxError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
+        let mut this = self.project();
         ready!(poll_delay(this.delay, cx));
         if let Some(error) = this.error.take() {
             return Poll::Ready(Err(Box::new(error)));
         }
+        start_call(this.ready, this.inner.as_mut());
         match this.inner.as_pin_mut() {
             Some(inner) => inner.poll(cx).map_err(Into::into),
             None => Poll::Ready(Err(polled_after_completion())),
@@ -87,7 +126,7 @@ pub use self::http_future::HttpResponseFuture;
 mod http_future {
     use super::super::body::ChaosBody;
     use super::super::fault::StreamFault;
-    use super::{poll_delay, polled_after_completion};
+    use super::{poll_delay, polled_after_completion, start_call};
     use crate::BoxError;
     use http::Response;
     use pin_project_lite::pin_project;
@@ -97,60 +136,96 @@ mod http_future {
     use std::sync::Arc;
     use std::task::{Context, Poll, ready};
     use tokio::time::Sleep;
+    use tower_service::Service;
 
     pin_project! {
         /// The response future of [`Chaos`](crate::chaos::Chaos) in front of an HTTP
         /// service: an injected delay, then the injected status or error, or the inner
-        /// service's response with its body wrapped in a [`ChaosBody`].
-        pub struct HttpResponseFuture<F, B> {
+        /// service's response with its body wrapped in a [`ChaosBody`]. The inner service is
+        /// called after the delay: a call dropped during it never reaches the inner service.
+        pub struct HttpResponseFuture<S, Req, B>
+        where
+            S: Service<Req>,
+        {
             delay: Option<Pin<Box<Sleep>>>,
             answer: Option<Result<Response<ChaosBody<B>>, BoxError>>,
             // The stream fault and the layer's name (for its errors), only when one fired.
             stream: Option<(StreamFault, Arc<str>)>,
+            ready: Option<(S, Req)>,
             #[pin]
-            inner: Option<F>,
+            inner: Option<S::Future>,
         }
     }
 
-    impl<F, B> HttpResponseFuture<F, B> {
-        pub(crate) fn new(
+    impl<S: Service<Req>, Req, B> HttpResponseFuture<S, Req, B> {
+        /// The inner service's response, called already, with `stream` on its body.
+        pub(crate) fn called(inner: S::Future, stream: Option<(StreamFault, Arc<str>)>) -> Self {
+            Self {
+                delay: None,
+                answer: None,
+                stream,
+                ready: None,
+                inner: Some(inner),
+            }
+        }
+
+        /// `answer` after `delay`; the inner service is not called.
+        pub(crate) fn answered(
             delay: Option<Pin<Box<Sleep>>>,
-            answer: Option<Result<Response<ChaosBody<B>>, BoxError>>,
-            stream: Option<(StreamFault, Arc<str>)>,
-            inner: Option<F>,
+            answer: Result<Response<ChaosBody<B>>, BoxError>,
         ) -> Self {
             Self {
                 delay,
-                answer,
+                answer: Some(answer),
+                stream: None,
+                ready: None,
+                inner: None,
+            }
+        }
+
+        /// The ready `service` called with `req` once `delay` is over, with `stream` on the
+        /// response's body.
+        pub(crate) fn delayed(
+            delay: Pin<Box<Sleep>>,
+            service: S,
+            req: Req,
+            stream: Option<(StreamFault, Arc<str>)>,
+        ) -> Self {
+            Self {
+                delay: Some(delay),
+                answer: None,
                 stream,
-                inner,
+                ready: Some((service, req)),
+                inner: None,
             }
         }
     }
 
-    impl<F, B> fmt::Debug for HttpResponseFuture<F, B> {
+    impl<S: Service<Req>, Req, B> fmt::Debug for HttpResponseFuture<S, Req, B> {
         fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             f.debug_struct("HttpResponseFuture")
                 .field("delayed", &self.delay.is_some())
                 .field("answer", &self.answer.as_ref().map(|a| a.is_ok()))
                 .field("stream", &self.stream.as_ref().map(|(fault, _)| fault))
+                .field("called", &self.inner.is_some())
                 .finish()
         }
     }
 
-    impl<F, B, E> Future for HttpResponseFuture<F, B>
+    impl<S, Req, B> Future for HttpResponseFuture<S, Req, B>
     where
-        F: Future<Output = Result<Response<B>, E>>,
-        E: Into<BoxError>,
+        S: Service<Req, Response = Response<B>>,
+        S::Error: Into<BoxError>,
     {
         type Output = Result<Response<ChaosBody<B>>, BoxError>;
 
         fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-            let this = self.project();
+            let mut this = self.project();
             ready!(poll_delay(this.delay, cx));
             if let Some(answer) = this.answer.take() {
                 return Poll::Ready(answer);
             }
+            start_call(this.ready, this.inner.as_mut());
             let Some(inner) = this.inner.as_pin_mut() else {
                 return Poll::Ready(Err(polled_after_completion()));
             };
@@ -162,9 +237,9 @@ mod http_future {
 }
 
 #[cfg(feature = "reqwest")]
-pub(crate) use self::reqwest_future::IntoHttp;
-#[cfg(feature = "reqwest")]
 pub use self::reqwest_future::ReqwestResponseFuture;
+#[cfg(feature = "reqwest")]
+pub(crate) use self::reqwest_future::{AsHttp, IntoHttp};
 
 #[cfg(feature = "reqwest")]
 mod reqwest_future {
@@ -176,6 +251,7 @@ mod reqwest_future {
     use std::future::Future;
     use std::pin::Pin;
     use std::task::{Context, Poll, ready};
+    use tower_service::Service;
 
     /// The URL of an upstream's `reqwest::Response`, kept while it is an `http::Response`.
     #[derive(Clone)]
@@ -211,20 +287,49 @@ mod reqwest_future {
         }
     }
 
+    /// A service of `reqwest::Request` to `reqwest::Response` (a `reqwest::Client`) seen as
+    /// one answering `http::Response`s, for the HTTP layer's future.
+    #[derive(Clone)]
+    pub(crate) struct AsHttp<S>(pub(crate) S);
+
+    impl<S> Service<reqwest::Request> for AsHttp<S>
+    where
+        S: Service<reqwest::Request, Response = reqwest::Response>,
+    {
+        type Response = http::Response<reqwest::Body>;
+        type Error = S::Error;
+        type Future = IntoHttp<S::Future>;
+
+        fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            self.0.poll_ready(cx)
+        }
+
+        fn call(&mut self, req: reqwest::Request) -> Self::Future {
+            IntoHttp::new(self.0.call(req))
+        }
+    }
+
     pin_project! {
         /// The response future of [`Chaos`](crate::chaos::Chaos) in front of a
         /// `reqwest::Client`: an injected delay, then the injected status (with the request's
         /// URL) or error, or the client's response with its body wrapped in a [`ChaosBody`].
-        pub struct ReqwestResponseFuture<F> {
+        /// The client is called after the delay: a call dropped during it sends nothing.
+        pub struct ReqwestResponseFuture<S>
+        where
+            S: Service<reqwest::Request, Response = reqwest::Response>,
+        {
             #[pin]
-            inner: HttpResponseFuture<IntoHttp<F>, reqwest::Body>,
+            inner: HttpResponseFuture<AsHttp<S>, reqwest::Request, reqwest::Body>,
             url: Option<reqwest::Url>,
         }
     }
 
-    impl<F> ReqwestResponseFuture<F> {
+    impl<S> ReqwestResponseFuture<S>
+    where
+        S: Service<reqwest::Request, Response = reqwest::Response>,
+    {
         pub(crate) fn new(
-            inner: HttpResponseFuture<IntoHttp<F>, reqwest::Body>,
+            inner: HttpResponseFuture<AsHttp<S>, reqwest::Request, reqwest::Body>,
             url: reqwest::Url,
         ) -> Self {
             Self {
@@ -234,7 +339,10 @@ mod reqwest_future {
         }
     }
 
-    impl<F> fmt::Debug for ReqwestResponseFuture<F> {
+    impl<S> fmt::Debug for ReqwestResponseFuture<S>
+    where
+        S: Service<reqwest::Request, Response = reqwest::Response>,
+    {
         fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             f.debug_struct("ReqwestResponseFuture")
                 .field("inner", &self.inner)
@@ -243,10 +351,10 @@ mod reqwest_future {
         }
     }
 
-    impl<F, E> Future for ReqwestResponseFuture<F>
+    impl<S> Future for ReqwestResponseFuture<S>
     where
-        F: Future<Output = Result<reqwest::Response, E>>,
-        E: Into<BoxError>,
+        S: Service<reqwest::Request, Response = reqwest::Response>,
+        S::Error: Into<BoxError>,
     {
         type Output = Result<reqwest::Response, BoxError>;
 

@@ -77,14 +77,6 @@ pub(crate) struct Decision {
 }
 
 impl Decision {
-    pub(crate) fn is_empty(&self) -> bool {
-        #[cfg(feature = "http")]
-        let stream = self.stream.is_some();
-        #[cfg(not(feature = "http"))]
-        let stream = false;
-        self.delay.is_zero() && self.answer.is_none() && !stream
-    }
-
     /// Adds one fault that fired. The first answer wins; a stream fault only applies when no
     /// answer replaces the upstream's.
     fn add(&mut self, fault: &Fault, draw: f64) -> bool {

@@ -109,9 +109,15 @@
 //!
 //! # The inner service
 //!
-//! A latency fault delays the first poll of the inner service's future (created at once in
-//! `call`, as tower requires after `poll_ready`): nothing reaches a lazily started upstream
-//! (axum, hyper, reqwest) before the delay is over.
+//! A latency fault comes before the inner call: the inner service is called when the delay
+//! is over, so a caller that gives up during the delay (a timeout, a dropped future) sends
+//! nothing upstream, and an injected error or status after a delay never calls it. tower
+//! lets `call` follow only the `poll_ready` that reported ready, so a delayed call takes the
+//! ready inner service with it and leaves a clone behind, to be polled ready before its own
+//! call (as tower's `Buffer` and `Steer` document). Hence the bound: the inner service must
+//! be `Clone` (hyper-util's client, `reqwest::Client`, an axum `Router` and `service_fn`
+//! over a `Clone` closure are; wrap one that is not in `tower::buffer::Buffer`). Only a call
+//! a latency fault delays uses it, but the types cannot tell which layers have one.
 
 mod error;
 mod events;

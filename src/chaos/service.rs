@@ -11,6 +11,15 @@ use tower_service::Service;
 /// The service made by a [`ChaosLayer`](super::ChaosLayer): decides each request's faults,
 /// then answers with an error or a status, delays, or alters the response body. Clones share
 /// the layer's injector.
+///
+/// The inner service must be `Clone`: an injected latency comes *before* the inner call (a
+/// caller that gives up during it sends nothing upstream), and tower lets `call` follow only
+/// the `poll_ready` that reported ready. So a delayed call takes the ready inner service with
+/// it (a clone stays behind, polled ready before its own call, as tower's `Buffer` and
+/// `Steer` document); the inner service is then called when the delay is over. Only a call a
+/// latency fault delays uses the clone, but types cannot say which layers have one, so the
+/// bound is always there. Clients are cheap to clone (hyper-util's, `reqwest::Client`, an
+/// axum `Router`); wrap a service that is not `Clone` in `tower::buffer::Buffer`.
 pub struct Chaos<S, V> {
     inner: S,
     injector: Arc<Injector<V>>,
@@ -64,14 +73,26 @@ fn answer_error(name: &Arc<str>, fault: Fault) -> ChaosError {
     }
 }
 
+/// The ready inner service, taken out for a call made later; a clone stays behind (polled
+/// ready before its own call). Model: tower's `Buffer` and `Steer` docs, `retry::future`.
+fn take_ready<S: Clone>(inner: &mut S) -> S {
+    let clone = inner.clone();
+    std::mem::replace(inner, clone)
+}
+
+/// The injected delay's timer, boxed once, only when a latency fires.
+fn timer(delay: std::time::Duration) -> Option<std::pin::Pin<Box<tokio::time::Sleep>>> {
+    (!delay.is_zero()).then(|| Box::pin(tokio::time::sleep(delay)))
+}
+
 impl<S, Req> Service<Req> for Chaos<S, Req>
 where
-    S: Service<Req>,
+    S: Service<Req> + Clone,
     S::Error: Into<BoxError>,
 {
     type Response = S::Response;
     type Error = BoxError;
-    type Future = ResponseFuture<S::Future>;
+    type Future = ResponseFuture<S, Req>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx).map_err(Into::into)
@@ -79,17 +100,13 @@ where
 
     fn call(&mut self, req: Req) -> Self::Future {
         let decision = self.injector.decide(&req);
-        if decision.is_empty() {
-            return ResponseFuture::new(None, None, Some(self.inner.call(req)));
-        }
         let Decision { delay, answer, .. } = decision;
-        let delay = (!delay.is_zero()).then(|| Box::pin(tokio::time::sleep(delay)));
-        match answer {
-            Some(fault) => {
-                let error = answer_error(&self.injector.name, fault);
-                ResponseFuture::new(delay, Some(error), None)
+        match (timer(delay), answer) {
+            (delay, Some(fault)) => {
+                ResponseFuture::failed(delay, answer_error(&self.injector.name, fault))
             }
-            None => ResponseFuture::new(delay, None, Some(self.inner.call(req))),
+            (None, None) => ResponseFuture::called(self.inner.call(req)),
+            (Some(delay), None) => ResponseFuture::delayed(delay, take_ready(&mut self.inner), req),
         }
     }
 }
@@ -103,7 +120,7 @@ mod http_service {
     use super::super::fault::{Fault, StatusFault, http_value};
     use super::super::future::HttpResponseFuture;
     use super::super::inject::{Decision, Injector};
-    use super::{Chaos, answer_error};
+    use super::{Chaos, answer_error, take_ready};
     use crate::BoxError;
     use crate::config::ConfigError;
     use http::{HeaderName, HeaderValue, Request, Response, StatusCode, request::Parts};
@@ -161,12 +178,12 @@ mod http_service {
 
     impl<S, ReqB, ResB> Service<Request<ReqB>> for Chaos<S, http::request::Parts>
     where
-        S: Service<Request<ReqB>, Response = Response<ResB>>,
+        S: Service<Request<ReqB>, Response = Response<ResB>> + Clone,
         S::Error: Into<BoxError>,
     {
         type Response = Response<ChaosBody<ResB>>;
         type Error = BoxError;
-        type Future = HttpResponseFuture<S::Future, ResB>;
+        type Future = HttpResponseFuture<S, Request<ReqB>, ResB>;
 
         fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
             self.inner.poll_ready(cx).map_err(Into::into)
@@ -176,7 +193,12 @@ mod http_service {
             let (parts, body) = req.into_parts();
             let decided = Decided::new(&self.injector, &parts);
             let req = Request::from_parts(parts, body);
-            decided.future(|| self.inner.call(req))
+            decided.future(
+                &mut self.inner,
+                req,
+                <S as Service<Request<ReqB>>>::call,
+                take_ready,
+            )
         }
     }
 
@@ -195,33 +217,46 @@ mod http_service {
             }
         }
 
-        /// The response future: the injected answer, or `call`'s (the inner service is only
-        /// called when no answer replaces it) with the stream fault on its body.
-        pub(super) fn future<F, B>(self, call: impl FnOnce() -> F) -> HttpResponseFuture<F, B> {
+        /// The response future: the injected answer after the delay (the inner service is
+        /// not called), or else the inner service's response with the stream fault on its
+        /// body, called at once (`call`) or, after a delay, by the ready service `take_ready`
+        /// takes out of `inner` (`S` is the service that answers `http::Response`s: the inner
+        /// one, or the reqwest client seen through [`AsHttp`](super::super::future::AsHttp)).
+        pub(super) fn future<T, S, Req, B>(
+            self,
+            inner: &mut T,
+            req: Req,
+            call: impl FnOnce(&mut T, Req) -> S::Future,
+            take_ready: impl FnOnce(&mut T) -> S,
+        ) -> HttpResponseFuture<S, Req, B>
+        where
+            S: Service<Req>,
+        {
             let Self { decision, name } = self;
-            if decision.is_empty() {
-                return HttpResponseFuture::new(None, None, None, Some(call()));
-            }
-            let delay =
-                (!decision.delay.is_zero()).then(|| Box::pin(tokio::time::sleep(decision.delay)));
+            let delay = super::timer(decision.delay);
             let answer = match decision.answer {
                 Some(Fault::Status(status)) => Ok(status_response(&status)),
                 Some(other) => Err(BoxError::from(answer_error(&name, other))),
                 None => {
                     let stream = decision.stream.map(|fault| (fault, name));
-                    return HttpResponseFuture::new(delay, None, stream, Some(call()));
+                    return match delay {
+                        None => HttpResponseFuture::called(call(inner, req), stream),
+                        Some(delay) => {
+                            HttpResponseFuture::delayed(delay, take_ready(inner), req, stream)
+                        }
+                    };
                 }
             };
-            HttpResponseFuture::new(delay, Some(answer), None, None)
+            HttpResponseFuture::answered(delay, answer)
         }
     }
 }
 
 #[cfg(feature = "reqwest")]
 mod reqwest_service {
-    use super::super::future::{IntoHttp, ReqwestResponseFuture};
-    use super::Chaos;
+    use super::super::future::{AsHttp, IntoHttp, ReqwestResponseFuture};
     use super::http_service::Decided;
+    use super::{Chaos, take_ready};
     use crate::BoxError;
     use std::task::{Context, Poll};
     use tower_service::Service;
@@ -244,12 +279,12 @@ mod reqwest_service {
     #[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
     impl<S> Service<reqwest::Request> for Chaos<S, http::request::Parts>
     where
-        S: Service<reqwest::Request, Response = reqwest::Response>,
+        S: Service<reqwest::Request, Response = reqwest::Response> + Clone,
         S::Error: Into<BoxError>,
     {
         type Response = reqwest::Response;
         type Error = BoxError;
-        type Future = ReqwestResponseFuture<S::Future>;
+        type Future = ReqwestResponseFuture<S>;
 
         fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
             self.inner.poll_ready(cx).map_err(Into::into)
@@ -258,7 +293,12 @@ mod reqwest_service {
         fn call(&mut self, req: reqwest::Request) -> Self::Future {
             let url = req.url().clone();
             let decided = Decided::new(&self.injector, &head_of(&req));
-            let future = decided.future(|| IntoHttp::new(self.inner.call(req)));
+            let future = decided.future(
+                &mut self.inner,
+                req,
+                |inner, req| IntoHttp::new(inner.call(req)),
+                |inner| AsHttp(take_ready(inner)),
+            );
             ReqwestResponseFuture::new(future, url)
         }
     }

@@ -74,6 +74,12 @@ impl Bucket {
         token_bucket::duration(token_bucket::wait(self.level + extra, cost, self.rate))
     }
 
+    /// True when `cost` is more than the whole limit: it never fits, whatever the wait. An
+    /// unknown limit admits everything.
+    pub(crate) fn never_fits(&self, cost: f64) -> bool {
+        self.is_limited() && token_bucket::never_fits(cost, self.capacity)
+    }
+
     /// Takes `cost` (negative: gives back), never above the capacity.
     pub(crate) fn take(&mut self, cost: f64) {
         if self.is_limited() {

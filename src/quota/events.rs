@@ -46,7 +46,8 @@ pub enum QuotaEvent {
         key: Arc<str>,
         /// The budget without room.
         budget: Exhausted,
-        /// When it would fit.
+        /// When it would fit; `Duration::MAX` when it never does (it costs more than the
+        /// whole limit: [`QuotaExceeded::never_fits`](super::QuotaExceeded::never_fits)).
         retry_after: Duration,
     },
     /// The provider answered 429 (or 529): the key pauses.

@@ -85,6 +85,14 @@ impl<K: Hash + Eq + Clone + fmt::Display + Send + 'static> Quota<K> {
     /// after a wait of at most `max_wait` when it will, or fails with [`QuotaExceeded`]
     /// (nothing is taken then). Dropping the future while it waits gives its share back.
     ///
+    /// A call that costs more than the key's whole token limit (or, likewise, its request
+    /// limit) never fits, as the budget never holds more than its limit: it fails at once,
+    /// whatever `max_wait`, with [`QuotaExceeded::never_fits`] true and a `retry_after` of
+    /// `Duration::MAX`, and takes nothing (the provider would refuse it too: OpenAI answers
+    /// 429 "Request too large"). A call already waiting when a limit below its cost is
+    /// learned fails the same way when it checks the key again at its turn, and gives its
+    /// share back. Unknown limits admit everything.
+    ///
     /// Waiting needs a tokio runtime with the time driver enabled (a call that fits at once
     /// reads the clock but sets no timer).
     pub async fn acquire(&self, key: &K, tokens: u64) -> Result<QuotaPermit<K>, QuotaExceeded> {

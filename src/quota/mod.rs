@@ -50,10 +50,13 @@
 //!   function](QuotaLayer::cost); 0 by default). When both fit it goes at once. When they fit
 //!   within `max_wait`, the call takes its share now and waits until the refill has paid it
 //!   back: waiting calls go in arrival order, and none is overtaken. Otherwise it fails at once
-//!   with [`QuotaExceeded`], which says when the call would fit.
+//!   with [`QuotaExceeded`], which says when the call would fit. A call that costs more than
+//!   a whole limit never fits: it fails at once whatever `max_wait`, takes nothing, and its
+//!   error says so ([`QuotaExceeded::never_fits`]).
 //! - **Before a waiting call goes** it checks the key again: a pause after a 429, a lower
 //!   limit or a lower level learned since it was admitted move its turn (a call that would
-//!   then go after its `max_wait` fails with [`QuotaExceeded`] and gives its share back). So
+//!   then go after its `max_wait`, or that costs more than a lower limit, fails with
+//!   [`QuotaExceeded`] and gives its share back). So
 //!   a 10 s `retry-after` costs one 429, not one per call already waiting.
 //! - **Headers** (with [`HttpHeaders`], or [`QuotaPermit::observe`]) set the limits (unless set
 //!   by hand) and the remaining budget: the provider's `remaining`, less what this governor

@@ -1,6 +1,7 @@
 //! The budgets of every key behind one mutex: admission, learning from answers, give-backs.
 
 use super::bucket::Bucket;
+use super::error::NEVER;
 use super::ledger::{Ledger, Mark};
 use super::permit::Pending;
 use super::{Exhausted, QuotaEvent, QuotaExceeded, RateLimits};
@@ -51,6 +52,21 @@ pub(super) struct KeyState {
     pub(super) last_used: Instant,
     /// The key as events write it, made at its first event and kept.
     pub(super) label: Option<Arc<str>>,
+}
+
+impl KeyState {
+    /// The budget a call of one request and `tokens` tokens never fits in (it costs more than
+    /// the whole limit), if any: no wait helps, so it is refused at once. Unknown limits admit
+    /// everything.
+    pub(super) fn never_fits(&self, tokens: f64) -> Option<Exhausted> {
+        if self.requests.never_fits(1.0) {
+            Some(Exhausted::Requests)
+        } else if self.tokens.never_fits(tokens) {
+            Some(Exhausted::Tokens)
+        } else {
+            None
+        }
+    }
 }
 
 /// A call admitted with a wait, not yet sent.
@@ -174,7 +190,8 @@ impl<K: Hash + Eq + Clone + fmt::Display + Send + 'static> Shared<K> {
         true
     }
 
-    /// Admits a call locally: its share is taken now and it waits `wait`, or it is refused.
+    /// Admits a call locally: its share is taken now and it waits `wait`, or it is refused
+    /// (at once, with [`NEVER`], when it costs more than a whole limit).
     pub(crate) fn admit_local(
         &self,
         key: &K,
@@ -184,6 +201,11 @@ impl<K: Hash + Eq + Clone + fmt::Display + Send + 'static> Shared<K> {
         let now = Instant::now();
         let tokens = tokens as f64;
         let decided = self.with_key(key, now, |state| {
+            // Before the pause: a call that never fits is refused whatever the wait, and
+            // without touching the budgets.
+            if let Some(budget) = state.never_fits(tokens) {
+                return Err((NEVER, budget));
+            }
             let pause = state
                 .paused_until
                 .map_or(Duration::ZERO, |u| u.saturating_duration_since(now));
@@ -259,7 +281,8 @@ impl<K: Hash + Eq + Clone + fmt::Display + Send + 'static> Shared<K> {
 
     /// How long a call admitted at `mark` still waits, checked again against the key as it is
     /// now (a pause after a 429, a lower limit, a lower level) before it goes out: zero when
-    /// its turn has come; refused when it would go after `deadline`.
+    /// its turn has come; refused when it would go after `deadline`, or at once when a limit
+    /// lowered since its admission is below its cost (it never fits).
     pub(crate) fn recheck(
         &self,
         key: &K,
@@ -273,8 +296,14 @@ impl<K: Hash + Eq + Clone + fmt::Display + Send + 'static> Shared<K> {
             let pause = state
                 .paused_until
                 .map_or(Duration::ZERO, |u| u.saturating_duration_since(now));
-            let (behind_requests, behind_tokens) = state.ledger.since(mark);
             let mut waits = [(pause, Exhausted::Paused); 3];
+            // A limit lowered below the call's cost since its admission: it never fits now.
+            // (The limits are kept here with a store too; only the levels are the store's.)
+            if let Some(budget) = state.never_fits(tokens) {
+                waits[0] = (NEVER, budget);
+                return waits;
+            }
+            let (behind_requests, behind_tokens) = state.ledger.since(mark);
             if local {
                 // The call's share is taken; it goes when the level, without the calls
                 // admitted after it, is back to zero.
@@ -298,7 +327,7 @@ impl<K: Hash + Eq + Clone + fmt::Display + Send + 'static> Shared<K> {
         if wait < Duration::from_millis(1) {
             return Ok(Duration::ZERO);
         }
-        if now + wait > deadline {
+        if now.checked_add(wait).is_none_or(|at| at > deadline) {
             return Err(self.rejected(key, wait, budget));
         }
         Ok(wait)

@@ -53,12 +53,19 @@ impl<K: Hash + Eq + Clone + fmt::Display + Send + 'static> Shared<K> {
         tokens: u64,
     ) -> Result<Admitted, QuotaExceeded> {
         let (mut take, pause) = self.take_for(key, 1.0, tokens as f64);
-        if pause > self.max_wait {
+        take.max_wait = Some(self.max_wait);
+        // A call larger than a whole limit (known here) never fits: refused without asking
+        // the store, whose levels stay as they are.
+        let never = take.never_fits();
+        if never.is_none() && pause > self.max_wait {
             return self.decided(key, Err((pause, Exhausted::Paused)));
         }
-        take.max_wait = Some(self.max_wait);
         let name = self.store_key(key);
-        match store.take_quota(&name, take).await {
+        let grant = match never {
+            Some(refused) => Ok(refused),
+            None => store.take_quota(&name, take).await,
+        };
+        match grant {
             Ok(QuotaGrant::Granted { wait }) => {
                 let now = Instant::now();
                 let mark = self.with_key(key, now, |state| state.ledger.admit(1.0, tokens as f64));

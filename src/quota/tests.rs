@@ -200,6 +200,10 @@ fn step() -> impl proptest::strategy::Strategy<Value = Step> {
         3 => (1u64..400, 0u64..=100, any::<bool>()).prop_map(|(estimate, pct, reports_usage)| {
             Step::Admit { estimate, used: estimate * pct / 100, reports_usage }
         }),
+        // Around the whole token limit (2,000): above it, a call never fits.
+        1 => (1_990u64..2_010, any::<bool>()).prop_map(|(estimate, reports_usage)| {
+            Step::Admit { estimate, used: estimate, reports_usage }
+        }),
         1 => any::<usize>().prop_map(Step::Cancel),
         3 => Just(Step::Send),
         3 => any::<usize>().prop_map(Step::Answer),
@@ -223,8 +227,9 @@ proptest::proptest! {
     /// reference model, and never above what the provider last reported remaining. The
     /// model: the provider's levels, less the shares of the calls still waiting, less what
     /// the calls in flight were estimated above their charge, except for those admitted
-    /// before the latest call answered (whose report counted their real charge). Time
-    /// stands still: no refill.
+    /// before the latest call answered (whose report counted their real charge). A call
+    /// estimated above the whole token limit is refused and changes nothing. Time stands
+    /// still: no refill.
     #[test]
     fn the_governor_follows_a_reference_model(
         steps in proptest::collection::vec(step(), 1..120),
@@ -250,17 +255,27 @@ proptest::proptest! {
             let mut reported = None;
             match step {
                 Step::Admit { estimate, used, reports_usage } => {
-                    let admitted = shared.admit_local(&"k", estimate, shared.max_wait);
-                    let admitted = admitted.expect("a day's wait is enough");
-                    let pending = Pending::new(shared.clone(), "k", estimate, admitted);
-                    calls.push(ModelCall {
-                        pending: Some(pending),
-                        permit: None,
-                        estimate: estimate as f64,
-                        charge: if reports_usage { used as f64 } else { estimate as f64 },
-                        reports_usage,
-                        answer: None,
-                    });
+                    match shared.admit_local(&"k", estimate, shared.max_wait) {
+                        // More than the whole limit: refused at once, nothing taken (the
+                        // levels are compared with the model below).
+                        Err(err) => {
+                            proptest::prop_assert!(estimate > 2_000, "{}", err);
+                            proptest::prop_assert!(err.never_fits());
+                            proptest::prop_assert_eq!(err.budget(), Exhausted::Tokens);
+                        }
+                        Ok(admitted) => {
+                            proptest::prop_assert!(estimate <= 2_000, "{} admitted", estimate);
+                            let pending = Pending::new(shared.clone(), "k", estimate, admitted);
+                            calls.push(ModelCall {
+                                pending: Some(pending),
+                                permit: None,
+                                estimate: estimate as f64,
+                                charge: if reports_usage { used as f64 } else { estimate as f64 },
+                                reports_usage,
+                                answer: None,
+                            });
+                        }
+                    }
                 }
                 Step::Cancel(i) => {
                     let waiting: Vec<usize> =

@@ -442,7 +442,10 @@ impl QuotaTake {
     /// budget's wait is `(cost - level) / rate` when its level is below the cost; a call takes
     /// its cost (the level may go below zero: the debt of a waiting call) when the longest
     /// wait is within `max_wait`; a refused call still leaves the levels lowered to their
-    /// ceilings.
+    /// ceilings. An admission (`max_wait` given) whose cost is more than a budget's whole
+    /// `limit` never fits, whatever the wait: it is refused with a `retry_after` of
+    /// [`Duration::MAX`] and takes nothing (a take without `max_wait`, a correction or a
+    /// refund, applies in any case).
     ///
     /// ```
     /// use std::time::Duration;
@@ -456,6 +459,7 @@ impl QuotaTake {
     /// ```
     pub fn apply(&self, levels: [Option<f64>; 2]) -> (QuotaGrant, [Option<f64>; 2]) {
         let budgets = [self.requests, self.tokens];
+        let never = self.never_fits();
         let mut now = levels;
         let mut wait = Duration::ZERO;
         let mut tokens = false;
@@ -474,6 +478,9 @@ impl QuotaTake {
                 tokens = i == 1;
             }
         }
+        if let Some(refused) = never {
+            return (refused, now);
+        }
         if self.max_wait.is_some_and(|max| wait > max) {
             let refused = QuotaGrant::Refused {
                 retry_after: wait,
@@ -488,6 +495,19 @@ impl QuotaTake {
             }
         }
         (QuotaGrant::Granted { wait }, after)
+    }
+
+    /// The refusal of an admission (`max_wait` given) that costs more than a budget's whole
+    /// limit, the request budget first: it never fits (`retry_after` is `Duration::MAX`).
+    pub(crate) fn never_fits(&self) -> Option<QuotaGrant> {
+        self.max_wait?;
+        [self.requests, self.tokens]
+            .iter()
+            .position(|b| b.is_some_and(|b| token_bucket::never_fits(b.cost, b.limit as f64)))
+            .map(|i| QuotaGrant::Refused {
+                retry_after: Duration::MAX,
+                tokens: i == 1,
+            })
     }
 }
 

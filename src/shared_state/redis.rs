@@ -384,7 +384,8 @@ impl QuotaStore for RedisStore {
             invocation.arg(max_wait_us).arg(self.ttl_ms());
             let (granted, wait_us, which): (i64, i64, i64) =
                 self.bounded(invocation.invoke_async(&mut conn)).await?;
-            let wait = Duration::from_micros(u64::try_from(wait_us).unwrap_or(0));
+            // -1: the call never fits (`QuotaTake::apply`'s `Duration::MAX`).
+            let wait = u64::try_from(wait_us).map_or(Duration::MAX, Duration::from_micros);
             Ok(if granted == 1 {
                 QuotaGrant::Granted { wait }
             } else {
@@ -544,7 +545,8 @@ return sum
 /// KEYS[1]: the quota's hash (`r`, `t`: levels; `at`: ms of the last refill). ARGV: for
 /// requests then tokens, limit (0: none), window ms, cost, ceiling (`none`: no bound); then
 /// the longest wait in µs (-1: take in any case) and the ttl in ms. Returns {granted 0/1,
-/// wait µs, which budget waits longest (1 requests, 2 tokens)}.
+/// wait µs, which budget waits longest (1 requests, 2 tokens)}; a wait of -1 when the call
+/// never fits (which: the budget it costs more than the whole limit of).
 ///
 /// The bucket formula is `crate::token_bucket`'s, line for line (`rate`, `refill`, `wait`,
 /// `take`; the time here is in ms), and the decision is `QuotaTake::apply`'s: change one,
@@ -558,8 +560,14 @@ local elapsed = math.max(0, now - at)
 local levels = {tonumber(cur[1]), tonumber(cur[2])}
 local wait = 0
 local which = 0
+local max_wait = tonumber(ARGV[9])
+-- token_bucket::never_fits: an admission costing more than a whole limit (QuotaTake::never_fits)
+local never = 0
 for i = 1, 2 do
   local limit = tonumber(ARGV[4 * i - 3])
+  if never == 0 and max_wait >= 0 and limit > 0 and tonumber(ARGV[4 * i - 1]) > limit then
+    never = i
+  end
   if limit > 0 then
     -- token_bucket::rate
     local rate = limit / tonumber(ARGV[4 * i - 2])
@@ -581,8 +589,11 @@ for i = 1, 2 do
   end
 end
 local wait_us = math.ceil(wait * 1000)
-local max_wait = tonumber(ARGV[9])
-local granted = not (max_wait >= 0 and wait_us > max_wait)
+local granted = never == 0 and not (max_wait >= 0 and wait_us > max_wait)
+if never > 0 then
+  wait_us = -1
+  which = never
+end
 local fields = {'r', 't'}
 for i = 1, 2 do
   local limit = tonumber(ARGV[4 * i - 3])

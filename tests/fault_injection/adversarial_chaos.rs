@@ -114,15 +114,21 @@ async fn a_plan_shared_by_many_concurrent_tasks_gives_each_step_to_exactly_one_r
     assert_eq!(calls.load(Ordering::SeqCst), 170);
 }
 
-#[tokio::test(start_paused = true)]
-#[ignore = "defect: a latency fault calls the inner service at once and only delays its future: the upstream gets the request before the delay, even when the caller gives up during it"]
-async fn a_call_dropped_during_its_injected_latency_never_reaches_the_inner_service() {
-    let layer = ChaosLayer::<u32>::builder("c")
+/// A `counted` service behind a layer that delays every call by 100 ms.
+fn delayed_100ms(
+    calls: &Arc<AtomicUsize>,
+) -> impl Service<u32, Response = u32, Error = BoxError> + use<> {
+    ChaosLayer::<u32>::builder("c")
         .inject(Fault::latency(Duration::from_millis(100)), 1.0)
         .build()
-        .unwrap();
+        .unwrap()
+        .layer(counted(calls.clone()))
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_call_dropped_during_its_injected_latency_never_reaches_the_inner_service() {
     let calls = Arc::new(AtomicUsize::new(0));
-    let mut svc = layer.layer(counted(calls.clone()));
+    let mut svc = delayed_100ms(&calls);
     let mut future = tokio_test::task::spawn(svc.ready().await.unwrap().call(1));
     assert!(future.poll().is_pending());
     tokio::time::advance(Duration::from_millis(50)).await;
@@ -132,4 +138,130 @@ async fn a_call_dropped_during_its_injected_latency_never_reaches_the_inner_serv
         0,
         "the caller gave up during the delay"
     );
+}
+
+/// The injected latency comes before the inner call: not at `call`, not before the delay is
+/// over, and exactly once after it.
+#[tokio::test(start_paused = true)]
+async fn the_inner_service_is_called_when_the_injected_latency_is_over() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let mut svc = delayed_100ms(&calls);
+    let mut future = tokio_test::task::spawn(svc.ready().await.unwrap().call(7));
+    assert_eq!(calls.load(Ordering::SeqCst), 0, "not at `call`");
+    assert!(future.poll().is_pending());
+    tokio::time::advance(Duration::from_millis(99)).await;
+    assert!(future.poll().is_pending());
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        0,
+        "not before the delay is over"
+    );
+    tokio::time::advance(Duration::from_millis(1)).await;
+    assert_eq!(future.poll().map(Result::unwrap), std::task::Poll::Ready(7));
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
+
+/// tower's rule holds across the delay: the delayed call goes to the inner service that
+/// reported ready (a `tower_test` mock panics otherwise), and the service left behind is
+/// polled ready before its own call; a second call goes out while the first still waits.
+#[tokio::test(start_paused = true)]
+async fn a_delayed_call_goes_to_the_inner_service_that_was_ready() {
+    let layer = ChaosLayer::<u32>::builder("c")
+        .plan(FaultPlan::new().then(Fault::latency(Duration::from_millis(100))))
+        .build()
+        .unwrap();
+    let (mut svc, mut handle) = tower_test::mock::spawn_with(|mock| layer.layer(mock));
+    handle.allow(2);
+    assert!(svc.poll_ready().is_ready());
+    let mut delayed = tokio_test::task::spawn(svc.call(1));
+    assert!(delayed.poll().is_pending());
+    assert!(
+        handle.poll_request().is_pending(),
+        "nothing sent during the delay"
+    );
+    // The second request has no fault: it goes at once, through the service left behind.
+    assert!(svc.poll_ready().is_ready());
+    let mut prompt = tokio_test::task::spawn(svc.call(2));
+    assert!(prompt.poll().is_pending());
+    let (request, respond) = handle.next_request().await.expect("the second request");
+    assert_eq!(request, 2);
+    respond.send_response(20);
+    assert_eq!(prompt.await.unwrap(), 20);
+    tokio::time::advance(Duration::from_millis(100)).await;
+    assert!(delayed.poll().is_pending());
+    let (request, respond) = handle.next_request().await.expect("the first request");
+    assert_eq!(request, 1);
+    respond.send_response(10);
+    assert_eq!(delayed.await.unwrap(), 10);
+}
+
+/// The latency also comes before an injected error, and the inner service is never called.
+#[tokio::test(start_paused = true)]
+async fn an_injected_error_comes_after_the_latency_without_calling_the_inner_service() {
+    let layer = ChaosLayer::<u32>::builder("c")
+        .inject(Fault::latency(Duration::from_millis(100)), 1.0)
+        .inject(Fault::error("down"), 1.0)
+        .build()
+        .unwrap();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let mut svc = layer.layer(counted(calls.clone()));
+    let start = Instant::now();
+    let err = svc.ready().await.unwrap().call(1).await.unwrap_err();
+    assert!(err.is::<ChaosError>(), "{err}");
+    assert_eq!(start.elapsed(), Duration::from_millis(100));
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+}
+
+/// The HTTP layer: a request dropped during its latency never reaches the inner service; a
+/// status after a latency answers without calling it; an undropped request reaches it after
+/// the delay, its body under the stream fault that fired.
+#[cfg(feature = "http")]
+#[tokio::test(start_paused = true)]
+async fn the_http_layer_calls_the_inner_service_after_the_latency_or_never() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let inner = service_fn({
+        let calls = calls.clone();
+        move |_: http::Request<String>| {
+            calls.fetch_add(1, Ordering::SeqCst);
+            async { Ok::<_, BoxError>(http::Response::new(String::from("hi"))) }
+        }
+    });
+    let latency = Fault::latency(Duration::from_millis(100));
+    let layer = ChaosLayer::http("h")
+        .plan(
+            FaultPlan::new()
+                .then(latency.clone())
+                .then_all([latency.clone(), Fault::service_unavailable().into()])
+                .then(latency),
+        )
+        .build()
+        .unwrap();
+    let mut svc = layer.layer(inner);
+    let request = || http::Request::new(String::new());
+
+    let mut dropped = tokio_test::task::spawn(svc.ready().await.unwrap().call(request()));
+    assert!(dropped.poll().is_pending());
+    tokio::time::advance(Duration::from_millis(50)).await;
+    drop(dropped);
+
+    let start = Instant::now();
+    let status = svc.ready().await.unwrap().call(request()).await.unwrap();
+    assert_eq!(status.status(), 503);
+    assert_eq!(start.elapsed(), Duration::from_millis(100));
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        0,
+        "neither reached the inner service"
+    );
+
+    let mut answered = tokio_test::task::spawn(svc.ready().await.unwrap().call(request()));
+    assert!(answered.poll().is_pending());
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+    tokio::time::advance(Duration::from_millis(100)).await;
+    let response = match answered.poll() {
+        std::task::Poll::Ready(response) => response.unwrap(),
+        std::task::Poll::Pending => panic!("the delay is over"),
+    };
+    assert_eq!(response.status(), 200);
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
 }

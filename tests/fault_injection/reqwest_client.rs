@@ -50,3 +50,34 @@ async fn a_reqwest_client_goes_through_an_outage_of_statuses_and_stream_faults()
     // The upstream saw the two streamed requests only.
     assert_eq!(upstream.hits(), 2);
 }
+
+/// In front of a `reqwest` service, too: a request dropped during its injected latency is
+/// never sent; one that waits it out is sent when the delay is over.
+#[tokio::test(start_paused = true)]
+async fn a_reqwest_request_dropped_during_its_latency_is_never_sent() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tower::{BoxError, Layer, service_fn};
+    let sent = Arc::new(AtomicUsize::new(0));
+    let client = service_fn({
+        let sent = sent.clone();
+        move |_: reqwest::Request| {
+            sent.fetch_add(1, Ordering::SeqCst);
+            async { Ok::<_, BoxError>(reqwest::Response::from(http::Response::new(""))) }
+        }
+    });
+    let layer = ChaosLayer::http("r")
+        .inject(Fault::latency(Duration::from_millis(100)), 1.0)
+        .build()
+        .unwrap();
+    let mut svc = layer.layer(client);
+    let request = || reqwest::Request::new(reqwest::Method::GET, "http://x.test/".parse().unwrap());
+    let mut dropped = tokio_test::task::spawn(svc.ready().await.unwrap().call(request()));
+    assert!(dropped.poll().is_pending());
+    tokio::time::advance(Duration::from_millis(50)).await;
+    drop(dropped);
+    assert_eq!(sent.load(Ordering::SeqCst), 0);
+    let response = svc.ready().await.unwrap().call(request()).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(sent.load(Ordering::SeqCst), 1);
+}

@@ -10,8 +10,9 @@ use tokio::time::Instant;
 use tokio_test::{assert_pending, assert_ready, task};
 use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
 use tower_breaker::quota::{
-    Exhausted, HttpHeaders, Quota, QuotaExceeded, RateLimits, parse_go_duration,
+    Exhausted, HttpHeaders, Quota, QuotaEvent, QuotaExceeded, RateLimits, parse_go_duration,
 };
+use tower_breaker::rejection::Rejection;
 
 const MINUTE: Duration = Duration::from_secs(60);
 
@@ -93,7 +94,6 @@ async fn a_cost_of_zero_tokens_fits_an_empty_token_budget() {
 /// It must fail at once (the provider would refuse it too), not be admitted into debt and
 /// sent after a wait.
 #[tokio::test(start_paused = true)]
-#[ignore = "defect: a cost above the whole token limit is admitted into debt after a short wait (60 ms for 1,001 of 1,000) and sent, though it can never fit"]
 async fn a_cost_larger_than_the_whole_budget_is_rejected_at_once() {
     let q = quota(MINUTE);
     q.set_limits(&"k", None, Some(1_000));
@@ -102,6 +102,135 @@ async fn a_cost_larger_than_the_whole_budget_is_rejected_at_once() {
     assert_eq!(start.elapsed(), Duration::ZERO, "it waited");
     let err = result.expect_err("more than the whole budget never fits");
     assert_eq!(err.budget(), Exhausted::Tokens);
+    assert!(err.never_fits(), "{err}");
+    assert_eq!(err.retry_after(), Duration::MAX, "no wait helps");
+    let rejection = Rejection::of(&err).expect("our own rejection");
+    assert_eq!(rejection.retry_after(), None, "no time to come back at");
+    // Nothing was taken: the whole budget is still there.
+    let snap = q.snapshot(&"k").expect("seen");
+    assert_eq!(
+        (snap.requests_limit, snap.tokens_available),
+        (None, 1_000.0)
+    );
+}
+
+/// Whatever `max_wait` (a day here, where 1,001 tokens would be "paid back" in 60 ms), on a
+/// bucket in debt or full, a cost above the whole limit is refused with the same
+/// `QuotaEvent::Rejected` as any rejection, and the budget is untouched.
+#[tokio::test(start_paused = true)]
+async fn a_cost_larger_than_the_whole_budget_is_rejected_with_an_event_and_takes_nothing() {
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let q = Quota::<&str>::builder("adv")
+        .max_wait(Duration::from_secs(24 * 3600))
+        .tokens_per_window(1_000)
+        .on_event({
+            let events = events.clone();
+            move |e: &QuotaEvent| {
+                if let QuotaEvent::Rejected {
+                    budget,
+                    retry_after,
+                    ..
+                } = e
+                {
+                    events.lock().unwrap().push((*budget, *retry_after));
+                }
+            }
+        })
+        .build()
+        .expect("a valid quota");
+    let _half = q.acquire(&"k", 500).await.expect("fits");
+    let before = q.snapshot(&"k").expect("seen");
+    let err = q.acquire(&"k", 1_001).await.expect_err("never fits");
+    assert!(err.never_fits(), "{err}");
+    assert_eq!(q.snapshot(&"k").expect("seen"), before, "nothing taken");
+    assert_eq!(
+        *events.lock().unwrap(),
+        [(Exhausted::Tokens, Duration::MAX)]
+    );
+    // The whole limit itself still fits, after the refill of what the first call took.
+    let start = Instant::now();
+    let _all = q.acquire(&"k", 1_000).await.expect("the whole limit fits");
+    assert_eq!(start.elapsed(), Duration::from_secs(30));
+}
+
+/// Through the layer: the response future fails on its first poll, the inner service is
+/// never called.
+#[tokio::test(start_paused = true)]
+async fn a_layer_call_larger_than_the_whole_budget_fails_at_once_and_never_calls() {
+    let q = quota(MINUTE);
+    q.set_limits(&"k", None, Some(1_000));
+    let calls = Arc::new(AtomicUsize::new(0));
+    let mut svc = ServiceBuilder::new()
+        .layer(q.layer(|_: &u64| "k").cost(|tokens: &u64| *tokens))
+        .service(service_fn({
+            let calls = calls.clone();
+            move |_: u64| {
+                calls.fetch_add(1, Ordering::SeqCst);
+                async { Ok::<_, Infallible>(()) }
+            }
+        }));
+    let future = svc.ready().await.expect("ready").call(1_001);
+    let mut future = task::spawn(future);
+    let err = exceeded(assert_ready!(future.poll()).expect_err("never fits"));
+    assert_eq!(err.budget(), Exhausted::Tokens);
+    assert!(err.never_fits(), "{err}");
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+    svc.ready()
+        .await
+        .expect("ready")
+        .call(1_000)
+        .await
+        .expect("the whole limit fits at once");
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
+
+/// Issue "a lower limit applies at once": a call waiting its turn when a token limit below
+/// its cost is learned fails at its turn with the quota's rejection (it would otherwise be
+/// sent into a budget that can never hold it), gives its share back, and never calls.
+#[tokio::test(start_paused = true)]
+async fn a_waiter_costing_more_than_a_lower_limit_learned_meanwhile_fails_at_its_turn() {
+    let q = quota(MINUTE);
+    let calls = Arc::new(AtomicUsize::new(0));
+    let mut svc = ServiceBuilder::new()
+        .layer(
+            q.layer(|_: &u64| "k")
+                .cost(|tokens: &u64| *tokens)
+                .observe(HttpHeaders::new()),
+        )
+        .service(service_fn({
+            let calls = calls.clone();
+            move |_: u64| {
+                calls.fetch_add(1, Ordering::SeqCst);
+                async {
+                    Ok::<_, Infallible>(response(
+                        200,
+                        &[
+                            ("x-ratelimit-limit-tokens", "500"),
+                            ("x-ratelimit-remaining-tokens", "500"),
+                        ],
+                    ))
+                }
+            }
+        }));
+    q.observe(&"k", &{
+        let mut limits = RateLimits::default();
+        limits.tokens.limit = Some(1_000);
+        limits
+    });
+    let first = svc.ready().await.expect("ready").call(1_000);
+    let waiter = svc.ready().await.expect("ready").call(800);
+    let mut waiter = task::spawn(waiter);
+    assert_pending!(waiter.poll());
+    // The first call's answer: the limit is 500 now.
+    first.await.expect("an answer");
+    assert_eq!(q.snapshot(&"k").expect("seen").tokens_limit, Some(500));
+    tokio::time::advance(MINUTE).await;
+    let err = exceeded(assert_ready!(waiter.poll()).expect_err("never fits now"));
+    assert_eq!(err.budget(), Exhausted::Tokens);
+    assert!(err.never_fits(), "{err}");
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "the waiter was never sent");
+    let level = q.snapshot(&"k").expect("seen").tokens_available;
+    assert_eq!(level, 500.0, "its share went back");
 }
 
 /// The largest estimate must not overflow the arithmetic of the wait (no panic).

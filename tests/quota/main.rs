@@ -13,6 +13,7 @@ mod e2e;
 mod sim;
 
 use sim::{CapacitySim, QuotaSim, run_capacity, run_quota};
+use std::sync::Arc;
 use std::time::Duration;
 use tower_breaker::bulkhead::{Aimd, LimitAlgorithm};
 use tower_breaker::quota::{Exhausted, Quota};
@@ -396,6 +397,93 @@ async fn a_lower_limit_reaches_the_calls_already_waiting() {
     assert_eq!(p.rate_limited(), 1, "{:?}", p.calls);
 }
 
+/// The store's rule: an admission (`max_wait` given) that costs more than a budget's whole
+/// limit is refused with a `retry_after` of `Duration::MAX` and takes nothing (the levels are
+/// only lowered to their ceilings, as for any refusal); a correction that large applies.
+#[test]
+fn quota_take_refuses_an_admission_larger_than_the_whole_limit() {
+    use tower_breaker::shared_state::{QuotaBudget, QuotaGrant, QuotaTake};
+    let budget = |cost: f64, ceiling: Option<f64>| QuotaBudget {
+        limit: 1_000,
+        window: Duration::from_secs(60),
+        cost,
+        ceiling,
+    };
+    let admission = QuotaTake {
+        requests: Some(QuotaBudget {
+            cost: 1.0,
+            ..budget(1.0, None)
+        }),
+        tokens: Some(budget(1_001.0, Some(900.0))),
+        max_wait: Some(Duration::from_secs(24 * 3600)),
+    };
+    let refused = QuotaGrant::Refused {
+        retry_after: Duration::MAX,
+        tokens: true,
+    };
+    assert_eq!(
+        admission.apply([Some(5.0), Some(1_000.0)]),
+        (refused, [Some(5.0), Some(900.0)])
+    );
+    let correction = QuotaTake {
+        max_wait: None,
+        ..admission
+    };
+    let (grant, levels) = correction.apply([Some(5.0), Some(1_000.0)]);
+    assert!(matches!(grant, QuotaGrant::Granted { .. }), "{grant:?}");
+    assert_eq!(levels, [Some(4.0), Some(-101.0)]);
+}
+
+/// With a shared store: a call larger than the whole limit is refused at once without a
+/// round trip to the store (whose levels stay as they are), and a waiting call whose cost
+/// a lower limit learned meanwhile no longer holds fails at its turn and gives its share back.
+#[tokio::test(start_paused = true)]
+async fn with_a_store_a_call_larger_than_the_whole_limit_never_reaches_it() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tower_breaker::shared_state::{QuotaGrant, QuotaStore, QuotaTake, StoreFuture};
+
+    /// Counts the takes, and passes them to a `MemoryStore`.
+    struct Counted(MemoryStore, Arc<AtomicUsize>);
+    impl QuotaStore for Counted {
+        fn take_quota<'a>(
+            &'a self,
+            quota: &'a str,
+            take: QuotaTake,
+        ) -> StoreFuture<'a, QuotaGrant> {
+            self.1.fetch_add(1, Ordering::SeqCst);
+            self.0.take_quota(quota, take)
+        }
+    }
+
+    let takes = Arc::new(AtomicUsize::new(0));
+    let q = Quota::<&str>::builder("shared")
+        .tokens_per_window(1_000)
+        .max_wait(Duration::from_secs(60))
+        .shared_state(Counted(MemoryStore::new(), takes.clone()))
+        .build()
+        .expect("a valid quota");
+    let err = q.acquire(&"gpt", 1_001).await.expect_err("never fits");
+    assert!(err.never_fits(), "{err}");
+    assert_eq!(err.budget(), Exhausted::Tokens);
+    assert_eq!(takes.load(Ordering::SeqCst), 0, "the store was not asked");
+
+    let _all = q
+        .acquire(&"gpt", 1_000)
+        .await
+        .expect("the whole limit fits");
+    let mut waiter = tokio_test::task::spawn(q.acquire(&"gpt", 800));
+    assert!(waiter.poll().is_pending(), "waits 48 s for its turn");
+    // A lower limit, set by hand.
+    q.set_limits(&"gpt", None, Some(500));
+    tokio::time::advance(Duration::from_secs(48)).await;
+    let err = match waiter.poll() {
+        std::task::Poll::Ready(Err(err)) => err,
+        other => panic!("the waiter must fail at its turn, got {other:?}"),
+    };
+    assert!(err.never_fits(), "{err}");
+    assert_eq!(takes.load(Ordering::SeqCst), 2, "two admissions, no third");
+}
+
 /// Issue "Correctness, round two", 3c: three replicas share a store on a key another client
 /// has spent. The store starts full the first time it sees the key; the first answer lowers
 /// it to what the provider reports, for every replica, and so does the first answer after the
@@ -505,6 +593,14 @@ async fn the_redis_script_takes_as_quota_take_applies() {
         take(None, Some(budget(-300.0, None)), None),
         take(None, Some(budget(500.0, None)), None),
         take(None, Some(budget(1.0, None)), none),
+        // An admission above the whole limit never fits, whatever `max_wait`; a correction
+        // that large still applies.
+        take(
+            None,
+            Some(budget(1_001.0, None)),
+            Some(Duration::from_secs(24 * 3600)),
+        ),
+        take(None, Some(budget(1_001.0, None)), None),
         // A key forgotten starts at its ceiling.
         take(Some(budget(1.0, Some(3.0))), None, none),
     ];
