@@ -70,8 +70,15 @@ impl RateLimits {
     }
 
     /// How long a 429 with these limits asks to pause: the wait asked for, or the reset of an
-    /// exhausted budget.
+    /// exhausted budget; at most a day ([`MAX_DURATION`](crate::config::MAX_DURATION)): a longer
+    /// wait is a unit mistake or a hostile header, and would overflow the clock at `u64::MAX`
+    /// seconds.
     pub(super) fn pause(&self) -> Option<Duration> {
+        self.pause_asked()
+            .map(|pause| pause.min(crate::config::MAX_DURATION))
+    }
+
+    fn pause_asked(&self) -> Option<Duration> {
         self.retry_after.or_else(|| {
             [
                 self.requests,

@@ -580,3 +580,31 @@ async fn a_429_while_a_call_waits_fails_the_call_that_would_go_past_max_wait() {
         .expect("after the pause");
     assert_eq!(ok.status(), 200);
 }
+
+/// The longest waits a user or a provider can write never overflow the clock: a `max_wait` of
+/// `Duration::MAX` is a configuration error naming the field, and a 429 whose wait (a
+/// `RateLimits` built by hand, or `Retry-After` with the largest number) is `Duration::MAX`
+/// pauses the key for a day, the longest wait any setting takes. No panic.
+#[tokio::test(start_paused = true)]
+async fn the_longest_waits_never_overflow_the_clock() {
+    let err = Quota::<&str>::builder("adv")
+        .max_wait(Duration::MAX)
+        .build()
+        .expect_err("longer than a day");
+    assert_eq!(err.field(), "max_wait");
+
+    let q = quota(Duration::ZERO);
+    let mut limits = RateLimits::default();
+    limits.retry_after = Some(Duration::MAX);
+    let permit = q.acquire(&"k", 0).await.expect("no limit known");
+    permit.rate_limited(&limits);
+    let err = q.acquire(&"k", 0).await.expect_err("paused");
+    assert_eq!(err.retry_after(), Duration::from_secs(24 * 3600));
+
+    let huge = response(429, &[("retry-after", "18446744073709551615")]);
+    let limits = RateLimits::from_headers(huge.headers());
+    let q = quota(Duration::ZERO);
+    let permit = q.acquire(&"k", 0).await.expect("no limit known");
+    permit.rate_limited(&limits);
+    assert!(q.acquire(&"k", 0).await.is_err(), "paused");
+}
