@@ -499,6 +499,9 @@ impl<C, P, R, I> Builder<C, P, R, I> {
     /// How the breaker records results (for HTTP, an
     /// [`HttpClassifier`](crate::http::HttpClassifier)); see
     /// [`RecordOutcome`](crate::circuit_breaker::RecordOutcome).
+    ///
+    /// It replaces the recorder, and with it the listeners given to `on_stream_event` before:
+    /// call `record_with` first, then `on_stream_event`.
     pub fn record_with<R2>(self, recorder: R2) -> Builder<C, P, R2, I> {
         Builder {
             innermost: self.innermost,
@@ -730,7 +733,8 @@ impl<C, P, R, I> Builder<C, P, crate::stream::StreamRecorder<R>, I> {
     /// answer, and how it ended: [`StreamEvent`](crate::stream::StreamEvent)), for stacks that
     /// guard streams ([`llm`](Builder::llm), [`llm_anthropic`](Builder::llm_anthropic), or a
     /// [`StreamRecorder`](crate::stream::StreamRecorder) of your own). The presets name the
-    /// guard after the stack.
+    /// guard after the stack. Call it after [`record_with`](Builder::record_with), which
+    /// replaces the recorder and the listeners added to it.
     ///
     /// [`on_event`](Self::on_event) takes a listener of the breaker's, the bulkhead's and the
     /// retry's events only (every stack has those); give a metrics listener to both:
